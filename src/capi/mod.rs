@@ -1,0 +1,1 @@
+//! The C API (to be written). This is the only module with `unsafe`.

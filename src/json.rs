@@ -1,0 +1,679 @@
+//! Canonical JSON: a strict parser and an encoder that emits exactly the spec grammar.
+//!
+//! Spec: [Canonical JSON](https://spec.matrix.org/v1.16/appendices/#canonical-json), with the
+//! receiving rules of MSC4458. The parser is deliberately strict, because every hash and signature
+//! in Matrix is computed over re-encoded JSON and anything ambiguous is a way to make two servers
+//! disagree about an event:
+//!
+//! - duplicate object keys are rejected, also when spelled differently (`"\t"` and `"\u0009"`);
+//! - numbers are integers in ±(2^53−1); fractions, exponents, NaN and Infinity are rejected;
+//!   `-0` is read as `0`;
+//! - unpaired surrogates, invalid UTF-8, raw control characters in strings, a byte-order mark and
+//!   trailing data are rejected;
+//! - nesting deeper than [`MAX_DEPTH`] is rejected instead of exhausting the stack.
+//!
+//! Errors that make the input "not JSON" carry `M_NOT_JSON`; JSON that Matrix refuses carries
+//! `M_BAD_JSON`. Both give the byte offset.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// The largest integer canonical JSON allows (2^53 − 1); the smallest is its negation.
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// How deeply arrays and objects may nest. Matrix events need a handful of levels; the limit
+/// keeps hostile input from exhausting the stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// A JSON object. A `BTreeMap` keyed by `String` iterates in UTF-8 byte order, which for valid
+/// UTF-8 is exactly the Unicode code point order canonical JSON requires.
+pub type Object = BTreeMap<String, Value>;
+
+/// A parsed JSON value, restricted to what canonical JSON can carry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Value {
+    /// `null`.
+    #[default]
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer in ±(2^53 − 1).
+    Int(i64),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<Value>),
+    /// An object with sorted, unique keys.
+    Object(Object),
+}
+
+impl Value {
+    /// The string, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is an integer.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is a boolean.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array.
+    pub fn as_array(&self) -> Option<&Vec<Value>> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The members, if this is an object.
+    pub fn as_object(&self) -> Option<&Object> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The members, mutably, if this is an object.
+    pub fn as_object_mut(&mut self) -> Option<&mut Object> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The member `key` of an object; `None` for other values or a missing key.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.as_object().and_then(|o| o.get(key))
+    }
+
+    /// `true` for `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A short name for the value's type, for error messages ("expected a string, found an array").
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    }
+
+    /// Canonical JSON bytes of this value.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        encode_into(self, &mut out);
+        out
+    }
+
+    /// Canonical JSON of this value as a `String`.
+    pub fn to_canonical_string(&self) -> String {
+        // The encoder only ever writes valid UTF-8: every string it copies came from a `String`.
+        String::from_utf8(self.to_canonical()).unwrap_or_default()
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+impl From<Vec<Value>> for Value {
+    fn from(a: Vec<Value>) -> Self {
+        Value::Array(a)
+    }
+}
+
+impl From<Object> for Value {
+    fn from(o: Object) -> Self {
+        Value::Object(o)
+    }
+}
+
+/// Parses strict JSON (see the module docs for what is refused).
+pub fn parse(bytes: &[u8]) -> Result<Value> {
+    let mut p = Parser {
+        bytes,
+        pos: 0,
+        scratch: Vec::new(),
+    };
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(Error::not_json(
+            "JSON must not start with a byte-order mark",
+        ));
+    }
+    p.skip_ws();
+    let v = p.value(0)?;
+    p.skip_ws();
+    if p.pos != bytes.len() {
+        return Err(p.not_json("unexpected data after the JSON value"));
+    }
+    Ok(v)
+}
+
+/// Parses strict JSON that must be an object, as every Matrix request body and event is.
+pub fn parse_object(bytes: &[u8]) -> Result<Object> {
+    match parse(bytes)? {
+        Value::Object(o) => Ok(o),
+        other => Err(Error::bad_json(format!(
+            "expected a JSON object, found {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Parses strict JSON and re-encodes it as canonical JSON.
+pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>> {
+    Ok(parse(bytes)?.to_canonical())
+}
+
+/// Canonical JSON bytes of `value`.
+pub fn to_canonical(value: &Value) -> Vec<u8> {
+    value.to_canonical()
+}
+
+/// Canonical JSON of an object, leaving out the named top-level keys. Signing and hashing encode
+/// an event "without `signatures` and `unsigned`": this does it without cloning the event.
+pub fn canonical_object_without(object: &Object, skip: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in object {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        encode_str(k, &mut out);
+        out.push(b':');
+        encode_into(v, &mut out);
+    }
+    out.push(b'}');
+    out
+}
+
+/// Appends the canonical encoding of `value` to `out`.
+pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => {
+            let buf = itoa_buf(*i);
+            out.extend_from_slice(buf.as_bytes());
+        }
+        Value::String(s) => encode_str(s, out),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                encode_into(v, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(o) => {
+            out.push(b'{');
+            for (i, (k, v)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                encode_str(k, out);
+                out.push(b':');
+                encode_into(v, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// A small stack buffer holding the decimal form of an integer.
+struct IntBuf {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl IntBuf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(i: i64) -> IntBuf {
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    let neg = i < 0;
+    let mut n = i.unsigned_abs();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if neg {
+        pos -= 1;
+        buf[pos] = b'-';
+    }
+    IntBuf { buf, start: pos }
+}
+
+/// Which bytes need escaping in a canonical string: `"`, `\` and the C0 controls.
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Appends a canonical JSON string: only `"`, `\` and U+0000–U+001F are escaped, with the short
+/// escapes where they exist and lower-case `\u00xx` otherwise. Everything else is raw UTF-8.
+pub fn encode_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0A => out.extend_from_slice(b"\\n"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            0x0D => out.extend_from_slice(b"\\r"),
+            _ => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xF) as usize]);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// Reused buffer for strings with escapes.
+    scratch: Vec<u8>,
+}
+
+impl Parser<'_> {
+    fn not_json(&self, what: &str) -> Error {
+        Error::not_json(format!("{what} at byte {}", self.pos))
+    }
+
+    fn bad_json(&self, what: &str) -> Error {
+        Error::bad_json(format!("{what} at byte {}", self.pos))
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value> {
+        match self.peek() {
+            None => Err(self.not_json("unexpected end of input")),
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => Ok(Value::String(self.string()?)),
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'N' | b'I') => Err(self.bad_json("NaN and Infinity are not allowed")),
+            Some(_) => Err(self.not_json("unexpected character")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value) -> Result<Value> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(v)
+        } else {
+            Err(self.not_json("invalid literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<Value> {
+        let start = self.pos;
+        let neg = self.peek() == Some(b'-');
+        if neg {
+            self.pos += 1;
+        }
+        let digits_start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        let digits = &self.bytes[digits_start..self.pos];
+        if digits.is_empty() {
+            if let Some(b'I') = self.peek() {
+                return Err(self.bad_json("NaN and Infinity are not allowed"));
+            }
+            return Err(self.not_json("a minus sign must be followed by digits"));
+        }
+        if let Some(b'.' | b'e' | b'E') = self.peek() {
+            self.pos = start;
+            return Err(self.bad_json("numbers with a fraction or an exponent are not allowed"));
+        }
+        if digits.len() > 1 && digits[0] == b'0' {
+            self.pos = start;
+            return Err(self.not_json("numbers must not have leading zeros"));
+        }
+        // 16 digits already exceed 2^53; anything longer is out of range without parsing it.
+        let mut n: i64 = 0;
+        if digits.len() > 16 {
+            n = i64::MAX;
+        } else {
+            for &d in digits {
+                n = n * 10 + i64::from(d - b'0');
+            }
+        }
+        if n > MAX_SAFE_INTEGER {
+            self.pos = start;
+            return Err(self.bad_json("integer outside the range ±(2^53 - 1)"));
+        }
+        Ok(Value::Int(if neg { -n } else { n }))
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value> {
+        if depth > MAX_DEPTH {
+            return Err(self.bad_json(&format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        self.pos += 1; // '['
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.skip_ws();
+            items.push(self.value(depth)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                None => return Err(self.not_json("unexpected end of input in an array")),
+                Some(_) => return Err(self.not_json("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value> {
+        if depth > MAX_DEPTH {
+            return Err(self.bad_json(&format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        self.pos += 1; // '{'
+        let mut map = Object::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(map));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.not_json("expected a string key"));
+            }
+            let key_pos = self.pos;
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.not_json("expected ':'"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let v = self.value(depth)?;
+            if map.contains_key(&key) {
+                return Err(Error::bad_json(format!(
+                    "duplicate key {} at byte {key_pos}",
+                    Value::String(key).to_canonical_string()
+                )));
+            }
+            map.insert(key, v);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(map));
+                }
+                None => return Err(self.not_json("unexpected end of input in an object")),
+                Some(_) => return Err(self.not_json("expected ',' or '}'")),
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String> {
+        self.pos += 1; // opening quote
+        let start = self.pos;
+        // Fast path: no escapes, the common case for Matrix events.
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if b == b'"' {
+                let s = self.utf8(start, self.pos)?.to_owned();
+                self.pos += 1;
+                return Ok(s);
+            }
+            if b == b'\\' {
+                break;
+            }
+            if b < 0x20 {
+                return Err(self.not_json("raw control character in a string"));
+            }
+            self.pos += 1;
+        }
+        if self.pos >= self.bytes.len() {
+            return Err(self.not_json("unterminated string"));
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.extend_from_slice(&self.bytes[start..self.pos]);
+        let result = self.string_escaped(&mut buf);
+        let out = result.and_then(|()| match String::from_utf8(buf.clone()) {
+            Ok(s) => Ok(s),
+            Err(e) => Err(Error::not_json(format!(
+                "invalid UTF-8 in a string near byte {}",
+                start + e.utf8_error().valid_up_to()
+            ))),
+        });
+        self.scratch = buf;
+        out
+    }
+
+    /// Continues a string after its first backslash, decoding escapes into `buf`.
+    fn string_escaped(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        loop {
+            let Some(&b) = self.bytes.get(self.pos) else {
+                return Err(self.not_json("unterminated string"));
+            };
+            match b {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    let Some(&e) = self.bytes.get(self.pos) else {
+                        return Err(self.not_json("unterminated escape"));
+                    };
+                    self.pos += 1;
+                    match e {
+                        b'"' => buf.push(b'"'),
+                        b'\\' => buf.push(b'\\'),
+                        b'/' => buf.push(b'/'),
+                        b'b' => buf.push(0x08),
+                        b'f' => buf.push(0x0C),
+                        b'n' => buf.push(b'\n'),
+                        b'r' => buf.push(b'\r'),
+                        b't' => buf.push(b'\t'),
+                        b'u' => {
+                            let c = self.unicode_escape()?;
+                            let mut tmp = [0u8; 4];
+                            buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+                        }
+                        _ => {
+                            self.pos -= 1;
+                            return Err(self.not_json("invalid escape"));
+                        }
+                    }
+                }
+                0x00..=0x1F => return Err(self.not_json("raw control character in a string")),
+                _ => {
+                    buf.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// Reads the four hex digits after `\u` (and a second escape for a surrogate pair).
+    fn unicode_escape(&mut self) -> Result<char> {
+        let hi = self.hex4()?;
+        let code = match hi {
+            0xD800..=0xDBFF => {
+                if self.bytes.get(self.pos) != Some(&b'\\')
+                    || self.bytes.get(self.pos + 1) != Some(&b'u')
+                {
+                    return Err(self.bad_json("unpaired surrogate in a string"));
+                }
+                self.pos += 2;
+                let lo = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return Err(self.bad_json("unpaired surrogate in a string"));
+                }
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.bad_json("unpaired surrogate in a string")),
+            c => c,
+        };
+        char::from_u32(code).ok_or_else(|| self.bad_json("invalid code point"))
+    }
+
+    fn hex4(&mut self) -> Result<u32> {
+        let Some(h) = self.bytes.get(self.pos..self.pos + 4) else {
+            return Err(self.not_json("truncated \\u escape"));
+        };
+        let mut v = 0u32;
+        for &c in h {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return Err(self.not_json("invalid \\u escape")),
+            };
+            v = v * 16 + u32::from(d);
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    fn utf8(&self, start: usize, end: usize) -> Result<&str> {
+        std::str::from_utf8(&self.bytes[start..end]).map_err(|e| {
+            Error::not_json(format!(
+                "invalid UTF-8 in a string at byte {}",
+                start + e.valid_up_to()
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_limit_is_an_error_not_a_crash() {
+        let deep = "[".repeat(100_000);
+        let e = parse(deep.as_bytes()).err().map(|e| e.errcode());
+        assert_eq!(e, Some(crate::ErrCode::BadJson));
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn integers_at_the_edges() {
+        assert_eq!(
+            parse(b"9007199254740991").ok(),
+            Some(Value::Int(MAX_SAFE_INTEGER))
+        );
+        assert_eq!(
+            parse(b"-9007199254740991").ok(),
+            Some(Value::Int(-MAX_SAFE_INTEGER))
+        );
+        assert!(parse(b"9007199254740992").is_err());
+        assert!(parse(b"-9007199254740992").is_err());
+        assert!(parse(b"123456789012345678901234567890").is_err());
+        assert_eq!(parse(b"-0").ok(), Some(Value::Int(0)));
+    }
+
+    #[test]
+    fn object_without_skips_keys() {
+        let o =
+            parse_object(br#"{"b":1,"signatures":{},"a":"x","unsigned":2}"#).unwrap_or_default();
+        assert_eq!(
+            canonical_object_without(&o, &["signatures", "unsigned"]),
+            br#"{"a":"x","b":1}"#
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Opening the shared SQLite file and migrating a component's tables.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// How long one statement waits for another process's lock before SQLite gives up on it.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`with_retry`] keeps retrying a transaction that still found the file busy.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Opens (creating if needed) the store file with the shared conventions applied.
+pub fn open_connection(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| storage_error(&format!("opening {}", path.display()), &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| storage_error("setting busy timeout", &e))?;
+    with_retry(|| {
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;",
+        )
+    })
+    .map_err(|e| storage_error("setting pragmas", &e))?;
+    Ok(conn)
+}
+
+/// Brings `component`'s tables up to `migrations.len()`: migration `i` (0-based) takes the
+/// component from version `i` to `i + 1`. Each runs in its own immediate transaction, so two
+/// processes opening a new file at once migrate it exactly once.
+pub fn ensure_schema(conn: &mut Connection, component: &str, migrations: &[&str]) -> Result<()> {
+    with_retry(|| {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS servership_schema (
+                 component TEXT PRIMARY KEY NOT NULL,
+                 version INTEGER NOT NULL
+             )",
+        )
+    })
+    .map_err(|e| storage_error("creating servership_schema", &e))?;
+    for (i, migration) in migrations.iter().enumerate() {
+        let target = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        with_retry(|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current: i64 = tx
+                .query_row(
+                    "SELECT version FROM servership_schema WHERE component = ?1",
+                    [component],
+                    |row| row.get(0),
+                )
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(0),
+                    other => Err(other),
+                })?;
+            if current < target {
+                tx.execute_batch(migration)?;
+                tx.execute(
+                    "INSERT INTO servership_schema (component, version) VALUES (?1, ?2)
+                     ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                    rusqlite::params![component, target],
+                )?;
+            }
+            tx.commit()
+        })
+        .map_err(|e| storage_error(&format!("migrating {component} to version {target}"), &e))?;
+    }
+    let version: i64 = conn
+        .query_row(
+            "SELECT version FROM servership_schema WHERE component = ?1",
+            [component],
+            |row| row.get(0),
+        )
+        .map_err(|e| storage_error("reading schema version", &e))?;
+    if version > i64::try_from(migrations.len()).unwrap_or(i64::MAX) {
+        return Err(Error::internal(format!(
+            "the store's {component} tables are at version {version}, newer than this release knows ({}); \
+             upgrade servership",
+            migrations.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `f`, retrying while SQLite reports the file busy or locked by another process, for up to
+/// a minute. Callers therefore never see "database is locked".
+pub fn with_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && started.elapsed() < RETRY_FOR =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A storage failure as a Matrix error (`M_UNKNOWN`, 500): never the request's fault.
+pub(crate) fn storage_error(doing: &str, e: &rusqlite::Error) -> Error {
+    Error::internal(format!("storage error while {doing}: {e}"))
+}

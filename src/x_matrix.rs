@@ -17,6 +17,25 @@
 //!   the keys the homeserver fetched for the origin. Key fetching stays the homeserver's job: parse
 //!   the header first to learn `origin` and `key_id`, fetch, then verify.
 //!
+//! ```
+//! use servership::signing::SigningKey;
+//! use servership::x_matrix;
+//!
+//! let key = SigningKey::from_seed("ed25519:1", &[1; 32])?;
+//! let header = x_matrix::sign_request(
+//!     "GET", "/_matrix/federation/v1/version", "a.example", "b.example", None, &key,
+//! );
+//! // On b.example: learn who claims to send, fetch their keys, then verify.
+//! let claimed = x_matrix::parse_header(&header)?;
+//! assert_eq!(claimed.origin.as_str(), "a.example");
+//! let keys = [key.verify_key()];
+//! let who = x_matrix::verify_request(
+//!     &header, "GET", "/_matrix/federation/v1/version", "b.example", None, &keys,
+//! )?;
+//! assert_eq!(who.origin.as_str(), "a.example");
+//! # Ok::<(), servership::Error>(())
+//! ```
+//!
 //! Decisions (encoded in `tests/vectors/x_matrix.json`):
 //!
 //! - The scheme and parameter names are case-insensitive; spaces and TABs are allowed around commas

@@ -7,6 +7,19 @@
 //! `M_INVALID_PARAM` error whose message says what is wrong. Comparison is byte-wise and
 //! case-sensitive everywhere, as the spec demands for server names.
 //!
+//! ```
+//! use servership::ids::{self, RoomId, RoomIdFormat, UserId};
+//!
+//! let alice = UserId::parse("@alice:example.org:8448")?;
+//! assert_eq!(alice.localpart(), "alice");
+//! assert_eq!(alice.server_name().port(), Some(8448));
+//! assert!(ids::is_server_pseudouser("@:example.org"));
+//!
+//! let room = RoomId::parse(&ids::percent_decode_path_segment("%21abc%3Aexample.org")?)?;
+//! assert_eq!(room.format(), RoomIdFormat::Legacy);
+//! # Ok::<(), servership::Error>(())
+//! ```
+//!
 //! Decisions where the spec leaves room (encoded in `tests/vectors/identifiers.json`):
 //!
 //! - **Server names** ([`ServerName`]): a host is a DNS name made of non-empty labels of ASCII

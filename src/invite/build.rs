@@ -27,12 +27,20 @@ pub fn build_invite_request(
     invite_room_state: &[Value],
 ) -> Result<InviteRequestParts> {
     if create_event.get("type").and_then(Value::as_str) != Some("m.room.create") {
-        return Err(Error::invalid_param("create_event must be the room's m.room.create PDU"));
+        return Err(Error::invalid_param(
+            "create_event must be the room's m.room.create PDU",
+        ));
     }
     if invite_event.get("type").and_then(Value::as_str) != Some("m.room.member")
-        || invite_event.get("content").and_then(|c| c.get("membership")).and_then(Value::as_str) != Some("invite")
+        || invite_event
+            .get("content")
+            .and_then(|c| c.get("membership"))
+            .and_then(Value::as_str)
+            != Some("invite")
     {
-        return Err(Error::invalid_param("invite_event must be an m.room.member invite"));
+        return Err(Error::invalid_param(
+            "invite_event must be an m.room.member invite",
+        ));
     }
     let room_id = invite_event
         .get("room_id")
@@ -52,7 +60,10 @@ pub fn build_invite_request(
     body.insert("invite_room_state".into(), Value::Array(stripped));
     body.insert("state".into(), Value::Array(state));
     Ok(InviteRequestParts {
-        path: format!("{PATH_UNSTABLE_PREFIX}{}", ids::percent_encode_path_segment(room_id.as_str())),
+        path: format!(
+            "{PATH_UNSTABLE_PREFIX}{}",
+            ids::percent_encode_path_segment(room_id.as_str())
+        ),
         body: Value::Object(body).to_canonical(),
     })
 }

@@ -5,11 +5,11 @@ use crate::error::{ErrCode, Error, Result};
 use crate::event;
 use crate::ids::{RoomId, UserId};
 use crate::json::{self, Object, Value};
-use crate::room_version::RoomVersion;
+use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
 
+use super::MAX_INVITE_BODY_BYTES;
 use super::keys::KeyRing;
 use super::state::{self, DroppedEvent};
-use super::MAX_INVITE_BODY_BYTES;
 
 /// What the receiving server learns from an invite that passed every check.
 #[derive(Debug, Clone)]
@@ -42,17 +42,24 @@ pub struct InviteCheck {
 impl InviteCheck {
     /// The result as a JSON object, for logs and for the C and Python layers.
     pub fn to_json(&self) -> Value {
-        let strings = |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
+        let strings =
+            |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
         let mut o = Object::new();
         o.insert("event_id".into(), self.event_id.as_str().into());
-        o.insert("room_version".into(), self.room_version.id().into());
+        o.insert("room_version".into(), self.room_version.id.into());
         o.insert("room_id".into(), self.room_id.as_str().into());
         o.insert("creators".into(), strings(&self.creators));
         o.insert("creator_servers".into(), strings(&self.creator_servers));
         o.insert("event".into(), Value::Object(self.event.clone()));
-        o.insert("invite_room_state".into(), Value::Array(self.invite_room_state.clone()));
+        o.insert(
+            "invite_room_state".into(),
+            Value::Array(self.invite_room_state.clone()),
+        );
         o.insert("promoted".into(), strings(&self.promoted));
-        o.insert("dropped".into(), Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()));
+        o.insert(
+            "dropped".into(),
+            Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()),
+        );
         o.insert("signatures_checked".into(), self.signatures_checked.into());
         Value::Object(o)
     }
@@ -94,15 +101,27 @@ pub fn check_invite_with(
 
     let event = required_object(&body, "event")?;
     let state = match body.get("state") {
-        None => return Err(Error::missing_param("the body must have a \"state\" array holding the m.room.create PDU")),
+        None => {
+            return Err(Error::missing_param(
+                "the body must have a \"state\" array holding the m.room.create PDU",
+            ));
+        }
         Some(Value::Array(a)) => a,
-        Some(other) => return Err(Error::bad_json(format!("state must be an array, found {}", other.type_name()))),
+        Some(other) => {
+            return Err(Error::bad_json(format!(
+                "state must be an array, found {}",
+                other.type_name()
+            )));
+        }
     };
     let invite_room_state: &[Value] = match body.get("invite_room_state") {
         None => &[],
         Some(Value::Array(a)) => a,
         Some(other) => {
-            return Err(Error::bad_json(format!("invite_room_state must be an array, found {}", other.type_name())));
+            return Err(Error::bad_json(format!(
+                "invite_room_state must be an array, found {}",
+                other.type_name()
+            )));
         }
     };
     if state.len() > state::MAX_STATE_EVENTS {
@@ -114,32 +133,42 @@ pub fn check_invite_with(
     }
 
     let create_index = find_create(state, "state")?;
-    let create = state.get(create_index).and_then(Value::as_object).ok_or_else(|| Error::internal("create lost"))?;
+    let create = state
+        .get(create_index)
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::internal("create lost"))?;
     let create_place = format!("state[{create_index}]");
 
     let room_version = room_version_of_create(create, &create_place)?;
-    if room_version.event_ids_are_opaque() {
+    if room_version.event_id_format == EventIdFormat::Opaque {
         return Err(Error::incompatible_room_version(
             format!(
                 "room version {} has no computable event IDs; send this invite to \
                  PUT /_matrix/federation/v2/invite/{{roomId}}/{{eventId}} instead",
-                room_version.id()
+                room_version.id
             ),
-            room_version.id(),
+            room_version.id,
         ));
     }
     if let Some(claimed) = body.get("room_version") {
-        if claimed.as_str() != Some(room_version.id()) {
+        if claimed.as_str() != Some(room_version.id) {
             return Err(Error::invalid_param(format!(
                 "room_version {} disagrees with the create event's room version {:?}",
                 claimed.to_canonical_string(),
-                room_version.id()
+                room_version.id
             )));
         }
     }
 
     let created = verify_create(create, &create_place, room_version, &path_room, keys)?;
-    let event_id = verify_invite_event(event, room_version, &path_room, receiving_server, origin, keys)?;
+    let event_id = verify_invite_event(
+        event,
+        room_version,
+        &path_room,
+        receiving_server,
+        origin,
+        keys,
+    )?;
 
     let rewritten = state::rewrite(state::Rewrite {
         state,
@@ -170,9 +199,14 @@ pub fn check_invite_with(
 /// `body[key]` as an object: missing is `M_MISSING_PARAM`, another type `M_BAD_JSON`.
 pub(crate) fn required_object<'a>(body: &'a Object, key: &str) -> Result<&'a Object> {
     match body.get(key) {
-        None => Err(Error::missing_param(format!("the body must have an {key:?} object"))),
+        None => Err(Error::missing_param(format!(
+            "the body must have an {key:?} object"
+        ))),
         Some(Value::Object(o)) => Ok(o),
-        Some(other) => Err(Error::bad_json(format!("{key} must be an object, found {}", other.type_name()))),
+        Some(other) => Err(Error::bad_json(format!(
+            "{key} must be an object, found {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -182,7 +216,10 @@ pub(crate) fn find_create(list: &[Value], place: &str) -> Result<usize> {
     let mut found = Vec::new();
     for (i, entry) in list.iter().enumerate() {
         let Value::Object(o) = entry else {
-            return Err(Error::bad_json(format!("{place}[{i}] must be an object, found {}", entry.type_name())));
+            return Err(Error::bad_json(format!(
+                "{place}[{i}] must be an object, found {}",
+                entry.type_name()
+            )));
         };
         match o.get("type") {
             Some(Value::String(t)) if t == "m.room.create" => found.push(i),
@@ -197,7 +234,11 @@ pub(crate) fn find_create(list: &[Value], place: &str) -> Result<usize> {
         }
     }
     let index = match found.as_slice() {
-        [] => return Err(Error::invalid_param(format!("{place} must contain the room's m.room.create event"))),
+        [] => {
+            return Err(Error::invalid_param(format!(
+                "{place} must contain the room's m.room.create event"
+            )));
+        }
         [one] => *one,
         many => {
             let places: Vec<String> = many.iter().map(|i| format!("{place}[{i}]")).collect();
@@ -215,7 +256,9 @@ pub(crate) fn find_create(list: &[Value], place: &str) -> Result<usize> {
             "{place}[{index}].state_key must be \"\", found {}",
             other.to_canonical_string()
         ))),
-        None => Err(Error::invalid_param(format!("{place}[{index}].state_key must be \"\", but it is missing"))),
+        None => Err(Error::invalid_param(format!(
+            "{place}[{index}].state_key must be \"\", but it is missing"
+        ))),
     }
 }
 
@@ -255,7 +298,7 @@ pub(crate) fn verify_create(
     check_pdu_format(create, room_version, place)?;
 
     let sender = user_id_field(create, "sender", place)?;
-    if room_version.room_ids_are_create_hashes() {
+    if room_version.room_id_format == RoomIdFormat::CreateEventHash {
         let computed = event::room_id_from_create_event(create).map_err(as_param)?;
         if computed != room.as_str() {
             return Err(Error::invalid_param(format!(
@@ -278,24 +321,40 @@ pub(crate) fn verify_create(
                     other.type_name()
                 )));
             }
-            None => return Err(Error::invalid_param(format!("{place}.room_id is required in this room version"))),
+            None => {
+                return Err(Error::invalid_param(format!(
+                    "{place}.room_id is required in this room version"
+                )));
+            }
         }
     }
 
     let event_id = event::event_id(create, room_version).map_err(as_param)?;
     if let Some(ring) = keys {
-        verify_signed(create, sender.server_name(), ring, room_version, place)?;
+        verify_signed(
+            create,
+            sender.server_name().as_str(),
+            ring,
+            room_version,
+            place,
+        )?;
     }
 
     let mut creators = vec![sender.as_str().to_owned()];
-    if room_version.room_ids_are_create_hashes() {
-        if let Some(Value::Array(extra)) = create.get("content").and_then(|c| c.get("additional_creators")) {
+    if room_version.room_id_format == RoomIdFormat::CreateEventHash {
+        if let Some(Value::Array(extra)) = create
+            .get("content")
+            .and_then(|c| c.get("additional_creators"))
+        {
             for (i, c) in extra.iter().enumerate() {
                 let id = c.as_str().ok_or_else(|| {
-                    Error::invalid_param(format!("{place}.content.additional_creators[{i}] must be a string"))
+                    Error::invalid_param(format!(
+                        "{place}.content.additional_creators[{i}] must be a string"
+                    ))
                 })?;
-                let user = UserId::parse(id)
-                    .map_err(|e| invalid(e, &format!("{place}.content.additional_creators[{i}]")))?;
+                let user = UserId::parse(id).map_err(|e| {
+                    invalid(e, &format!("{place}.content.additional_creators[{i}]"))
+                })?;
                 if !creators.iter().any(|c| c == user.as_str()) {
                     creators.push(user.as_str().to_owned());
                 }
@@ -304,12 +363,18 @@ pub(crate) fn verify_create(
     }
     let mut creator_servers: Vec<String> = Vec::new();
     for c in &creators {
-        let server = UserId::parse(c).map(|u| u.server_name().to_owned()).map_err(as_param)?;
+        let server = UserId::parse(c)
+            .map(|u| u.server_name().as_str().to_owned())
+            .map_err(as_param)?;
         if !creator_servers.contains(&server) {
             creator_servers.push(server);
         }
     }
-    Ok(CreateFacts { event_id, creators, creator_servers })
+    Ok(CreateFacts {
+        event_id,
+        creators,
+        creator_servers,
+    })
 }
 
 /// Checks the invite PDU itself: format, room, that it invites a user of ours and comes from a
@@ -334,14 +399,20 @@ pub(crate) fn verify_invite_event(
             )));
         }
         Some(other) => {
-            return Err(Error::invalid_param(format!("event.room_id must be a string, found {}", other.type_name())));
+            return Err(Error::invalid_param(format!(
+                "event.room_id must be a string, found {}",
+                other.type_name()
+            )));
         }
         None => return Err(Error::invalid_param("event.room_id is required")),
     }
     if event.get("type").and_then(Value::as_str) != Some("m.room.member") {
         return Err(Error::invalid_param(format!(
             "event.type must be \"m.room.member\", found {}",
-            event.get("type").map(Value::to_canonical_string).unwrap_or_else(|| "nothing".into())
+            event
+                .get("type")
+                .map(Value::to_canonical_string)
+                .unwrap_or_else(|| "nothing".into())
         )));
     }
     match event.get("content").and_then(|c| c.get("membership")) {
@@ -349,19 +420,21 @@ pub(crate) fn verify_invite_event(
         other => {
             return Err(Error::invalid_param(format!(
                 "event.content.membership must be \"invite\", found {}",
-                other.map(Value::to_canonical_string).unwrap_or_else(|| "nothing".into())
+                other
+                    .map(Value::to_canonical_string)
+                    .unwrap_or_else(|| "nothing".into())
             )));
         }
     }
     let target = user_id_field(event, "state_key", place)?;
-    if target.server_name() != receiving_server {
+    if target.server_name().as_str() != receiving_server {
         return Err(Error::invalid_param(format!(
             "event.state_key {:?} is not a user of this server ({receiving_server})",
             target.as_str()
         )));
     }
     let sender = user_id_field(event, "sender", place)?;
-    if sender.server_name() != origin {
+    if sender.server_name().as_str() != origin {
         return Err(Error::invalid_param(format!(
             "event.sender {:?} is not a user of the requesting server ({origin})",
             sender.as_str()
@@ -383,12 +456,16 @@ pub(crate) fn verify_signed(
 ) -> Result<()> {
     let keys = ring.keys_for(server);
     if keys.is_empty() {
-        return Err(Error::invalid_param(format!("{place}: no verify key is known for {server}")));
+        return Err(Error::invalid_param(format!(
+            "{place}: no verify key is known for {server}"
+        )));
     }
     event::verify_event_signature(pdu, server, keys, room_version)
         .map_err(|e| invalid(e, &format!("{place} signature")))?;
     if !event::check_content_hash(pdu).map_err(|e| invalid(e, place))? {
-        return Err(Error::invalid_param(format!("{place}.hashes.sha256 does not match the event")));
+        return Err(Error::invalid_param(format!(
+            "{place}.hashes.sha256 does not match the event"
+        )));
     }
     Ok(())
 }
@@ -420,17 +497,28 @@ pub(crate) fn check_pdu_format(pdu: &Object, room_version: RoomVersion, place: &
     }
     if let Some(v) = pdu.get("state_key") {
         if v.as_str().is_none() {
-            return Err(Error::invalid_param(format!("{place}.state_key must be a string, found {}", v.type_name())));
+            return Err(Error::invalid_param(format!(
+                "{place}.state_key must be a string, found {}",
+                v.type_name()
+            )));
         }
     }
-    if pdu.get("depth").and_then(Value::as_int).is_some_and(|d| d < 0) {
-        return Err(Error::invalid_param(format!("{place}.depth must not be negative")));
+    if pdu
+        .get("depth")
+        .and_then(Value::as_int)
+        .is_some_and(|d| d < 0)
+    {
+        return Err(Error::invalid_param(format!(
+            "{place}.depth must not be negative"
+        )));
     }
-    if !room_version.event_ids_are_opaque() {
+    if room_version.event_id_format != EventIdFormat::Opaque {
         for key in ["prev_events", "auth_events"] {
             if let Some(Value::Array(ids)) = pdu.get(key) {
                 if let Some(i) = ids.iter().position(|v| v.as_str().is_none()) {
-                    return Err(Error::invalid_param(format!("{place}.{key}[{i}] must be an event ID string")));
+                    return Err(Error::invalid_param(format!(
+                        "{place}.{key}[{i}] must be an event ID string"
+                    )));
                 }
             }
         }
@@ -453,7 +541,10 @@ pub(crate) fn user_id_field(pdu: &Object, key: &str, place: &str) -> Result<User
     let raw = match pdu.get(key) {
         Some(Value::String(s)) => s,
         Some(other) => {
-            return Err(Error::invalid_param(format!("{place}.{key} must be a user ID, found {}", other.type_name())));
+            return Err(Error::invalid_param(format!(
+                "{place}.{key} must be a user ID, found {}",
+                other.type_name()
+            )));
         }
         None => return Err(Error::invalid_param(format!("{place}.{key} is required"))),
     };

@@ -21,7 +21,10 @@ impl KeyRing {
 
     /// Adds a key for `server_name`.
     pub fn add(&mut self, server_name: &str, key: VerifyKey) {
-        self.keys.entry(server_name.to_owned()).or_default().push(key);
+        self.keys
+            .entry(server_name.to_owned())
+            .or_default()
+            .push(key);
     }
 
     /// Adds a key given as key ID and unpadded base64 public key.
@@ -53,13 +56,19 @@ impl KeyRing {
             for (key_id, entry) in by_id {
                 let b64 = match entry {
                     Value::String(s) => Some(s.as_str()),
-                    Value::Object(o) => o.get("key").or_else(|| o.get("public_key")).and_then(Value::as_str),
+                    Value::Object(o) => o
+                        .get("key")
+                        .or_else(|| o.get("public_key"))
+                        .and_then(Value::as_str),
                     _ => None,
                 };
                 let Some(b64) = b64 else {
-                    return Err(Error::bad_json(format!("keys.{server}.{key_id} must hold a base64 key")));
+                    return Err(Error::bad_json(format!(
+                        "keys.{server}.{key_id} must hold a base64 key"
+                    )));
                 };
-                ring.add_base64(server, key_id, b64).map_err(|e| e.at(&format!("keys.{server}.{key_id}")))?;
+                ring.add_base64(server, key_id, b64)
+                    .map_err(|e| e.at(&format!("keys.{server}.{key_id}")))?;
             }
         }
         Ok(ring)

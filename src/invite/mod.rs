@@ -39,7 +39,8 @@ pub use state::DroppedEvent;
 /// The unstable path prefix of MSC4329 (`PUT …/{roomId}`), under the proposal's number.
 pub const PATH_UNSTABLE_PREFIX: &str = "/_matrix/federation/unstable/org.matrix.msc4329/invite/";
 /// The seed's placeholder path prefix (`msc0000`), served as an alias of [`PATH_UNSTABLE_PREFIX`].
-pub const PATH_UNSTABLE_ALIAS_PREFIX: &str = "/_matrix/federation/unstable/org.matrix.msc0000/invite/";
+pub const PATH_UNSTABLE_ALIAS_PREFIX: &str =
+    "/_matrix/federation/unstable/org.matrix.msc0000/invite/";
 /// The stable `v3` path prefix. Off by default in servers: another server family already uses
 /// `v3/invite` for a different body, so a homeserver should only route it when told to.
 pub const PATH_V3_PREFIX: &str = "/_matrix/federation/v3/invite/";

@@ -4,12 +4,12 @@
 use crate::error::{Error, Result};
 use crate::ids::RoomId;
 use crate::json::{self, Object, Value};
-use crate::room_version::RoomVersion;
+use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
 
+use super::MAX_INVITE_BODY_BYTES;
 use super::check::{find_create, room_version_of_create, verify_create, verify_invite_event};
 use super::keys::KeyRing;
 use super::state::{DroppedEvent, prune, stripped};
-use super::MAX_INVITE_BODY_BYTES;
 
 /// Which spec endpoint the invite came in on; they carry the same data in different shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +47,22 @@ pub struct SpecInviteCheck {
 impl SpecInviteCheck {
     /// The result as a JSON object.
     pub fn to_json(&self) -> Value {
-        let strings = |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
+        let strings =
+            |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
         let mut o = Object::new();
         o.insert("event_id".into(), self.event_id.as_str().into());
-        o.insert("room_version".into(), self.room_version.id().into());
+        o.insert("room_version".into(), self.room_version.id.into());
         o.insert("room_id".into(), self.room_id.as_str().into());
         o.insert("creators".into(), strings(&self.creators));
         o.insert("creator_servers".into(), strings(&self.creator_servers));
-        o.insert("invite_room_state".into(), Value::Array(self.invite_room_state.clone()));
-        o.insert("dropped".into(), Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()));
+        o.insert(
+            "invite_room_state".into(),
+            Value::Array(self.invite_room_state.clone()),
+        );
+        o.insert(
+            "dropped".into(),
+            Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()),
+        );
         o.insert("signatures_checked".into(), self.signatures_checked.into());
         Value::Object(o)
     }
@@ -90,24 +97,39 @@ pub fn check_spec_invite(
         SpecInviteEndpoint::V2 => (
             super::check::required_object(&body, "event")?,
             "invite_room_state",
-            Some(body.get("room_version").ok_or_else(|| Error::missing_param("room_version is required"))?),
+            Some(
+                body.get("room_version")
+                    .ok_or_else(|| Error::missing_param("room_version is required"))?,
+            ),
         ),
     };
     let list = match endpoint {
-        SpecInviteEndpoint::V1 => event.get("unsigned").and_then(|u| u.get("invite_room_state")),
+        SpecInviteEndpoint::V1 => event
+            .get("unsigned")
+            .and_then(|u| u.get("invite_room_state")),
         SpecInviteEndpoint::V2 => body.get("invite_room_state"),
     };
     let list: &[Value] = match list {
-        None => return Err(Error::invalid_param(format!("{state_place} must contain the m.room.create PDU"))),
+        None => {
+            return Err(Error::invalid_param(format!(
+                "{state_place} must contain the m.room.create PDU"
+            )));
+        }
         Some(Value::Array(a)) => a,
         Some(other) => {
-            return Err(Error::bad_json(format!("{state_place} must be an array, found {}", other.type_name())));
+            return Err(Error::bad_json(format!(
+                "{state_place} must be an array, found {}",
+                other.type_name()
+            )));
         }
     };
 
     let create_index = find_create(list, state_place)?;
     let place = format!("{state_place}[{create_index}]");
-    let create = list.get(create_index).and_then(Value::as_object).ok_or_else(|| Error::internal("create lost"))?;
+    let create = list
+        .get(create_index)
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::internal("create lost"))?;
     if !is_full_pdu(create) {
         return Err(Error::invalid_param(format!(
             "{place} is stripped state; the full m.room.create PDU is required (MSC4311)"
@@ -115,17 +137,17 @@ pub fn check_spec_invite(
     }
     let room_version = room_version_of_create(create, &place)?;
     match (endpoint, claimed_version) {
-        (SpecInviteEndpoint::V1, _) if !room_version.event_ids_are_opaque() => {
+        (SpecInviteEndpoint::V1, _) if !(room_version.event_id_format == EventIdFormat::Opaque) => {
             return Err(Error::invalid_param(format!(
                 "the v1 invite endpoint is for room versions 1 and 2, but {place} says {}",
-                room_version.id()
+                room_version.id
             )));
         }
-        (_, Some(v)) if v.as_str() != Some(room_version.id()) => {
+        (_, Some(v)) if v.as_str() != Some(room_version.id) => {
             return Err(Error::invalid_param(format!(
                 "room_version {} disagrees with the create event's room version {:?}",
                 v.to_canonical_string(),
-                room_version.id()
+                room_version.id
             )));
         }
         _ => {}
@@ -149,18 +171,27 @@ pub fn check_spec_invite(
         // A full PDU names its room, and it must be this one (spec: "One or more events does not
         // reside in the same room as the invite").
         if let Some(o) = entry.as_object().filter(|o| is_full_pdu(o)) {
-            let in_room = if room_version.room_ids_are_create_hashes() && o.get("type").and_then(Value::as_str) == Some("m.room.create") {
+            let in_room = if (room_version.room_id_format == RoomIdFormat::CreateEventHash)
+                && o.get("type").and_then(Value::as_str) == Some("m.room.create")
+            {
                 false
             } else {
                 o.get("room_id").and_then(Value::as_str) == Some(room.as_str())
             };
             if !in_room {
-                return Err(Error::invalid_param(format!("{entry_place} does not belong to room {}", room.as_str())));
+                return Err(Error::invalid_param(format!(
+                    "{entry_place} does not belong to room {}",
+                    room.as_str()
+                )));
             }
         }
         match prune(entry) {
             Ok(s) => invite_room_state.push(s),
-            Err(reason) => dropped.push(DroppedEvent { place: entry_place, event_id: None, reason }),
+            Err(reason) => dropped.push(DroppedEvent {
+                place: entry_place,
+                event_id: None,
+                reason,
+            }),
         }
     }
     invite_room_state.push(stripped(create));
@@ -180,5 +211,7 @@ pub fn check_spec_invite(
 /// A full PDU, as opposed to stripped state, has `auth_events`, `prev_events`, `signatures` and
 /// `hashes` (how receivers tell the two apart).
 fn is_full_pdu(o: &Object) -> bool {
-    ["auth_events", "prev_events", "signatures", "hashes"].iter().all(|k| o.contains_key(*k))
+    ["auth_events", "prev_events", "signatures", "hashes"]
+        .iter()
+        .all(|k| o.contains_key(*k))
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use crate::error::Error;
 use crate::event;
 use crate::json::{Object, Value};
-use crate::room_version::RoomVersion;
+use crate::room_version::{RoomIdFormat, RoomVersion};
 
 use super::check::{check_pdu_format, invalid, user_id_field, verify_signed};
 use super::keys::KeyRing;
@@ -37,7 +37,13 @@ impl DroppedEvent {
     pub fn to_json(&self) -> Value {
         let mut o = Object::new();
         o.insert("place".into(), self.place.as_str().into());
-        o.insert("event_id".into(), self.event_id.as_deref().map(Value::from).unwrap_or(Value::Null));
+        o.insert(
+            "event_id".into(),
+            self.event_id
+                .as_deref()
+                .map(Value::from)
+                .unwrap_or(Value::Null),
+        );
         o.insert("reason".into(), self.reason.as_str().into());
         Value::Object(o)
     }
@@ -83,19 +89,31 @@ pub(crate) fn rewrite(input: Rewrite<'_>) -> Rewritten {
         }
         let place = format!("state[{i}]");
         let Some(pdu) = entry.as_object() else {
-            dropped.push(DroppedEvent { place, event_id: None, reason: "not an object".into() });
+            dropped.push(DroppedEvent {
+                place,
+                event_id: None,
+                reason: "not an object".into(),
+            });
             continue;
         };
         match candidate(pdu, &place, &input) {
             Ok(event_id) => {
                 if by_id.contains_key(&event_id) {
-                    dropped.push(DroppedEvent { place, event_id: Some(event_id), reason: "duplicate event".into() });
+                    dropped.push(DroppedEvent {
+                        place,
+                        event_id: Some(event_id),
+                        reason: "duplicate event".into(),
+                    });
                 } else {
                     by_id.insert(event_id.clone(), candidates.len());
                     candidates.push((i, event_id, pdu));
                 }
             }
-            Err((event_id, reason)) => dropped.push(DroppedEvent { place, event_id, reason }),
+            Err((event_id, reason)) => dropped.push(DroppedEvent {
+                place,
+                event_id,
+                reason,
+            }),
         }
     }
 
@@ -120,9 +138,11 @@ pub(crate) fn rewrite(input: Rewrite<'_>) -> Rewritten {
                 promoted.push(event_id.clone());
                 promoted_stripped.push(stripped(pdu));
             }
-            Chain::Broken(reason) => {
-                dropped.push(DroppedEvent { place, event_id: Some(event_id.clone()), reason: reason.clone() })
-            }
+            Chain::Broken(reason) => dropped.push(DroppedEvent {
+                place,
+                event_id: Some(event_id.clone()),
+                reason: reason.clone(),
+            }),
             Chain::Unvisited | Chain::Visiting => dropped.push(DroppedEvent {
                 place,
                 event_id: Some(event_id.clone()),
@@ -137,7 +157,11 @@ pub(crate) fn rewrite(input: Rewrite<'_>) -> Rewritten {
     for (i, entry) in input.invite_room_state.iter().enumerate() {
         let place = format!("invite_room_state[{i}]");
         match prune(entry) {
-            Err(reason) => dropped.push(DroppedEvent { place, event_id: None, reason }),
+            Err(reason) => dropped.push(DroppedEvent {
+                place,
+                event_id: None,
+                reason,
+            }),
             Ok(s) => match state_pair(&s) {
                 Some((t, _)) if t == "m.room.create" => dropped.push(DroppedEvent {
                     place,
@@ -155,24 +179,45 @@ pub(crate) fn rewrite(input: Rewrite<'_>) -> Rewritten {
     }
     out.extend(promoted_stripped);
     out.push(stripped(input.create));
-    Rewritten { invite_room_state: out, promoted, dropped }
+    Rewritten {
+        invite_room_state: out,
+        promoted,
+        dropped,
+    }
 }
 
 /// Checks one `state` event on its own: format, room, signature. Returns its event ID.
-fn candidate(pdu: &Object, place: &str, input: &Rewrite<'_>) -> Result<String, (Option<String>, String)> {
+fn candidate(
+    pdu: &Object,
+    place: &str,
+    input: &Rewrite<'_>,
+) -> Result<String, (Option<String>, String)> {
     let fail = |e: Error| e.message().to_owned();
     event::check_pdu_size(pdu).map_err(|e| (None, fail(e)))?;
     check_pdu_format(pdu, input.room_version, place).map_err(|e| (None, fail(e)))?;
-    let event_id = event::event_id(pdu, input.room_version).map_err(|e| (None, fail(invalid(e, place))))?;
+    let event_id =
+        event::event_id(pdu, input.room_version).map_err(|e| (None, fail(invalid(e, place))))?;
     let with_id = |e: Error| (Some(event_id.clone()), fail(e));
     match pdu.get("room_id").and_then(Value::as_str) {
         Some(id) if id == input.room_id => {}
-        Some(id) => return Err(with_id(Error::invalid_param(format!("belongs to room {id}, not {}", input.room_id)))),
+        Some(id) => {
+            return Err(with_id(Error::invalid_param(format!(
+                "belongs to room {id}, not {}",
+                input.room_id
+            ))));
+        }
         None => return Err(with_id(Error::invalid_param("has no room_id"))),
     }
     if let Some(ring) = input.keys {
         let sender = user_id_field(pdu, "sender", place).map_err(with_id)?;
-        verify_signed(pdu, sender.server_name(), ring, input.room_version, place).map_err(with_id)?;
+        verify_signed(
+            pdu,
+            sender.server_name().as_str(),
+            ring,
+            input.room_version,
+            place,
+        )
+        .map_err(with_id)?;
     }
     Ok(event_id)
 }
@@ -210,16 +255,28 @@ fn resolve(
             continue;
         }
         let Some(&dep) = by_id.get(id.as_str()) else {
-            finish(&mut stack, chain, Chain::Broken(format!("auth event {id} is not in state")));
+            finish(
+                &mut stack,
+                chain,
+                Chain::Broken(format!("auth event {id} is not in state")),
+            );
             continue;
         };
         match chain.get(dep).cloned() {
             Some(Chain::Complete) => {}
             Some(Chain::Broken(_)) => {
-                finish(&mut stack, chain, Chain::Broken(format!("auth event {id} was itself dropped")));
+                finish(
+                    &mut stack,
+                    chain,
+                    Chain::Broken(format!("auth event {id} was itself dropped")),
+                );
             }
             Some(Chain::Visiting) => {
-                finish(&mut stack, chain, Chain::Broken(format!("auth chain loops through {id}")));
+                finish(
+                    &mut stack,
+                    chain,
+                    Chain::Broken(format!("auth chain loops through {id}")),
+                );
             }
             Some(Chain::Unvisited) => {
                 if let Some(c) = chain.get_mut(dep) {
@@ -227,7 +284,11 @@ fn resolve(
                 }
                 stack.push((dep, 0));
             }
-            None => finish(&mut stack, chain, Chain::Broken("internal: unknown auth event".into())),
+            None => finish(
+                &mut stack,
+                chain,
+                Chain::Broken("internal: unknown auth event".into()),
+            ),
         }
     }
 }
@@ -251,18 +312,25 @@ fn finish(stack: &mut Vec<(usize, usize)>, chain: &mut [Chain], verdict: Chain) 
 /// Rules on an event's own `auth_events` list, before following it.
 fn direct_problem(auth: &[String], input: &Rewrite<'_>) -> Option<String> {
     let names_create = auth.iter().any(|id| id == input.create_event_id);
-    if input.room_version.room_ids_are_create_hashes() {
+    if input.room_version.room_id_format == RoomIdFormat::CreateEventHash {
         // v12: the create event is implied and MUST NOT be listed.
-        names_create.then(|| "lists the m.room.create event in auth_events, which this room version forbids".into())
+        names_create.then(|| {
+            "lists the m.room.create event in auth_events, which this room version forbids".into()
+        })
     } else {
-        (!names_create).then(|| "auth_events does not include the room's m.room.create event".into())
+        (!names_create)
+            .then(|| "auth_events does not include the room's m.room.create event".into())
     }
 }
 
 fn auth_ids(pdu: Option<&Object>) -> Vec<String> {
     pdu.and_then(|p| p.get("auth_events"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -284,17 +352,33 @@ pub(crate) fn prune(entry: &Value) -> Result<Value, String> {
     };
     for (key, ok) in [
         ("type", o.get("type").and_then(Value::as_str).is_some()),
-        ("state_key", o.get("state_key").and_then(Value::as_str).is_some()),
-        ("sender", o.get("sender").and_then(Value::as_str).is_some_and(|s| s.starts_with('@'))),
-        ("content", o.get("content").and_then(Value::as_object).is_some()),
+        (
+            "state_key",
+            o.get("state_key").and_then(Value::as_str).is_some(),
+        ),
+        (
+            "sender",
+            o.get("sender")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with('@')),
+        ),
+        (
+            "content",
+            o.get("content").and_then(Value::as_object).is_some(),
+        ),
     ] {
         if !ok {
-            return Err(format!("not stripped state: {key} is missing or of the wrong type"));
+            return Err(format!(
+                "not stripped state: {key} is missing or of the wrong type"
+            ));
         }
     }
     Ok(stripped(o))
 }
 
 fn state_pair(v: &Value) -> Option<(String, String)> {
-    Some((v.get("type")?.as_str()?.to_owned(), v.get("state_key")?.as_str()?.to_owned()))
+    Some((
+        v.get("type")?.as_str()?.to_owned(),
+        v.get("state_key")?.as_str()?.to_owned(),
+    ))
 }

@@ -35,7 +35,7 @@ pub fn room_id_from_create_event(create: &Object) -> Result<String> {
              (room version 12 auth rule 1.2)",
         ));
     }
-    if str_field(create, "state_key")? != "" {
+    if !str_field(create, "state_key")?.is_empty() {
         return Err(Error::bad_json(
             "state_key must be \"\" in an m.room.create event",
         ));

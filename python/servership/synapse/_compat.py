@@ -159,11 +159,12 @@ async def process_invite(
         )
     else:  # pragma: no cover - older releases, outside the tested range
         result = await server.on_invite_request(origin, event, room_version)
-    signed = result.get("event", {})
+    signed = dict(result.get("event", {}))
     unsigned = signed.get("unsigned")
     if isinstance(unsigned, dict):
-        # Like v2: invite_room_state is for our own use, not echoed back.
-        unsigned.pop("invite_room_state", None)
+        # Like v2: invite_room_state is for our own use, not echoed back. Copy first: the
+        # dict may be shared with the event Synapse stored.
+        signed["unsigned"] = {k: v for k, v in unsigned.items() if k != "invite_room_state"}
     return {"event": signed}
 
 

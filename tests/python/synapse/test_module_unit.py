@@ -77,7 +77,7 @@ def test_config_defaults_and_shorthands(store: str) -> None:
                   "gated_rooms": ["!a:b", "!a:b"]})
     assert conf.knocks.enabled is False
     assert conf.audit.enabled is True and conf.audit.max_peers == 20
-    assert conf.gated_rooms if hasattr(conf, "gated_rooms") else conf.knocks.gated_rooms == ("!a:b",)
+    assert conf.knocks.gated_rooms == ("!a:b",)
     assert conf.discovery.max_tags_per_request == 1000
     assert conf.invites.stable_v3_path is False and conf.invites.mode == "warn"
 

@@ -168,7 +168,7 @@ fn for_each_kept<'a>(
 
 /// The checks every redaction makes first: a string `type`, an object `content`, and no `room_id`
 /// on a create event of a version whose create events carry none.
-fn check<'a>(event: &'a Object, version: RoomVersion) -> Result<(&'a str, &'a Object)> {
+fn check(event: &Object, version: RoomVersion) -> Result<(&str, &Object)> {
     let event_type = match event.get("type") {
         Some(Value::String(t)) => t.as_str(),
         Some(other) => {

@@ -75,12 +75,12 @@ fn v11_create_keeps_every_content_key_and_v12_create_without_room_id_redacts() {
     );
     let r = redact(&ev, RoomVersion::V12).unwrap();
     assert_eq!(r.get("content"), ev.get("content"));
-    assert!(r.get("origin").is_none() && r.get("unsigned").is_none());
-    assert!(r.get("signatures").is_some());
+    assert!(!r.contains_key("origin") && !r.contains_key("unsigned"));
+    assert!(r.contains_key("signatures"));
     // v10 keeps only `creator` (absent here) but keeps `origin`.
     let r = redact(&ev, RoomVersion::V10).unwrap();
     assert_eq!(r.get("content"), Some(&Value::Object(Object::new())));
-    assert!(r.get("origin").is_some());
+    assert!(r.contains_key("origin"));
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn top_level_redacts_is_removed_in_every_version() {
     );
     for v in RoomVersion::all() {
         let r = redact(&ev, *v).unwrap();
-        assert!(r.get("redacts").is_none(), "v{}", v.id);
+        assert!(!r.contains_key("redacts"), "v{}", v.id);
         assert!(
             r.get("content").unwrap().get("reason").is_none(),
             "v{}",

@@ -144,7 +144,8 @@ fn v12_create_event_signatures() {
             // No v12 signature (or ID) is made over a create event carrying room_id.
             assert_eq!(result.unwrap_err().errcode(), ErrCode::BadJson, "{name}");
             assert!(
-                verify_event_signature(signed, server, &[vk.clone()], RoomVersion::V12).is_err()
+                verify_event_signature(signed, server, std::slice::from_ref(&vk), RoomVersion::V12)
+                    .is_err()
             );
             continue;
         }

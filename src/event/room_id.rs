@@ -2,6 +2,7 @@
 
 use crate::b64;
 use crate::error::{Error, Result};
+use crate::ids::UserId;
 use crate::json::{Object, Value};
 use crate::room_version::{RoomIdFormat, RoomVersion};
 
@@ -35,7 +36,7 @@ pub fn room_id_from_create_event(create: &Object) -> Result<String> {
              (room version 12 auth rule 1.2)",
         ));
     }
-    if str_field(create, "state_key")? != "" {
+    if !str_field(create, "state_key")?.is_empty() {
         return Err(Error::bad_json(
             "state_key must be \"\" in an m.room.create event",
         ));
@@ -109,21 +110,9 @@ fn describe(v: &Value) -> String {
     }
 }
 
-/// A minimal user-ID check: `@localpart:server`, at most 255 bytes, no NUL in the localpart and a
-/// server name made of host characters. The empty localpart of a server pseudouser (`@:server`)
-/// passes, as historical user IDs must be accepted over federation.
-// TODO(ids): switch to the `ids` module's user-ID validation once it lands.
+/// Whether `id` is a user ID by the `ids` module's grammar (historical localparts and the server
+/// pseudouser `@:server` included), as v12 auth rule 1.4 asks of `sender` and
+/// `additional_creators`.
 fn looks_like_user_id(id: &str) -> bool {
-    let Some(rest) = id.strip_prefix('@') else {
-        return false;
-    };
-    let Some((localpart, server)) = rest.split_once(':') else {
-        return false;
-    };
-    id.len() <= 255
-        && !localpart.contains('\0')
-        && !server.is_empty()
-        && server
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    UserId::parse(id).is_ok()
 }

@@ -681,7 +681,7 @@ fn the_builder_makes_what_the_checker_accepts() {
     let parts = invite::build_invite_request(
         &room.invite,
         &room.create,
-        &[room.join.clone()],
+        std::slice::from_ref(&room.join),
         &[stripped(&room.create)],
     )
     .unwrap();

@@ -240,13 +240,41 @@ pub(crate) fn user_localpart(user_id: &str) -> Option<&str> {
     rest.split_once(':').map(|(l, _)| l)
 }
 
-/// A light server-name check: non-empty, at most 255 bytes, only the characters the server-name
-/// grammar allows (`A-Z a-z 0-9 . - : [ ]`).
+/// A light server-name check: at most 255 bytes; a host (`[IPv6]`, or letters, digits, `.` and
+/// `-`) optionally followed by `:port` (1–5 digits).
 // TODO(ids): use crate::ids::ServerName parsing.
 pub(crate) fn is_plausible_server_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    if name.is_empty() || name.len() > 255 {
+        return false;
+    }
+    let (host_ok, port) = match name.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, after)) => (
+                !inside.is_empty()
+                    && inside
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+                after,
+            ),
+            None => return false,
+        },
+        None => {
+            let (host, port) = match name.split_once(':') {
+                Some((h, _)) => (h, name.get(h.len()..).unwrap_or("")),
+                None => (name, ""),
+            };
+            (
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+                port,
+            )
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
+        None => port.is_empty(),
+    };
+    host_ok && port_ok
 }

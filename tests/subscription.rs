@@ -210,7 +210,7 @@ fn knock_store_survives_reopening_and_shares_the_file() {
 #[test]
 fn able_to_subscribe_content_and_state() {
     let c = able_to_subscribe_content(true);
-    assert_eq!(parse_able_to_subscribe(&c).unwrap(), true);
+    assert!(parse_able_to_subscribe(&c).unwrap());
     assert!(parse_able_to_subscribe(&Object::new()).is_err());
     assert!(
         parse_able_to_subscribe(

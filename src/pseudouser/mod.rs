@@ -50,7 +50,7 @@ pub fn is_pseudouser(user_id: &str) -> bool {
 
 /// The server a pseudouser stands for, or `None` if `user_id` is not a pseudouser.
 pub fn pseudouser_server(user_id: &str) -> Option<&str> {
-    if user_id.len() > 255 || user_localpart(user_id)? != "" {
+    if user_id.len() > 255 || !user_localpart(user_id)?.is_empty() {
         return None;
     }
     let server = user_server(user_id)?;

@@ -12,7 +12,9 @@
 //! process, and they must not share a file).
 
 mod sqlite;
+mod tags;
 
 #[allow(unused_imports)] // used by the stores built on this module
 pub(crate) use sqlite::storage_error;
 pub use sqlite::{ensure_schema, open_connection, with_retry};
+pub use tags::TagStore;

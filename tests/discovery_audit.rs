@@ -1,7 +1,6 @@
 //! The post-join audit: planning whom to ask, and classifying their answers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -91,6 +91,23 @@ impl TagIndex {
         self.sorted.len() + self.tail.len()
     }
 
+    /// Adds many tags at once: small batches go to the tail, large ones (such as the whole
+    /// store at open) are sorted straight into the main vector.
+    fn extend(&mut self, tags: Vec<[u8; 32]>) {
+        if tags.len() < MIN_TAIL_BEFORE_MERGE {
+            for tag in tags {
+                self.insert(tag);
+            }
+            return;
+        }
+        self.sorted.reserve_exact(tags.len() + self.tail.len());
+        self.sorted.extend(self.tail.drain());
+        self.sorted.extend(tags);
+        self.sorted.sort_unstable();
+        self.sorted.dedup();
+        self.tail.shrink_to(MIN_TAIL_BEFORE_MERGE);
+    }
+
     fn merge_if_due(&mut self) {
         if self.tail.len() >= MIN_TAIL_BEFORE_MERGE.max(self.sorted.len() / 32) {
             self.merge();
@@ -154,7 +171,6 @@ impl TagStore {
             data_version: 0,
         };
         inner.refresh(true)?;
-        inner.index.merge();
         Ok(TagStore {
             inner: Mutex::new(inner),
             tagger: Tagger::new(server_name),
@@ -315,24 +331,26 @@ impl Inner {
             return Ok(());
         }
         let high_water = self.high_water;
-        let index = &mut self.index;
-        let new_high = with_retry(|| {
+        let (new_high, tags) = with_retry(|| {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT id, tag FROM participation_tags WHERE id > ?1 ORDER BY id",
             )?;
             let mut rows = stmt.query([high_water])?;
             let mut high = high_water;
+            let mut tags = Vec::new();
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
                 let tag = row.get_ref(1)?.as_blob()?;
+                // Only this module writes the table, always 32 bytes; anything else is skipped.
                 if let Ok(tag) = <[u8; 32]>::try_from(tag) {
-                    index.insert(tag);
+                    tags.push(tag);
                 }
                 high = high.max(id);
             }
-            Ok(high)
+            Ok((high, tags))
         })
         .map_err(|e| storage_error("loading new tags", &e))?;
+        self.index.extend(tags);
         self.high_water = new_high;
         self.data_version = version;
         self.index.merge_if_due();

@@ -13,8 +13,10 @@
 
 mod knocks;
 mod sqlite;
+mod tags;
 
 pub use knocks::{KnockRecord, KnockStore};
 
 pub(crate) use sqlite::storage_error;
 pub use sqlite::{ensure_schema, open_connection, with_retry};
+pub use tags::TagStore;

@@ -1,0 +1,302 @@
+//! Answering `POST .../discover_common_rooms`: which of the asked tags does this server hold?
+//!
+//! [MSC4358](https://github.com/matrix-org/matrix-spec-proposals/pull/4358) and DESIGN.md §1. The
+//! request body is `{"room_participation_tags": ["<43 chars>", ...]}`, the answer
+//! `{"recognised_tags": [...]}`: the tags this server holds, each once, in request order, spelled
+//! exactly as the requester spelled them (so a requester may match answers by string).
+//!
+//! Limits, in the order they are checked:
+//! 1. the body is at most [`ResponderConfig::max_body_bytes`] (`413 M_TOO_LARGE`), checked before
+//!    parsing so hostile bodies stay cheap;
+//! 2. the body is a JSON object (`M_NOT_JSON` / `M_BAD_JSON`) whose `room_participation_tags` is
+//!    present (`M_MISSING_PARAM`) and an array (`M_BAD_JSON`);
+//! 3. at most [`ResponderConfig::max_tags_per_request`] tags (`413 M_TOO_LARGE`);
+//! 4. each element is a string (`M_BAD_JSON`) holding 32 bytes of base64 (`M_INVALID_PARAM`), the
+//!    message naming the index: `room_participation_tags[3] is not 32 bytes of base64`;
+//! 5. the origin's budget of tags per window (`429 M_LIMIT_EXCEEDED` with `retry_after_ms`).
+//!
+//! Only well-formed requests are charged to the budget, by the number of tags they carry.
+//! Unknown top-level keys are ignored, as everywhere in Matrix.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crate::discovery::{ParticipationTag, STABLE_PATH, UNSTABLE_PATH};
+use crate::error::{Error, Result};
+use crate::json::{self, Object, Value};
+use crate::store::TagStore;
+
+/// The request's one field.
+pub const REQUEST_FIELD: &str = "room_participation_tags";
+/// The response's one field.
+pub const RESPONSE_FIELD: &str = "recognised_tags";
+
+/// Limits and switches for a [`Responder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponderConfig {
+    /// Most tags one request may carry (default 1000). More is `413 M_TOO_LARGE`.
+    pub max_tags_per_request: usize,
+    /// Largest request body in bytes. `None` (the default) allows 64 bytes a tag plus 4 KiB, far
+    /// more than any well-formed request needs (a tag takes 46 bytes in the array).
+    pub max_body_bytes: Option<usize>,
+    /// Tags one origin may ask about per window (default 10,000).
+    pub budget_tags: u64,
+    /// The budget window in milliseconds (default 60,000).
+    pub budget_window_ms: u64,
+    /// How many origins' budgets are remembered at most (default 100,000). When full, origins
+    /// whose window has ended are forgotten first, then the one whose window started earliest.
+    pub max_tracked_origins: usize,
+    /// Also serve the stable path [`STABLE_PATH`] (default off, until the MSC is merged).
+    pub stable_path: bool,
+}
+
+impl Default for ResponderConfig {
+    fn default() -> Self {
+        ResponderConfig {
+            max_tags_per_request: 1000,
+            max_body_bytes: None,
+            budget_tags: 10_000,
+            budget_window_ms: 60_000,
+            max_tracked_origins: 100_000,
+            stable_path: false,
+        }
+    }
+}
+
+impl ResponderConfig {
+    /// The body size limit in force.
+    pub fn body_limit(&self) -> usize {
+        self.max_body_bytes.unwrap_or_else(|| {
+            self.max_tags_per_request
+                .saturating_mul(64)
+                .saturating_add(4096)
+        })
+    }
+
+    /// Checks the settings make sense together; errors name the setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_tags_per_request == 0 {
+            return Err(Error::invalid_param(
+                "max_tags_per_request must be at least 1",
+            ));
+        }
+        if self.budget_window_ms == 0 {
+            return Err(Error::invalid_param("budget_window_ms must be at least 1"));
+        }
+        if self.budget_tags < self.max_tags_per_request as u64 {
+            return Err(Error::invalid_param(format!(
+                "budget_tags ({}) must be at least max_tags_per_request ({}), or a full request \
+                 could never be answered",
+                self.budget_tags, self.max_tags_per_request
+            )));
+        }
+        if self.max_tracked_origins == 0 {
+            return Err(Error::invalid_param(
+                "max_tracked_origins must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Serves `discover_common_rooms` from a [`TagStore`]. Shareable across threads.
+#[derive(Debug)]
+pub struct Responder {
+    store: Arc<TagStore>,
+    config: ResponderConfig,
+    budgets: Mutex<Budgets>,
+}
+
+impl Responder {
+    /// A responder answering from `store` under `config` (checked with
+    /// [`ResponderConfig::validate`]).
+    pub fn new(store: Arc<TagStore>, config: ResponderConfig) -> Result<Responder> {
+        config.validate()?;
+        Ok(Responder {
+            store,
+            config,
+            budgets: Mutex::new(Budgets::default()),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ResponderConfig {
+        &self.config
+    }
+
+    /// The store answers come from.
+    pub fn store(&self) -> &Arc<TagStore> {
+        &self.store
+    }
+
+    /// The paths to serve: the unstable one always, the stable one if configured.
+    pub fn paths(&self) -> Vec<&'static str> {
+        let mut paths = vec![UNSTABLE_PATH];
+        if self.config.stable_path {
+            paths.push(STABLE_PATH);
+        }
+        paths
+    }
+
+    /// Answers one request from the authenticated server `origin` at time `now_ms`: request body
+    /// bytes in, canonical JSON response bytes out. An error carries the HTTP status and the
+    /// Matrix error body ([`Error::status`], [`Error::to_json`]).
+    pub fn respond(&self, body: &[u8], origin: &str, now_ms: u64) -> Result<Vec<u8>> {
+        let asked = parse_request(body, &self.config)?;
+        self.charge(origin, asked.len() as u64, now_ms)?;
+        let tags: Vec<ParticipationTag> = asked.iter().map(|(_, t)| *t).collect();
+        let known = self.store.recognise(&tags)?;
+        let mut seen = HashSet::with_capacity(asked.len());
+        let recognised: Vec<Value> = asked
+            .into_iter()
+            .zip(known)
+            .filter(|((_, tag), known)| *known && seen.insert(*tag))
+            .map(|((text, _), _)| Value::String(text))
+            .collect();
+        let mut out = Object::new();
+        out.insert(RESPONSE_FIELD.into(), Value::Array(recognised));
+        Ok(Value::Object(out).to_canonical())
+    }
+
+    /// How many tags `origin` may still ask about in its current window at `now_ms`.
+    pub fn remaining_budget(&self, origin: &str, now_ms: u64) -> u64 {
+        let budgets = self.lock_budgets();
+        match budgets.windows.get(origin) {
+            Some(w) if now_ms.saturating_sub(w.start_ms) < self.config.budget_window_ms => {
+                self.config.budget_tags.saturating_sub(w.used)
+            }
+            _ => self.config.budget_tags,
+        }
+    }
+
+    /// How many origins' budgets are currently remembered.
+    pub fn tracked_origins(&self) -> usize {
+        self.lock_budgets().windows.len()
+    }
+
+    fn lock_budgets(&self) -> std::sync::MutexGuard<'_, Budgets> {
+        // The budget map stays valid whatever a panicking holder did; keep using it.
+        self.budgets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn charge(&self, origin: &str, tags: u64, now_ms: u64) -> Result<()> {
+        let window = self.config.budget_window_ms;
+        let mut budgets = self.lock_budgets();
+        if !budgets.windows.contains_key(origin) {
+            budgets.make_room(self.config.max_tracked_origins, now_ms, window);
+        }
+        let w = budgets.windows.entry(origin.to_owned()).or_insert(Window {
+            start_ms: now_ms,
+            used: 0,
+        });
+        if now_ms.saturating_sub(w.start_ms) >= window || now_ms < w.start_ms {
+            *w = Window {
+                start_ms: now_ms,
+                used: 0,
+            };
+        }
+        if w.used.saturating_add(tags) > self.config.budget_tags {
+            let retry = (w.start_ms.saturating_add(window))
+                .saturating_sub(now_ms)
+                .max(1);
+            return Err(Error::limit_exceeded(
+                format!(
+                    "{origin} has asked about {} of its {} tags in this {window} ms window; \
+                     this request asks about {tags} more",
+                    w.used, self.config.budget_tags
+                ),
+                retry,
+            ));
+        }
+        w.used += tags;
+        Ok(())
+    }
+}
+
+/// Per-origin fixed windows of tag counts.
+#[derive(Debug, Default)]
+struct Budgets {
+    windows: HashMap<String, Window>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start_ms: u64,
+    used: u64,
+}
+
+impl Budgets {
+    /// Makes space for one more origin: forget ended windows, then, if still full, the oldest.
+    fn make_room(&mut self, max: usize, now_ms: u64, window_ms: u64) {
+        if self.windows.len() < max {
+            return;
+        }
+        self.windows
+            .retain(|_, w| now_ms.saturating_sub(w.start_ms) < window_ms && now_ms >= w.start_ms);
+        while self.windows.len() >= max {
+            let oldest = self
+                .windows
+                .iter()
+                .min_by_key(|(_, w)| w.start_ms)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    self.windows.remove(&k);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Reads and checks a request body; returns each tag with its original spelling.
+fn parse_request(body: &[u8], config: &ResponderConfig) -> Result<Vec<(String, ParticipationTag)>> {
+    let limit = config.body_limit();
+    if body.len() > limit {
+        return Err(Error::too_large(format!(
+            "the request body is {} bytes; at most {limit} are accepted",
+            body.len()
+        )));
+    }
+    let value = json::parse(body)?;
+    let Value::Object(mut object) = value else {
+        return Err(Error::bad_json(format!(
+            "the request body must be an object, not {}",
+            value.type_name()
+        )));
+    };
+    let tags = match object.remove(REQUEST_FIELD) {
+        None => {
+            return Err(Error::missing_param(format!("{REQUEST_FIELD} is required")));
+        }
+        Some(Value::Array(tags)) => tags,
+        Some(other) => {
+            return Err(Error::bad_json(format!(
+                "{REQUEST_FIELD} must be an array, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    if tags.len() > config.max_tags_per_request {
+        return Err(Error::too_large(format!(
+            "{REQUEST_FIELD} has {} tags; at most {} are accepted per request",
+            tags.len(),
+            config.max_tags_per_request
+        )));
+    }
+    tags.into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(text) => match ParticipationTag::from_base64(&text) {
+                Some(tag) => Ok((text, tag)),
+                None => Err(Error::invalid_param(format!(
+                    "{REQUEST_FIELD}[{i}] is not 32 bytes of base64"
+                ))),
+            },
+            other => Err(Error::bad_json(format!(
+                "{REQUEST_FIELD}[{i}] must be a string, not {}",
+                other.type_name()
+            ))),
+        })
+        .collect()
+}

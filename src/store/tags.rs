@@ -1,0 +1,379 @@
+//! The permanent store of this server's room participation tags (MSC4358, DESIGN.md §1).
+//!
+//! A server records its tag for a room the first time it joins (through a local user or its
+//! pseudouser) and keeps it for ever: leaving or being banned does not remove it, and there is
+//! deliberately no delete call. Each record keeps the room ID and the first-joined time.
+//!
+//! Guarantees:
+//! - **Durable**: every write is committed (WAL, `synchronous = FULL`) before the call returns, so
+//!   an acknowledged write survives `kill -9` of the process right after.
+//! - **Shared**: several processes (Synapse workers) may open the same file and write at once;
+//!   busy files are retried ([`with_retry`]), so callers never see "database is locked".
+//! - **Fresh**: membership questions are answered from an in-memory index. Before answering, the
+//!   store asks SQLite whether another connection committed since (`PRAGMA data_version`) and, if
+//!   so, loads only the rows after the highest row ID it has seen. Rows are never deleted and a
+//!   later commit always gets higher row IDs (SQLite has one writer at a time and assigns
+//!   `max(rowid) + 1`), so "rows above the high-water mark" is exactly what is new.
+//! - **Compact**: the index is a sorted `Vec<[u8; 32]>` (32 bytes a tag, binary search) plus a
+//!   small hash-set tail of recent additions that is merged into the sorted part once it grows
+//!   past 1/32 of it.
+//! - **Bound to one server name**: tags depend on the name, so the file remembers it and refuses to
+//!   open under another.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::discovery::{ParticipationTag, Tagger};
+use crate::error::{Error, Result};
+use crate::store::{ensure_schema, open_connection, storage_error, with_retry};
+
+/// The component name in `servership_schema`.
+const COMPONENT: &str = "tags";
+
+/// Migrations of this component's tables (see [`ensure_schema`]).
+const MIGRATIONS: &[&str] = &["CREATE TABLE participation_tag_meta (
+         key TEXT PRIMARY KEY NOT NULL,
+         value TEXT NOT NULL
+     );
+     CREATE TABLE participation_tags (
+         id INTEGER PRIMARY KEY,
+         room_id TEXT NOT NULL UNIQUE,
+         tag BLOB NOT NULL,
+         first_joined_ms INTEGER NOT NULL
+     );"];
+
+/// The smallest tail size that triggers a merge, so small stores do not merge on every write.
+const MIN_TAIL_BEFORE_MERGE: usize = 1024;
+
+/// Longest room ID accepted, in bytes: the Matrix limit for identifiers.
+const MAX_ROOM_ID_BYTES: usize = 255;
+
+/// A server's permanent set of room participation tags, in its own SQLite file.
+///
+/// `TagStore` is `Send + Sync`: one handle may be shared between threads (calls are serialised by
+/// an internal lock), and several handles or processes may share one file.
+pub struct TagStore {
+    inner: Mutex<Inner>,
+    tagger: Tagger,
+}
+
+struct Inner {
+    conn: Connection,
+    index: TagIndex,
+    /// Highest `participation_tags.id` loaded into `index`.
+    high_water: i64,
+    /// `PRAGMA data_version` when `index` was last brought up to date.
+    data_version: i64,
+}
+
+/// The in-memory set of tags.
+#[derive(Default)]
+struct TagIndex {
+    sorted: Vec<[u8; 32]>,
+    tail: HashSet<[u8; 32]>,
+}
+
+impl TagIndex {
+    fn contains(&self, tag: &[u8; 32]) -> bool {
+        self.sorted.binary_search(tag).is_ok() || self.tail.contains(tag)
+    }
+
+    fn insert(&mut self, tag: [u8; 32]) {
+        if !self.contains(&tag) {
+            self.tail.insert(tag);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len() + self.tail.len()
+    }
+
+    /// Adds many tags at once: small batches go to the tail, large ones (such as the whole
+    /// store at open) are sorted straight into the main vector.
+    fn extend(&mut self, tags: Vec<[u8; 32]>) {
+        if tags.len() < MIN_TAIL_BEFORE_MERGE {
+            for tag in tags {
+                self.insert(tag);
+            }
+            return;
+        }
+        self.sorted.reserve_exact(tags.len() + self.tail.len());
+        self.sorted.extend(self.tail.drain());
+        self.sorted.extend(tags);
+        self.sorted.sort_unstable();
+        self.sorted.dedup();
+        self.tail.shrink_to(MIN_TAIL_BEFORE_MERGE);
+    }
+
+    fn merge_if_due(&mut self) {
+        if self.tail.len() >= MIN_TAIL_BEFORE_MERGE.max(self.sorted.len() / 32) {
+            self.merge();
+        }
+    }
+
+    fn merge(&mut self) {
+        // Tail entries are never in `sorted` (see `insert`), so appending and sorting is a merge.
+        self.sorted.reserve_exact(self.tail.len());
+        self.sorted.extend(self.tail.drain());
+        self.sorted.sort_unstable();
+        self.tail.shrink_to(MIN_TAIL_BEFORE_MERGE);
+    }
+
+    fn bytes(&self) -> usize {
+        // hashbrown: one control byte per bucket plus the value, buckets = capacity * 8 / 7.
+        let tail_buckets = self.tail.capacity().saturating_mul(8) / 7;
+        self.sorted.capacity() * 32 + tail_buckets * 33
+    }
+}
+
+impl TagStore {
+    /// Opens (creating if needed) the tag store at `path` for `server_name`.
+    ///
+    /// Fails if the file was created for another server name: its tags would all be wrong.
+    pub fn open(path: impl AsRef<Path>, server_name: &str) -> Result<TagStore> {
+        if server_name.is_empty() || server_name.len() > MAX_ROOM_ID_BYTES {
+            return Err(Error::invalid_param(
+                "server_name must be between 1 and 255 bytes",
+            ));
+        }
+        let mut conn = open_connection(path.as_ref())?;
+        ensure_schema(&mut conn, COMPONENT, MIGRATIONS)?;
+        let stored: String = with_retry(|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO participation_tag_meta (key, value) VALUES ('server_name', ?1)
+                 ON CONFLICT(key) DO NOTHING",
+                [server_name],
+            )?;
+            let stored = tx.query_row(
+                "SELECT value FROM participation_tag_meta WHERE key = 'server_name'",
+                [],
+                |row| row.get(0),
+            )?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .map_err(|e| storage_error("recording the server name", &e))?;
+        if stored != server_name {
+            return Err(Error::invalid_param(format!(
+                "the tag store at {} belongs to server {stored:?}, not {server_name:?}; \
+                 participation tags depend on the server name",
+                path.as_ref().display()
+            )));
+        }
+        let mut inner = Inner {
+            conn,
+            index: TagIndex::default(),
+            high_water: 0,
+            data_version: 0,
+        };
+        inner.refresh(true)?;
+        Ok(TagStore {
+            inner: Mutex::new(inner),
+            tagger: Tagger::new(server_name),
+        })
+    }
+
+    /// The server name this store is bound to.
+    pub fn server_name(&self) -> &str {
+        self.tagger.server_name()
+    }
+
+    /// The tagger for this store's server name.
+    pub fn tagger(&self) -> &Tagger {
+        &self.tagger
+    }
+
+    /// Records that this server joined `room_id` at `joined_at_ms` (milliseconds since the epoch).
+    /// Returns `true` if the room is new; a room already recorded keeps its first-joined time.
+    /// The write is durable when this returns.
+    pub fn record_join(&self, room_id: &str, joined_at_ms: i64) -> Result<bool> {
+        check_room_id(room_id).map_err(|e| e.at("room_id"))?;
+        let tag = self.tagger.tag(room_id);
+        let mut inner = self.lock();
+        let added = with_retry(|| {
+            inner.conn.execute(
+                "INSERT INTO participation_tags (room_id, tag, first_joined_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(room_id) DO NOTHING",
+                params![room_id, tag.0.as_slice(), joined_at_ms],
+            )
+        })
+        .map_err(|e| storage_error("recording a join", &e))?;
+        // Our own commit does not change our `data_version`; load the new rows explicitly.
+        inner.refresh(true)?;
+        Ok(added == 1)
+    }
+
+    /// Records many rooms at once (e.g. every room the homeserver is in when the store is first
+    /// installed), in one transaction, all with first-joined time `now_ms`. Returns how many were
+    /// new. Either all are recorded or, on error, none.
+    pub fn backfill<S: AsRef<str>>(&self, room_ids: &[S], now_ms: i64) -> Result<usize> {
+        for (i, room_id) in room_ids.iter().enumerate() {
+            check_room_id(room_id.as_ref()).map_err(|e| e.at(&format!("room_ids[{i}]")))?;
+        }
+        let tags = self.tagger.tag_all(room_ids);
+        let mut inner = self.lock();
+        let added = with_retry(|| {
+            let tx = inner
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut added = 0usize;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO participation_tags (room_id, tag, first_joined_ms)
+                     VALUES (?1, ?2, ?3) ON CONFLICT(room_id) DO NOTHING",
+                )?;
+                for (room_id, tag) in room_ids.iter().zip(&tags) {
+                    added += insert.execute(params![room_id.as_ref(), tag.0.as_slice(), now_ms])?;
+                }
+            }
+            tx.commit()?;
+            Ok(added)
+        })
+        .map_err(|e| storage_error("backfilling rooms", &e))?;
+        inner.refresh(true)?;
+        Ok(added)
+    }
+
+    /// Whether this server holds `tag`, i.e. has ever joined the room it was computed for.
+    pub fn contains_tag(&self, tag: &ParticipationTag) -> Result<bool> {
+        let mut inner = self.lock();
+        inner.refresh(false)?;
+        Ok(inner.index.contains(&tag.0))
+    }
+
+    /// For each tag, whether this server holds it (one freshness check for the whole batch).
+    pub fn recognise(&self, tags: &[ParticipationTag]) -> Result<Vec<bool>> {
+        let mut inner = self.lock();
+        inner.refresh(false)?;
+        Ok(tags.iter().map(|t| inner.index.contains(&t.0)).collect())
+    }
+
+    /// Whether this server has ever joined `room_id`.
+    pub fn contains_room(&self, room_id: &str) -> Result<bool> {
+        self.contains_tag(&self.tagger.tag(room_id))
+    }
+
+    /// Every recorded room with its first-joined time (ms), in the order they were recorded.
+    pub fn rooms(&self) -> Result<Vec<(String, i64)>> {
+        let inner = self.lock();
+        with_retry(|| {
+            let mut stmt = inner.conn.prepare_cached(
+                "SELECT room_id, first_joined_ms FROM participation_tags ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .map_err(|e| storage_error("listing rooms", &e))
+    }
+
+    /// When this server first joined `room_id` (ms), if it ever did.
+    pub fn first_joined(&self, room_id: &str) -> Result<Option<i64>> {
+        let inner = self.lock();
+        with_retry(|| {
+            inner
+                .conn
+                .query_row(
+                    "SELECT first_joined_ms FROM participation_tags WHERE room_id = ?1",
+                    [room_id],
+                    |row| row.get(0),
+                )
+                .optional()
+        })
+        .map_err(|e| storage_error("reading a room", &e))
+    }
+
+    /// How many tags the store holds (including other processes' latest commits).
+    pub fn len(&self) -> Result<usize> {
+        let mut inner = self.lock();
+        inner.refresh(false)?;
+        Ok(inner.index.len())
+    }
+
+    /// Whether the store holds no tag at all.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Approximate memory used by the in-memory index, in bytes.
+    pub fn index_bytes(&self) -> usize {
+        self.lock().index.bytes()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the index inconsistent with the file in a
+        // way that matters (it only ever lags, and is refreshed), so a poisoned lock is reused.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for TagStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagStore")
+            .field("server_name", &self.server_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Brings the index up to date with the file. Unless `force`, skips the query when no other
+    /// connection has committed since the last refresh.
+    fn refresh(&mut self, force: bool) -> Result<()> {
+        let version: i64 = with_retry(|| {
+            self.conn
+                .query_row("PRAGMA data_version", [], |row| row.get(0))
+        })
+        .map_err(|e| storage_error("checking for new tags", &e))?;
+        if !force && version == self.data_version {
+            return Ok(());
+        }
+        let high_water = self.high_water;
+        let (new_high, tags) = with_retry(|| {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, tag FROM participation_tags WHERE id > ?1 ORDER BY id",
+            )?;
+            let mut rows = stmt.query([high_water])?;
+            let mut high = high_water;
+            let mut tags = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let tag = row.get_ref(1)?.as_blob()?;
+                // Only this module writes the table, always 32 bytes; anything else is skipped.
+                if let Ok(tag) = <[u8; 32]>::try_from(tag) {
+                    tags.push(tag);
+                }
+                high = high.max(id);
+            }
+            Ok((high, tags))
+        })
+        .map_err(|e| storage_error("loading new tags", &e))?;
+        self.index.extend(tags);
+        self.high_water = new_high;
+        self.data_version = version;
+        self.index.merge_if_due();
+        Ok(())
+    }
+}
+
+/// The minimal checks a room ID needs before it is stored for ever: the full grammar belongs to
+/// the `ids` module, but an empty, oversized or control-character ID is certainly a caller bug.
+fn check_room_id(room_id: &str) -> Result<()> {
+    if !room_id.starts_with('!') {
+        return Err(Error::invalid_param("a room ID must start with '!'"));
+    }
+    if room_id.len() > MAX_ROOM_ID_BYTES {
+        return Err(Error::invalid_param(format!(
+            "a room ID is at most {MAX_ROOM_ID_BYTES} bytes, this one is {}",
+            room_id.len()
+        )));
+    }
+    if room_id.chars().any(char::is_control) {
+        return Err(Error::invalid_param(
+            "a room ID must not contain control characters",
+        ));
+    }
+    Ok(())
+}

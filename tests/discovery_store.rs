@@ -1,0 +1,355 @@
+//! The permanent tag store: durability across restarts and `kill -9`, several processes on one
+//! file, freshness without reopening, and binding to one server name.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use servership::discovery::participation_tag;
+use servership::store::TagStore;
+
+const SERVER: &str = "green.example:8448";
+/// Set in a re-executed copy of this test binary to make [`child_entry`] act as a writer.
+const CHILD_ENV: &str = "SERVERSHIP_TAG_STORE_CHILD";
+
+/// A fresh directory for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "servership-tags-{}-{name}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn file(&self) -> PathBuf {
+        self.0.join("tags.sqlite")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn room(prefix: &str, i: usize) -> String {
+    format!("!{prefix}{i}:example.org")
+}
+
+/// Starts this test binary again as a writer child: it records `count` rooms named
+/// `!<prefix><i>:example.org` one acknowledged write at a time and prints `acked <room>` after each.
+fn spawn_writer(path: &Path, prefix: &str, count: usize) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{}\t{prefix}\t{count}", path.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The writer side of the multi-process tests; does nothing unless started by [`spawn_writer`].
+#[test]
+fn child_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = spec.split('\t');
+    let path = parts.next().unwrap();
+    let prefix = parts.next().unwrap();
+    let count: usize = parts.next().unwrap().parse().unwrap();
+    let store = TagStore::open(path, SERVER).unwrap();
+    let stdout = std::io::stdout();
+    for i in 0..count {
+        let r = room(prefix, i);
+        store.record_join(&r, i as i64).unwrap();
+        let mut out = stdout.lock();
+        writeln!(out, "acked {r}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// The room in an `acked <room>` line. The test harness may print `test child_entry ... ` on the
+/// same line as the first acknowledgement, so the marker is searched for, not expected first.
+fn acked_in(line: &str) -> Option<String> {
+    line.find("acked ").map(|at| line[at + 6..].to_owned())
+}
+
+/// Collects the rooms a child acknowledged.
+fn acked_rooms(child: &mut Child) -> Vec<String> {
+    let stdout = child.stdout.take().unwrap();
+    BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| acked_in(&l))
+        .collect()
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TagStore>();
+}
+
+#[test]
+fn record_join_is_idempotent_and_keeps_first_time() {
+    let dir = TempDir::new("idempotent");
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    assert!(store.is_empty().unwrap());
+    assert!(store.record_join("!a:example.org", 1000).unwrap());
+    assert!(!store.record_join("!a:example.org", 2000).unwrap());
+    assert_eq!(store.first_joined("!a:example.org").unwrap(), Some(1000));
+    assert_eq!(store.len().unwrap(), 1);
+    assert!(
+        store
+            .contains_tag(&participation_tag(SERVER, "!a:example.org"))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .contains_tag(&participation_tag("other.example", "!a:example.org"))
+            .unwrap()
+    );
+    assert!(!store.contains_room("!b:example.org").unwrap());
+    assert_eq!(
+        store.rooms().unwrap(),
+        vec![("!a:example.org".to_owned(), 1000)]
+    );
+}
+
+#[test]
+fn invalid_room_ids_are_refused_and_backfill_is_all_or_nothing() {
+    let dir = TempDir::new("invalid");
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    let err = store.record_join("no-bang:example.org", 1).unwrap_err();
+    assert_eq!(err.errcode().as_str(), "M_INVALID_PARAM");
+    assert!(err.message().starts_with("room_id: "), "{}", err.message());
+    let long = format!("!{}", "x".repeat(300));
+    let err = store.backfill(&["!ok:example.org", &long], 1).unwrap_err();
+    assert!(
+        err.message().starts_with("room_ids[1]: "),
+        "{}",
+        err.message()
+    );
+    assert!(store.record_join("!nul\0:example.org", 1).is_err());
+    assert_eq!(store.len().unwrap(), 0);
+}
+
+#[test]
+fn backfill_adds_only_new_rooms_in_one_call() {
+    let dir = TempDir::new("backfill");
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    store.record_join(&room("r", 3), 5).unwrap();
+    let rooms: Vec<String> = (0..1000).map(|i| room("r", i)).collect();
+    assert_eq!(store.backfill(&rooms, 77).unwrap(), 999);
+    assert_eq!(store.backfill(&rooms, 78).unwrap(), 0);
+    assert_eq!(store.len().unwrap(), 1000);
+    assert_eq!(store.first_joined(&room("r", 3)).unwrap(), Some(5));
+    assert_eq!(store.first_joined(&room("r", 4)).unwrap(), Some(77));
+    let tags = store.tagger().tag_all(&rooms);
+    assert!(store.recognise(&tags).unwrap().iter().all(|&b| b));
+}
+
+#[test]
+fn restart_keeps_every_tag() {
+    let dir = TempDir::new("restart");
+    let rooms: Vec<String> = (0..3000).map(|i| room("restart", i)).collect();
+    {
+        let store = TagStore::open(dir.file(), SERVER).unwrap();
+        store.backfill(&rooms[..2000], 1).unwrap();
+        for (i, r) in rooms[2000..].iter().enumerate() {
+            store.record_join(r, 2 + i as i64).unwrap();
+        }
+    }
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    assert_eq!(store.len().unwrap(), 3000);
+    let listed = store.rooms().unwrap();
+    assert_eq!(listed.len(), 3000);
+    assert_eq!(
+        listed.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(),
+        rooms
+    );
+    let tags = store.tagger().tag_all(&rooms);
+    assert!(store.recognise(&tags).unwrap().iter().all(|&b| b));
+    // Reopen once more after more writes: still everything.
+    store.record_join("!late:example.org", 9).unwrap();
+    drop(store);
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    assert_eq!(store.len().unwrap(), 3001);
+    assert!(store.contains_room("!late:example.org").unwrap());
+}
+
+#[test]
+fn the_store_is_bound_to_its_server_name() {
+    let dir = TempDir::new("bound");
+    drop(TagStore::open(dir.file(), SERVER).unwrap());
+    let err = TagStore::open(dir.file(), "green.example").unwrap_err();
+    assert_eq!(err.errcode().as_str(), "M_INVALID_PARAM");
+    assert!(
+        err.message().contains("belongs to server"),
+        "{}",
+        err.message()
+    );
+    assert!(TagStore::open(dir.file(), SERVER).is_ok());
+    assert!(TagStore::open(dir.0.join("other.sqlite"), "").is_err());
+}
+
+#[test]
+fn a_second_handle_sees_new_tags_without_reopening() {
+    let dir = TempDir::new("fresh");
+    let a = TagStore::open(dir.file(), SERVER).unwrap();
+    let b = TagStore::open(dir.file(), SERVER).unwrap();
+    assert!(!b.contains_room("!x:example.org").unwrap());
+    a.record_join("!x:example.org", 1).unwrap();
+    assert!(b.contains_room("!x:example.org").unwrap());
+    let rooms: Vec<String> = (0..5000).map(|i| room("fresh", i)).collect();
+    a.backfill(&rooms, 2).unwrap();
+    assert_eq!(b.len().unwrap(), 5001);
+    let tags = b.tagger().tag_all(&rooms);
+    assert!(b.recognise(&tags).unwrap().iter().all(|&x| x));
+    // And the other way round, interleaved.
+    for i in 0..50 {
+        b.record_join(&room("back", i), 3).unwrap();
+        a.record_join(&room("forth", i), 3).unwrap();
+        assert!(a.contains_room(&room("back", i)).unwrap());
+        assert!(b.contains_room(&room("forth", i)).unwrap());
+    }
+    assert_eq!(a.len().unwrap(), 5101);
+    assert_eq!(b.len().unwrap(), 5101);
+}
+
+#[test]
+fn another_process_writes_are_seen_without_reopening() {
+    let dir = TempDir::new("otherproc");
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    assert_eq!(store.len().unwrap(), 0);
+    let mut child = spawn_writer(&dir.file(), "p", 200);
+    let acked = acked_rooms(&mut child);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(acked.len(), 200);
+    assert_eq!(store.len().unwrap(), 200);
+    for r in &acked {
+        assert!(store.contains_room(r).unwrap(), "{r} missing");
+    }
+}
+
+#[test]
+fn threads_sharing_one_store_lose_nothing() {
+    let dir = TempDir::new("threads");
+    let store = Arc::new(TagStore::open(dir.file(), SERVER).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    store.record_join(&room(&format!("t{t}-"), i), 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(store.len().unwrap(), 1200);
+}
+
+#[test]
+fn kill_9_right_after_acknowledged_writes_loses_nothing() {
+    let dir = TempDir::new("kill9");
+    // Create the file first so the child spends its time writing.
+    drop(TagStore::open(dir.file(), SERVER).unwrap());
+    let mut child = spawn_writer(&dir.file(), "k", 1_000_000);
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| acked_in(&l))
+            .collect::<Vec<_>>()
+    });
+    // A "random" moment between 150 and 650 ms in.
+    let jitter = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 500;
+    std::thread::sleep(Duration::from_millis(150 + u64::from(jitter)));
+    child.kill().unwrap(); // SIGKILL on Unix
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the writer must have been killed, not finished"
+    );
+    let acked = reader.join().unwrap();
+    assert!(
+        !acked.is_empty(),
+        "the writer acknowledged nothing before the kill"
+    );
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    for r in &acked {
+        assert!(store.contains_room(r).unwrap(), "acknowledged {r} was lost");
+    }
+    let stored = store.len().unwrap();
+    // At most the one write in flight when the kill came may be stored without an acknowledgement.
+    assert!(
+        stored == acked.len() || stored == acked.len() + 1,
+        "{stored} vs {}",
+        acked.len()
+    );
+}
+
+#[test]
+fn two_processes_writing_10000_rooms_each_lose_nothing() {
+    let dir = TempDir::new("twoproc");
+    let mut a = spawn_writer(&dir.file(), "a", 10_000);
+    let mut b = spawn_writer(&dir.file(), "b", 10_000);
+    let out_a = a.stdout.take().unwrap();
+    let reader_a = std::thread::spawn(move || {
+        BufReader::new(out_a)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| acked_in(l).is_some())
+            .count()
+    });
+    let acked_b = acked_rooms(&mut b);
+    let acked_a = reader_a.join().unwrap();
+    assert!(a.wait().unwrap().success(), "writer a failed");
+    assert!(b.wait().unwrap().success(), "writer b failed");
+    assert_eq!(acked_a, 10_000);
+    assert_eq!(acked_b.len(), 10_000);
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    assert_eq!(store.len().unwrap(), 20_000);
+    let all: Vec<String> = (0..10_000)
+        .flat_map(|i| [room("a", i), room("b", i)])
+        .collect();
+    let tags = store.tagger().tag_all(&all);
+    assert!(store.recognise(&tags).unwrap().iter().all(|&x| x));
+    assert_eq!(store.rooms().unwrap().len(), 20_000);
+}
+
+#[test]
+fn index_stays_compact() {
+    let dir = TempDir::new("compact");
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    let rooms: Vec<String> = (0..50_000).map(|i| room("c", i)).collect();
+    store.backfill(&rooms, 1).unwrap();
+    for i in 0..100 {
+        store.record_join(&room("d", i), 1).unwrap();
+    }
+    let per_tag = store.index_bytes() as f64 / store.len().unwrap() as f64;
+    assert!(per_tag <= 64.0, "{per_tag} bytes per tag");
+    drop(store);
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    let per_tag = store.index_bytes() as f64 / store.len().unwrap() as f64;
+    assert!(per_tag <= 40.0, "{per_tag} bytes per tag after reopening");
+}

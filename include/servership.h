@@ -90,6 +90,31 @@ const char *servership_version(void);
 // `string` must be `NULL` or a pointer servership returned and that has not been freed yet.
 void servership_string_free(char *string);
 
+// The event ID of a PDU (`json`, strict canonical JSON) in room version `room_version`
+// (e.g. `"12"`): `$` + the reference hash for v3 and later; for v1/v2 the PDU's own `event_id`.
+//
+// Fails with `SERVERSHIP_INCOMPATIBLE_ROOM_VERSION` for an unknown version, and with
+// `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for malformed events (the message names the field).
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `out` a valid `char **`;
+// `out_len` `NULL` or valid.
+servership_status servership_event_id(const uint8_t *json, size_t len, const char *room_version, size_t room_version_len, char **out, size_t *out_len);
+
+// The room ID (`!` + URL-safe base64 reference hash) that a v12-style `m.room.create` event
+// starts. The room version is read from the event's `content.room_version`. Refuses create
+// events the auth rules would refuse (with a `room_id`, with `prev_events`, bad creators...).
+//
+// # Safety
+// `json` must point to `len` readable bytes; `out` a valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_room_id_from_create_event(const uint8_t *json, size_t len, char **out, size_t *out_len);
+
+// The redacted form of an event under the rules of `room_version`, as canonical JSON.
+//
+// # Safety
+// Pointer/length pairs must be readable; `out` a valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_redact(const uint8_t *json, size_t len, const char *room_version, size_t room_version_len, char **out, size_t *out_len);
+
 // Parses `json` (`len` bytes, UTF-8, strict Matrix rules) and returns its canonical encoding.
 //
 // On success `*out` receives a NUL-terminated string to free with `servership_string_free`,

@@ -3,6 +3,8 @@
 Commands:
 
 - ``canonical``: JSON on stdin, its canonical form on stdout.
+- ``event-id PDU_FILE --room-version N``: the event ID of a PDU.
+- ``room-id CREATE_FILE``: the room ID a v12 ``m.room.create`` event starts.
 - ``sign-json FILE --server S --key-file K``: signs a JSON object with a Synapse signing key
   file (first line ``ed25519 <version> <seed>``) and prints it as canonical JSON.
 - ``verify-json FILE --server S --key-id K --public-key B64``: checks a JSON object's signature.
@@ -27,6 +29,14 @@ def _read(path: str) -> bytes:
 
 def _canonical(args: argparse.Namespace) -> None:
     sys.stdout.buffer.write(servership.canonicalize(_read(args.file)) + b"\n")
+
+
+def _event_id(args: argparse.Namespace) -> None:
+    print(servership.event_id(_read(args.file), args.room_version))
+
+
+def _room_id(args: argparse.Namespace) -> None:
+    print(servership.room_id_from_create_event(_read(args.file)))
 
 
 def _sign_json(args: argparse.Namespace) -> None:
@@ -54,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     canonical = commands.add_parser("canonical", help="canonical JSON of a file or stdin")
     canonical.add_argument("file", nargs="?", default="-", help="JSON file (default: stdin)")
     canonical.set_defaults(run=_canonical)
+
+    event_id = commands.add_parser("event-id", help="event ID of a PDU")
+    event_id.add_argument("file", help="PDU file, or - for stdin")
+    event_id.add_argument("--room-version", required=True, help='e.g. "12"')
+    event_id.set_defaults(run=_event_id)
+
+    room_id = commands.add_parser("room-id", help="room ID a v12 create event starts")
+    room_id.add_argument("file", help="m.room.create PDU file, or - for stdin")
+    room_id.set_defaults(run=_room_id)
 
     sign = commands.add_parser("sign-json", help="sign a JSON object with a Synapse key file")
     sign.add_argument("file", help="JSON object file, or - for stdin")

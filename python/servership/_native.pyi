@@ -25,6 +25,12 @@ __all__ = [
     "VerifyKey",
     "__version__",
     "canonical_json",
+    "content_hash",
+    "event_id",
+    "is_server_pseudouser",
+    "redact",
+    "reference_hash",
+    "room_id_from_create_event",
     "canonicalize",
     "parse_json",
     "sign_json",
@@ -92,3 +98,10 @@ def verify_json(
     server_name: str,
     verify_key: VerifyKey | Iterable[VerifyKey],
 ) -> None: ...
+
+def event_id(event: Mapping[str, _JsonValue] | _JsonText, room_version: str) -> str: ...
+def room_id_from_create_event(event: Mapping[str, _JsonValue] | _JsonText) -> str: ...
+def redact(event: Mapping[str, _JsonValue] | _JsonText, room_version: str) -> dict[str, Any]: ...
+def content_hash(event: Mapping[str, _JsonValue] | _JsonText) -> str: ...
+def reference_hash(event: Mapping[str, _JsonValue] | _JsonText, room_version: str) -> str: ...
+def is_server_pseudouser(user_id: str) -> bool: ...

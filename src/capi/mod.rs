@@ -31,6 +31,7 @@ pub mod signing;
 pub mod status;
 
 pub use boundary::*;
+pub use event::*;
 pub use json::*;
 pub use last_error::*;
 pub use signing::*;

@@ -17,6 +17,7 @@
 
 mod convert;
 mod errors;
+mod event;
 mod json;
 mod signing;
 
@@ -32,5 +33,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     json::register(m)?;
     signing::register(m)?;
+    event::register(m)?;
     Ok(())
 }

@@ -235,6 +235,43 @@ static void test_signing(void) {
     servership_signing_key_free(key);
 }
 
+static void test_events(void) {
+    const char *ev = "{\"type\":\"m.room.message\",\"content\":{},\"room_id\":\"!r:a\","
+                     "\"sender\":\"@a:a\",\"origin_server_ts\":1,\"depth\":1,"
+                     "\"prev_events\":[],\"auth_events\":[],\"hashes\":{}}";
+    char *out = SENTINEL;
+    CHECK(servership_event_id((const uint8_t *)ev, strlen(ev), "99", 2, &out, NULL) ==
+              SERVERSHIP_INCOMPATIBLE_ROOM_VERSION && out == SENTINEL,
+          "unknown room version");
+    CHECK(strstr(servership_last_error_json(), "\"room_version\":\"99\"") != NULL,
+          "the error body names the version");
+    CHECK(servership_event_id((const uint8_t *)ev, strlen(ev), NULL, 2, &out, NULL) ==
+              SERVERSHIP_NULL_POINTER,
+          "NULL room version");
+    CHECK(servership_event_id((const uint8_t *)ev, strlen(ev), "1\xff", 2, &out, NULL) ==
+              SERVERSHIP_INVALID_UTF8,
+          "invalid UTF-8 room version");
+    CHECK(servership_event_id((const uint8_t *)"{\"a\":1,\"a\":1}", 13, "12", 2, &out, NULL) ==
+              SERVERSHIP_BAD_JSON,
+          "event with duplicate keys");
+    CHECK(servership_event_id((const uint8_t *)ev, strlen(ev), "12", 2, &out, NULL) ==
+              SERVERSHIP_OK && out[0] == '$' && strlen(out) == 44,
+          "v12 event ID");
+    servership_string_free(out);
+    out = SENTINEL;
+    CHECK(servership_event_id((const uint8_t *)ev, strlen(ev), "1", 1, &out, NULL) ==
+              SERVERSHIP_BAD_JSON && out == SENTINEL,
+          "v1 event without event_id");
+    CHECK(servership_redact((const uint8_t *)ev, strlen(ev), "12", 2, &out, NULL) ==
+              SERVERSHIP_OK && strstr(out, "\"content\":{}") != NULL,
+          "redact");
+    servership_string_free(out);
+    out = SENTINEL;
+    CHECK(servership_room_id_from_create_event((const uint8_t *)ev, strlen(ev), &out, NULL) !=
+              SERVERSHIP_OK && out == SENTINEL,
+          "room ID from a non-create event");
+}
+
 static void test_descriptions(void) {
     CHECK(strcmp(servership_status_description(SERVERSHIP_OK), "success") == 0, "ok text");
     CHECK(strncmp(servership_status_description(SERVERSHIP_BAD_JSON), "M_BAD_JSON", 10) == 0,
@@ -249,6 +286,7 @@ int main(void) {
     test_invalid_utf8();
     test_big_and_deep();
     test_signing();
+    test_events();
     test_descriptions();
     printf("hostile: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

@@ -53,5 +53,26 @@ set -e
 [[ $code == 1 ]] || fail "canonicalize of a duplicate key exited $code"
 [[ "$err" == *'"errcode":"M_BAD_JSON"'* ]] || fail "canonicalize error was $err"
 
+step "examples/event_id.c against tests/vectors/event_ids.json"
+checked=0
+while IFS=$'\t' read -r version want pdu; do
+    printf '%s' "$pdu" > "$out/pdu.json"
+    got=$(run "$out/event_id" "$out/pdu.json" "$version")
+    [[ "$got" == "$want" ]] || fail "event_id (room v$version) printed $got, want $want"
+    checked=$((checked + 1))
+done < <(python3 -c '
+import json, sys
+for case in json.load(open("tests/vectors/event_ids.json")):
+    want = case["expect_event_id"]
+    if want not in (None, "error"):
+        print(case["room_version"], want, json.dumps(case["event"]), sep="\t")
+')
+(( checked >= 5 )) || fail "only $checked event ID vectors checked"
+set +e
+err=$(run "$out/event_id" "$out/pdu.json" 99 2>&1 >/dev/null)
+code=$?
+set -e
+[[ $code == 1 && "$err" == *M_INCOMPATIBLE_ROOM_VERSION* ]] || fail "event_id v99: $code $err"
+
 # Each step exits on failure, so reaching this line means all of them passed.
 echo "C tests: $steps passed, 0 failed"

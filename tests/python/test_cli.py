@@ -44,6 +44,23 @@ def test_sign_then_verify(tmp_path: pathlib.Path) -> None:
     assert json.loads(bad.stderr)["errcode"] == "M_UNAUTHORIZED"
 
 
+def test_event_id_and_room_id(tmp_path: pathlib.Path) -> None:
+    from conftest import load_vectors
+
+    case = next(c for c in load_vectors("v12_room_ids.json")["create_events"] if c["expect"] == "accept")
+    pdu = tmp_path / "create.json"
+    pdu.write_text(json.dumps(case["event"]))
+    done = run("event-id", str(pdu), "--room-version", "12")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == case["expect_event_id"]
+    done = run("room-id", str(pdu))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == case["expect_room_id"]
+    done = run("event-id", str(pdu), "--room-version", "99")
+    assert done.returncode == 1
+    assert json.loads(done.stderr)["room_version"] == "99"
+
+
 def test_missing_file() -> None:
     done = run("verify-json", "/nonexistent", "--server", "a", "--key-id", "ed25519:1",
                "--public-key", "x")

@@ -74,5 +74,16 @@ code=$?
 set -e
 [[ $code == 1 && "$err" == *M_INCOMPATIBLE_ROOM_VERSION* ]] || fail "event_id v99: $code $err"
 
+step "the C example in README.md"
+python3 -c '
+import re, sys
+blocks = re.findall(r"```c\n(.*?)```", open("README.md", encoding="utf-8").read(), re.S)
+assert blocks, "README.md has no C example"
+sys.stdout.write(blocks[0])
+' > "$out/readme.c"
+cc "${CFLAGS[@]}" "$out/readme.c" "${LDFLAGS[@]}" -o "$out/readme"
+got=$(run "$out/readme")
+[[ "$got" == '{"a":[true,null],"b":1}' ]] || fail "README example printed $got"
+
 # Each step exits on failure, so reaching this line means all of them passed.
 echo "C tests: $steps passed, 0 failed"

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the C library, compiles the C examples and tests with -std=c99 -Wall -Wextra -Werror
+# (and the header as C++), runs them, and runs them again under valgrind (zero errors, zero leaks).
+#   tests/c/run.sh            # everything
+#   VALGRIND=0 tests/c/run.sh # skip valgrind (quick local runs only; CI always uses it)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+out=$root/target/c-tests
+mkdir -p "$out"
+
+cargo build --quiet --lib
+lib=$root/target/debug
+CFLAGS=(-std=c99 -Wall -Wextra -Werror -pedantic -g -I"$root/include")
+LDFLAGS=(-L"$lib" -lservership -Wl,-rpath,"$lib")
+
+echo "-- compiling (cc ${CFLAGS[*]})"
+cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
+g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
+    "${LDFLAGS[@]}" -o "$out/header_only_cpp"
+for src in examples/*.c tests/c/hostile.c; do
+    name=$(basename "$src" .c)
+    cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
+done
+
+run() {
+    if [[ "${VALGRIND:-1}" != 0 ]]; then
+        valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all \
+            --show-leak-kinds=all "$@"
+    else
+        "$@"
+    fi
+}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+steps=0
+step() { steps=$((steps + 1)); echo "-- $*"; }
+
+step "header compiles as C and C++"
+run "$out/header_only_c"
+run "$out/header_only_cpp"
+
+step "hostile input"
+run "$out/hostile"
+
+step "examples/canonicalize.c"
+got=$(printf '{"b": 1, "a": [true, null, "\\u00e9"]}' | run "$out/canonicalize")
+[[ "$got" == '{"a":[true,null,"é"],"b":1}' ]] || fail "canonicalize printed $got"
+set +e
+err=$(printf '{"a": 1, "a": 2}' | run "$out/canonicalize" 2>&1 >/dev/null)
+code=$?
+set -e
+[[ $code == 1 ]] || fail "canonicalize of a duplicate key exited $code"
+[[ "$err" == *'"errcode":"M_BAD_JSON"'* ]] || fail "canonicalize error was $err"
+
+step "examples/event_id.c against tests/vectors/event_ids.json"
+checked=0
+while IFS=$'\t' read -r version want pdu; do
+    printf '%s' "$pdu" > "$out/pdu.json"
+    got=$(run "$out/event_id" "$out/pdu.json" "$version")
+    [[ "$got" == "$want" ]] || fail "event_id (room v$version) printed $got, want $want"
+    checked=$((checked + 1))
+done < <(python3 -c '
+import json, sys
+for case in json.load(open("tests/vectors/event_ids.json")):
+    want = case["expect_event_id"]
+    if want not in (None, "error"):
+        print(case["room_version"], want, json.dumps(case["event"]), sep="\t")
+')
+(( checked >= 5 )) || fail "only $checked event ID vectors checked"
+set +e
+err=$(run "$out/event_id" "$out/pdu.json" 99 2>&1 >/dev/null)
+code=$?
+set -e
+[[ $code == 1 && "$err" == *M_INCOMPATIBLE_ROOM_VERSION* ]] || fail "event_id v99: $code $err"
+
+step "the C example in README.md"
+python3 -c '
+import re, sys
+blocks = re.findall(r"```c\n(.*?)```", open("README.md", encoding="utf-8").read(), re.S)
+assert blocks, "README.md has no C example"
+sys.stdout.write(blocks[0])
+' > "$out/readme.c"
+cc "${CFLAGS[@]}" "$out/readme.c" "${LDFLAGS[@]}" -o "$out/readme"
+got=$(run "$out/readme")
+[[ "$got" == '{"a":[true,null],"b":1}' ]] || fail "README example printed $got"
+
+# Each step exits on failure, so reaching this line means all of them passed.
+echo "C tests: $steps passed, 0 failed"

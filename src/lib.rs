@@ -17,6 +17,7 @@
 //! Synapse) as `import servership`.
 
 pub mod b64;
+pub mod decision;
 pub mod discovery;
 pub mod error;
 pub mod event;
@@ -25,6 +26,7 @@ pub mod invite;
 pub mod json;
 pub mod pseudouser;
 pub mod redaction;
+pub mod room_state;
 pub mod room_version;
 pub mod s2s;
 pub mod signing;

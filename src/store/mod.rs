@@ -11,8 +11,10 @@
 //! The file must be servership's own: never Synapse's database (two SQLite copies live in its
 //! process, and they must not share a file).
 
+mod knocks;
 mod sqlite;
 
-#[allow(unused_imports)] // used by the stores built on this module
+pub use knocks::{KnockRecord, KnockStore};
+
 pub(crate) use sqlite::storage_error;
 pub use sqlite::{ensure_schema, open_connection, with_retry};

@@ -1,0 +1,298 @@
+"""Every use of Synapse internals, in one place.
+
+The servership module needs a few things that Synapse's public ``ModuleApi`` does not offer:
+federation servlets with X-Matrix authentication, the signed federation HTTP client, the EDU
+registry and sender, the invite pipeline, the server-notices manager, and two SQL queries over
+Synapse's own tables. All of them are reached from here, so that a Synapse upgrade that moves a
+name breaks exactly one file. See ``docs/synapse-internals.md`` for why each one is needed.
+
+Supported range: ``matrix-synapse >=1.163.2,<1.164`` (tested: 1.163.2). The range is checked
+at start-up: outside it the module refuses to load unless ``allow_untested_synapse: true``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+
+# Public module API (stable across the range).
+from synapse.module_api import NOT_SPAM, ModuleApi  # noqa: F401  (re-exported)
+from synapse.module_api.errors import ConfigError, SynapseError  # noqa: F401
+
+if TYPE_CHECKING:  # pragma: no cover
+    from synapse.events import EventBase  # noqa: F401
+
+logger = logging.getLogger("servership.synapse")
+
+#: Lowest tested Synapse release (inclusive).
+SUPPORTED_MIN = (1, 163, 2)
+#: First Synapse release we have not tested (exclusive).
+SUPPORTED_MAX = (1, 164, 0)
+#: The range as a pip requirement, for documentation and error messages.
+SUPPORTED_REQUIREMENT = "matrix-synapse>=1.163.2,<1.164"
+
+#: Name of our group in Synapse's table of federation servlet groups.
+SERVLET_GROUP = "org.servership"
+
+
+def synapse_version() -> tuple[int, int, int]:
+    """The running Synapse's version as a tuple (unknown parts become 0)."""
+    import synapse
+
+    parts: list[int] = []
+    for piece in str(getattr(synapse, "__version__", "0")).split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    while len(parts) < 3:
+        parts.append(0)
+    return (parts[0], parts[1], parts[2])
+
+
+def check_supported_version(allow_untested: bool) -> None:
+    """Refuse to run on a Synapse whose internals we have not checked."""
+    version = synapse_version()
+    if SUPPORTED_MIN <= version < SUPPORTED_MAX:
+        return
+    text = ".".join(str(n) for n in version)
+    if allow_untested:
+        logger.warning(
+            "servership: Synapse %s is outside the tested range %s; continuing because "
+            "allow_untested_synapse is set",
+            text,
+            SUPPORTED_REQUIREMENT,
+        )
+        return
+    raise ConfigError(
+        f"servership supports {SUPPORTED_REQUIREMENT}, this is Synapse {text}; "
+        "set servership.allow_untested_synapse: true to try anyway"
+    )
+
+
+def homeserver(api: Any) -> Any:
+    """The ``HomeServer`` behind a ``ModuleApi`` (private attribute ``_hs``)."""
+    return api._hs
+
+
+# ---------------------------------------------------------------------------------------------
+# Federation servlets
+# ---------------------------------------------------------------------------------------------
+
+
+def federation_servlet_base() -> type:
+    """Synapse's base class for X-Matrix-authenticated federation servlets.
+
+    Our subclasses get one extra keyword argument, ``raw_body`` (the request body as bytes),
+    because Synapse hands servlets only the parsed JSON, and our validators must see the bytes
+    the peer sent (duplicate keys, number forms) to answer with the right error.
+    """
+    from synapse.federation.transport.server._base import BaseFederationServlet
+
+    class RawBodyFederationServlet(BaseFederationServlet):  # type: ignore[misc, valid-type]
+        def _wrap(self, func: Callable[..., Awaitable[Any]]) -> Any:
+            inner = super()._wrap(func)
+
+            @functools.wraps(inner)
+            async def with_raw_body(request: Any, *args: Any, **kwargs: Any) -> Any:
+                raw = b""
+                content = getattr(request, "content", None)
+                if content is not None and request.method in (b"PUT", b"POST"):
+                    content.seek(0)
+                    raw = content.read()
+                    content.seek(0)
+                return await inner(request, *args, raw_body=raw, **kwargs)
+
+            return with_raw_body
+
+    return RawBodyFederationServlet
+
+
+def register_servlet_group(servlets: Iterable[type]) -> None:
+    """Add our servlets to every ``federation`` listener Synapse builds after this call.
+
+    Synapse instantiates modules before it creates listeners, and ``register_servlets``
+    iterates ``SERVLET_GROUPS`` at that time, so adding a group here is enough.
+    """
+    from synapse.federation.transport.server import SERVLET_GROUPS
+
+    SERVLET_GROUPS[SERVLET_GROUP] = tuple(servlets)
+
+
+def unregister_servlet_group() -> None:
+    """Remove our servlet group (used by tests that create several modules in one process)."""
+    from synapse.federation.transport.server import SERVLET_GROUPS
+
+    SERVLET_GROUPS.pop(SERVLET_GROUP, None)
+
+
+def matrix_error(http_status: int, message: str, errcode: str, **extra: Any) -> Exception:
+    """A ``SynapseError`` that Synapse renders as a Matrix error body."""
+    # SynapseError(code, msg, errcode, additional_fields) in the supported range.
+    return SynapseError(http_status, message, errcode, additional_fields=extra or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Invites: hand a checked v3 invite to Synapse's normal v2 pipeline
+# ---------------------------------------------------------------------------------------------
+
+
+async def process_invite(
+    api: Any, origin: str, room_id: str, event_id: str, event: dict, room_version: str
+) -> dict:
+    """Run Synapse's own invite handling (ACL, signature checks, spam checks, persistence,
+    co-signing) for an invite the core has already checked.
+
+    ``event["unsigned"]["invite_room_state"]`` must already hold the rewritten state. Returns
+    ``{"event": <event co-signed by us>}``, as the v2 endpoint does.
+    """
+    server = homeserver(api).get_federation_server()
+    params = inspect.signature(server.on_invite_request).parameters
+    if "event_json" in params:
+        # 1.158+: keyword-only, with the IDs from the request path.
+        result = await server.on_invite_request(
+            origin=origin,
+            expected_room_id=room_id,
+            expected_event_id=event_id,
+            event_json=event,
+            room_version_id=room_version,
+        )
+    else:  # pragma: no cover - older releases, outside the tested range
+        result = await server.on_invite_request(origin, event, room_version)
+    signed = dict(result.get("event", {}))
+    unsigned = signed.get("unsigned")
+    if isinstance(unsigned, dict):
+        # Like v2: invite_room_state is for our own use, not echoed back. Copy first: the
+        # dict may be shared with the event Synapse stored.
+        signed["unsigned"] = {k: v for k, v in unsigned.items() if k != "invite_room_state"}
+    return {"event": signed}
+
+
+# ---------------------------------------------------------------------------------------------
+# EDUs
+# ---------------------------------------------------------------------------------------------
+
+
+def register_edu_handler(
+    api: Any, edu_type: str, handler: Callable[[str, dict], Awaitable[None]]
+) -> None:
+    """Receive EDUs of ``edu_type`` (``handler(origin, content)``)."""
+    homeserver(api).get_federation_registry().register_edu_handler(edu_type, handler)
+
+
+def send_edu(api: Any, destination: str, edu_type: str, content: dict) -> None:
+    """Queue an EDU for ``destination``. Only the main process or the federation sender can
+    send; elsewhere Synapse raises, and so do we."""
+    sender = homeserver(api).get_federation_sender()
+    sender.build_and_send_edu(destination, edu_type, content)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signed outbound federation requests
+# ---------------------------------------------------------------------------------------------
+
+
+async def federation_post_json(
+    api: Any, destination: str, path: str, data: dict, timeout_ms: int
+) -> dict:
+    """POST ``data`` to ``destination`` signed with X-Matrix by our server key."""
+    client = homeserver(api).get_federation_http_client()
+    return await client.post_json(
+        destination, path, data=data, timeout=timeout_ms, ignore_backoff=False
+    )
+
+
+def http_request_error_details(exc: BaseException) -> tuple[int | None, str]:
+    """(HTTP status, short reason) for an exception raised by the federation client."""
+    code = getattr(exc, "code", None)
+    return (code if isinstance(code, int) else None, f"{type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Server notices
+# ---------------------------------------------------------------------------------------------
+
+
+async def send_server_notice(api: Any, user_id: str, body: str) -> bool:
+    """Send ``body`` as a server notice; False if server notices are not configured."""
+    manager = homeserver(api).get_server_notices_manager()
+    if not manager.is_enabled():
+        return False
+    await manager.send_notice(user_id, {"msgtype": "m.notice", "body": body})
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries over Synapse's own tables (read-only)
+# ---------------------------------------------------------------------------------------------
+
+
+def _rows(txn: Any, sql: str, args: tuple = ()) -> list[tuple]:
+    txn.execute(sql, args)
+    return list(txn.fetchall())
+
+
+async def joined_rooms(api: Any) -> list[str]:
+    """Rooms where at least one local user is currently joined."""
+    rows = await api.run_db_interaction(
+        "servership_joined_rooms",
+        _rows,
+        "SELECT DISTINCT room_id FROM local_current_membership WHERE membership = ?",
+        ("join",),
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
+async def rooms_ever_joined(api: Any) -> list[str]:
+    """Rooms where a local user has ever had a join (current or past): tags are permanent."""
+    rows = await api.run_db_interaction(
+        "servership_rooms_ever_joined",
+        _rows,
+        "SELECT DISTINCT room_id FROM local_current_membership",
+        (),
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
+async def hosts_in_room(api: Any, room_id: str) -> set[str]:
+    """Servers with at least one joined member in the room's current state."""
+    hosts = await homeserver(api).get_datastores().main.get_current_hosts_in_room(room_id)
+    return set(hosts)
+
+
+async def membership_history(api: Any, room_id: str) -> list[tuple[str, str]]:
+    """Every membership event we know in the room, as (user_id, membership)."""
+    rows = await api.run_db_interaction(
+        "servership_membership_history",
+        _rows,
+        "SELECT user_id, membership FROM room_memberships WHERE room_id = ?",
+        (room_id,),
+    )
+    return [(str(u), str(m)) for (u, m) in rows]
+
+
+def spam_errcode(errcode: str) -> Any:
+    """The ``Codes`` member for a Matrix errcode (``M_FORBIDDEN`` if Synapse has none)."""
+    from synapse.api.errors import Codes
+
+    try:
+        return Codes(errcode)
+    except ValueError:
+        return Codes.FORBIDDEN
+
+
+def synapse_database_files(api: Any) -> list[str]:
+    """Synapse's own SQLite database files (empty for PostgreSQL)."""
+    files: list[str] = []
+    for db in getattr(homeserver(api).config.database, "databases", []):
+        conf = getattr(db, "config", {}) or {}
+        if conf.get("name") in ("sqlite3", "sqlite"):
+            path = (conf.get("args") or {}).get("database")
+            if isinstance(path, str):
+                files.append(path)
+    return files
+
+
+def now_ms(api: Any) -> int:
+    """Synapse's clock in milliseconds (the fake clock in Synapse's own tests)."""
+    return int(homeserver(api).get_clock().time_msec())

@@ -1,0 +1,285 @@
+"""The one place where the Synapse module calls the servership core.
+
+The core is the Rust library's Python binding (``servership``, native part
+``servership._native``). It is imported lazily, on first use, so that the module's plumbing
+(config, servlets, hooks) loads and can be tested without it, and so that integrating the
+binding means editing this file only. Every function here takes and returns plain Python
+values (``bytes``, ``str``, ``dict``, small dataclasses); the rest of the module never sees a
+native object's attributes.
+
+All functions here are blocking (SQLite, hashing, signature checks): callers run them through
+``api.defer_to_thread``, never on the reactor thread.
+
+Names marked PLANNED are the agreed binding names whose exact argument lists will be confirmed
+at integration (see ``docs/synapse-internals.md``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+_lock = threading.Lock()
+_cached: Any = None
+
+
+class CoreUnavailable(RuntimeError):
+    """The native core (``servership._native``) is not installed."""
+
+
+class CoreError(Exception):
+    """A Matrix error raised by the core: answer the peer with it as-is."""
+
+    def __init__(
+        self, errcode: str, http_status: int, message: str, retry_after_ms: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.errcode = errcode
+        self.http_status = http_status
+        self.message = message
+        self.retry_after_ms = retry_after_ms
+
+    def __str__(self) -> str:
+        return f"{self.http_status} {self.errcode}: {self.message}"
+
+
+def _servership() -> Any:
+    """Import ``servership`` and check that its native part is there (cached)."""
+    global _cached
+    if _cached is not None:
+        return _cached
+    with _lock:
+        if _cached is None:
+            try:
+                importlib.import_module("servership._native")
+                mod = importlib.import_module("servership")
+                for name in ("ServershipError", "TagStore", "check_invite"):
+                    if not hasattr(mod, name):
+                        raise ImportError(f"servership.{name} is missing")
+            except ImportError as exc:
+                raise CoreUnavailable(
+                    "the servership native core is not installed (servership._native: "
+                    f"{exc}); install the servership wheel, or build it with `maturin develop`"
+                ) from exc
+            _cached = mod
+    return _cached
+
+
+def native_available() -> bool:
+    """True if the native core can be imported."""
+    try:
+        _servership()
+    except CoreUnavailable:
+        return False
+    return True
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Map a ``servership.ServershipError`` to ``CoreError``; anything else unchanged."""
+    mod = _cached
+    if mod is not None and isinstance(exc, mod.ServershipError):
+        retry = getattr(exc, "retry_after_ms", None)
+        return CoreError(
+            errcode=str(getattr(exc, "errcode", "M_UNKNOWN")),
+            http_status=int(getattr(exc, "http_status", 500)),
+            message=str(exc),
+            retry_after_ms=int(retry) if isinstance(retry, int) else None,
+        )
+    return exc
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - translated, then re-raised
+        translated = _translate(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+# --- discovery (MSC4358) ---------------------------------------------------------------------
+
+
+def open_tag_store(path: str, server_name: str) -> Any:
+    """Open (creating if needed) the participation-tag store in our own SQLite file."""
+    return _call(_servership().TagStore, path, server_name)
+
+
+def record_join(store: Any, room_id: str, joined_at_ms: int) -> bool:
+    """Record our tag for ``room_id``; True if it was new."""
+    return bool(_call(store.record_join, room_id, joined_at_ms))
+
+
+def backfill_tags(store: Any, room_ids: list[str], now_ms: int) -> int:
+    """Record tags for rooms joined before the module was installed; returns how many were new."""
+    return int(_call(store.backfill, room_ids, now_ms))
+
+
+def tag_count(store: Any) -> int:
+    """How many tags the store holds."""
+    return len(store)
+
+
+def make_responder(store: Any, max_tags: int, budget_tags: int, budget_window_ms: int) -> Any:
+    """The ``discover_common_rooms`` responder with our limits."""
+    discovery = _servership().discovery
+    return _call(
+        discovery.Responder,
+        store,
+        max_tags_per_request=max_tags,
+        budget_tags=budget_tags,
+        budget_window_ms=budget_window_ms,
+    )
+
+
+def respond_discovery(responder: Any, body: bytes, origin: str, now_ms: int) -> dict:
+    """Answer a ``discover_common_rooms`` request body; raises ``CoreError``."""
+    answer = _call(responder.respond, body, origin, now_ms)
+    return json.loads(answer)
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """What one audit of one room found."""
+
+    room_id: str
+    unexplained: list[str]
+    explained: list[str]
+    report_json: str
+    report_text: str
+
+
+def audit_plan(
+    room_id: str, room_servers: list[str], known_peers: list[str], max_peers: int
+) -> list[str]:
+    """PLANNED ``discovery.plan_audit``: the peers to ask about ``room_id``: known peers not
+    visible in the room, at most ``max_peers``."""
+    discovery = _servership().discovery
+    return list(
+        _call(
+            discovery.plan_audit,
+            room_id=room_id,
+            room_servers=room_servers,
+            known_peers=known_peers,
+            max_peers=max_peers,
+        )
+    )
+
+
+def audit_requests(server_name: str, peer: str, room_ids: list[str], max_tags: int) -> list[dict]:
+    """PLANNED ``discovery.build_requests``: request bodies (chunked to ``max_tags``) asking
+    ``peer`` about ``room_ids``."""
+    discovery = _servership().discovery
+    bodies = _call(
+        discovery.build_requests,
+        peer=peer,
+        room_ids=room_ids,
+        max_tags_per_request=max_tags,
+    )
+    return [json.loads(b) if isinstance(b, (bytes, str)) else dict(b) for b in bodies]
+
+
+def audit_read(peer: str, room_ids: list[str], request: dict, response: dict) -> list[str]:
+    """PLANNED ``discovery.read_response``: the room IDs ``peer`` recognised."""
+    discovery = _servership().discovery
+    return list(
+        _call(
+            discovery.read_response,
+            peer=peer,
+            room_ids=room_ids,
+            request=json.dumps(request).encode(),
+            response=json.dumps(response).encode(),
+        )
+    )
+
+
+def audit_report(
+    room_id: str, recognised_by: list[str], membership: list[tuple[str, str]]
+) -> AuditOutcome:
+    """PLANNED ``discovery.AuditReport``: classify the peers that recognised ``room_id``
+    against the room's membership history."""
+    discovery = _servership().discovery
+    report = _call(
+        discovery.AuditReport,
+        room_id=room_id,
+        recognised_by=recognised_by,
+        membership=membership,
+    )
+    return AuditOutcome(
+        room_id=room_id,
+        unexplained=list(report.unexplained),
+        explained=list(report.explained),
+        report_json=report.to_json(),
+        report_text=report.to_text(),
+    )
+
+
+# --- invites (MSC4329, MSC4311) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InviteResult:
+    """A checked invite, with the ``invite_room_state`` to store for the invitee."""
+
+    event_id: str
+    room_version: str
+    room_id: str
+    creator_servers: list[str]
+    invite_room_state: list[dict]
+    event: dict = field(repr=False)
+
+
+def _invite_result(check: Any) -> InviteResult:
+    return InviteResult(
+        event_id=str(check.event_id),
+        room_version=str(check.room_version),
+        room_id=str(check.room_id),
+        creator_servers=list(check.creator_servers),
+        invite_room_state=[dict(e) for e in check.invite_room_state],
+        event=dict(check.event),
+    )
+
+
+def check_invite(path_room_id: str, body: bytes, receiving_server: str, origin: str) -> InviteResult:
+    """Check a v3 / MSC4329 invite request body; raises ``CoreError``."""
+    return _invite_result(
+        _call(_servership().check_invite, path_room_id, body, receiving_server, origin)
+    )
+
+
+def check_spec_invite(
+    path_room_id: str, body: bytes, receiving_server: str, origin: str
+) -> InviteResult:
+    """Check a v1/v2 invite whose ``invite_room_state`` carries the full create PDU (MSC4311).
+    ``body`` is the v2 request shape ``{room_version, event, invite_room_state}``."""
+    return _invite_result(
+        _call(_servership().check_spec_invite, path_room_id, body, receiving_server, origin)
+    )
+
+
+# --- subscriptions (MSC4099) -----------------------------------------------------------------
+
+
+def parse_knock(content: dict) -> str:
+    """Validate an ``m.server.knock`` EDU's content; returns its room ID."""
+    return str(_call(_servership().subscription.parse_knock_edu, content))
+
+
+def open_knock_store(path: str, expiry_ms: int) -> Any:
+    """Open the knock store (same SQLite file as the tags, its own tables)."""
+    return _call(_servership().KnockStore, path, expiry_ms)
+
+
+def record_knock(store: Any, room_id: str, server: str, now_ms: int) -> None:
+    """Record (idempotently) that ``server`` knocked on ``room_id``."""
+    _call(store.record, room_id, server, now_ms)
+
+
+def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tuple[bool, str]:
+    """Whether a join from ``server_name`` may proceed in a room with this current state."""
+    decision = _call(_servership().subscription.join_allowed, state_events, server_name, gated)
+    return bool(decision.allowed), str(decision.reason)

@@ -1,0 +1,247 @@
+"""The module's configuration: parsed once at start-up, every error names the bad key.
+
+The reference for every key is ``docs/synapse.md``. Keys are written there and in error
+messages with the ``servership.`` prefix, e.g. ``servership.discovery.max_tags_per_request``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import _compat
+
+PREFIX = "servership"
+
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_USER_ID = re.compile(r"^@[^:]+:.+$")
+_ROOM_ID = re.compile(r"^![^\s]+$")
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """MSC4358: the ``discover_common_rooms`` endpoint and its limits."""
+
+    enabled: bool = True
+    stable_path: bool = False
+    max_tags_per_request: int = 1000
+    budget_tags: int = 10_000
+    budget_window_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class InvitesConfig:
+    """MSC4329 invite endpoint and MSC4311 checks of spec invites."""
+
+    enabled: bool = True
+    stable_v3_path: bool = False
+    mode: str = "warn"  # for spec (v1/v2) invites: "warn" or "reject"
+
+
+@dataclass(frozen=True)
+class KnocksConfig:
+    """MSC4099 server knocks and gated rooms."""
+
+    enabled: bool = True
+    expiry_seconds: int = 7 * 24 * 3600
+    gated_rooms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """MSC4358 audits after a local user joins a room."""
+
+    enabled: bool = False
+    max_peers: int = 20
+    spread_seconds: int = 300
+    request_timeout_seconds: int = 30
+    notify_admin: str | None = None
+
+
+@dataclass(frozen=True)
+class ServershipConfig:
+    """Everything the module needs, validated."""
+
+    store_path: str
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    invites: InvitesConfig = field(default_factory=InvitesConfig)
+    knocks: KnocksConfig = field(default_factory=KnocksConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    pseudousers: bool = False
+    allow_untested_synapse: bool = False
+    allow_missing_core: bool = False
+
+
+def _err(key: str, what: str) -> Exception:
+    return _compat.ConfigError(f"{PREFIX}.{key} {what}")
+
+
+def _section(raw: Any, key: str) -> Mapping[str, Any]:
+    """A sub-mapping; ``true``/``false`` are accepted as ``{enabled: ...}`` shorthands."""
+    if raw is None:
+        return {}
+    if isinstance(raw, bool):
+        return {"enabled": raw}
+    if not isinstance(raw, Mapping):
+        raise _err(key, "must be a mapping or true/false")
+    return raw
+
+
+def _known(section: Mapping[str, Any], key: str, allowed: set[str]) -> None:
+    for name in section:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else str(name)
+            raise _err(where, f"is not a known setting (known: {', '.join(sorted(allowed))})")
+
+
+def _bool(section: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+    value = section.get(name, default)
+    if not isinstance(value, bool):
+        raise _err(f"{key}.{name}" if key else name, "must be true or false")
+    return value
+
+
+def _positive(section: Mapping[str, Any], key: str, name: str, default: int) -> int:
+    value = section.get(name, default)
+    # bool is an int subclass; "true" is not a count.
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _err(f"{key}.{name}", "must be a positive integer")
+    return value
+
+
+def _non_negative(section: Mapping[str, Any], key: str, name: str, default: int) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _err(f"{key}.{name}", "must be a non-negative integer")
+    return value
+
+
+def _store_path(raw: Mapping[str, Any], synapse_db_paths: list[str]) -> str:
+    value = raw.get("store_path")
+    if value is None:
+        raise _err("store_path", "is required (a file path for servership's own SQLite store)")
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise _err("store_path", "must be a non-empty file path")
+    if value == ":memory:":
+        raise _err("store_path", "must be a file: tags must survive restarts")
+    path = os.path.abspath(value)
+    for db in synapse_db_paths:
+        if db and os.path.abspath(db) == path:
+            raise _err(
+                "store_path",
+                "must not be Synapse's own database file; use a separate file such as "
+                "/var/lib/synapse/servership.db",
+            )
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent):
+        raise _err("store_path", f"is in a directory that does not exist: {parent}")
+    return path
+
+
+def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConfig:
+    """Validate the ``config:`` mapping from ``homeserver.yaml``.
+
+    ``synapse_db_paths`` are Synapse's SQLite database files, which ``store_path`` must not
+    name (two SQLite libraries in one process must never share a file).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise _compat.ConfigError(f"{PREFIX} config must be a mapping")
+    _known(
+        raw,
+        "",
+        {
+            "store_path",
+            "discovery",
+            "invites",
+            "knocks",
+            "gated_rooms",
+            "pseudousers",
+            "audit",
+            "allow_untested_synapse",
+            "allow_missing_core",
+        },
+    )
+    store_path = _store_path(raw, synapse_db_paths or [])
+
+    d = _section(raw.get("discovery"), "discovery")
+    _known(
+        d,
+        "discovery",
+        {"enabled", "stable_path", "max_tags_per_request", "budget_tags", "budget_window_seconds"},
+    )
+    discovery = DiscoveryConfig(
+        enabled=_bool(d, "discovery", "enabled", True),
+        stable_path=_bool(d, "discovery", "stable_path", False),
+        max_tags_per_request=_positive(d, "discovery", "max_tags_per_request", 1000),
+        budget_tags=_positive(d, "discovery", "budget_tags", 10_000),
+        budget_window_seconds=_positive(d, "discovery", "budget_window_seconds", 3600),
+    )
+    if discovery.budget_tags < discovery.max_tags_per_request:
+        raise _err(
+            "discovery.budget_tags",
+            "must be at least discovery.max_tags_per_request, or no full request could pass",
+        )
+
+    i = _section(raw.get("invites"), "invites")
+    _known(i, "invites", {"enabled", "stable_v3_path", "mode"})
+    mode = i.get("mode", "warn")
+    if mode not in ("warn", "reject"):
+        raise _err("invites.mode", 'must be "warn" or "reject"')
+    invites = InvitesConfig(
+        enabled=_bool(i, "invites", "enabled", True),
+        stable_v3_path=_bool(i, "invites", "stable_v3_path", False),
+        mode=mode,
+    )
+
+    k = _section(raw.get("knocks"), "knocks")
+    _known(k, "knocks", {"enabled", "expiry_seconds"})
+    gated_raw = raw.get("gated_rooms", [])
+    if not isinstance(gated_raw, list):
+        raise _err("gated_rooms", "must be a list of room IDs")
+    for index, room in enumerate(gated_raw):
+        if not isinstance(room, str) or not _ROOM_ID.match(room):
+            raise _err(f"gated_rooms[{index}]", "must be a room ID starting with '!'")
+    knocks = KnocksConfig(
+        enabled=_bool(k, "knocks", "enabled", True),
+        expiry_seconds=_positive(k, "knocks", "expiry_seconds", 7 * 24 * 3600),
+        gated_rooms=tuple(dict.fromkeys(gated_raw)),
+    )
+
+    a = _section(raw.get("audit"), "audit")
+    _known(
+        a,
+        "audit",
+        {"enabled", "max_peers", "spread_seconds", "request_timeout_seconds", "notify_admin"},
+    )
+    notify = a.get("notify_admin")
+    if notify is not None and (not isinstance(notify, str) or not _USER_ID.match(notify)):
+        raise _err("audit.notify_admin", 'must be a user ID like "@admin:example.org"')
+    audit = AuditConfig(
+        enabled=_bool(a, "audit", "enabled", False),
+        max_peers=_positive(a, "audit", "max_peers", 20),
+        spread_seconds=_non_negative(a, "audit", "spread_seconds", 300),
+        request_timeout_seconds=_positive(a, "audit", "request_timeout_seconds", 30),
+        notify_admin=notify,
+    )
+    if audit.enabled and not discovery.enabled:
+        raise _err("audit.enabled", "needs discovery.enabled (audits use the same tags)")
+
+    return ServershipConfig(
+        store_path=store_path,
+        discovery=discovery,
+        invites=invites,
+        knocks=knocks,
+        audit=audit,
+        pseudousers=_bool(raw, "", "pseudousers", False),
+        allow_untested_synapse=_bool(raw, "", "allow_untested_synapse", False),
+        allow_missing_core=_bool(raw, "", "allow_missing_core", False),
+    )
+
+
+def server_name_ok(name: str) -> bool:
+    """A rough server-name shape check for values we log or send (the core does the real one)."""
+    return bool(_SERVER_NAME.match(name))

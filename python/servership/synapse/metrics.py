@@ -1,0 +1,53 @@
+"""Prometheus metrics, on the default registry that Synapse's metrics listener exposes.
+
+Created once per process (module import), so that several module instances in one test process
+do not register the same name twice.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+TAGS_RECORDED = Counter(
+    "servership_tags_recorded_total",
+    "Participation tags newly recorded (first local join, or start-up backfill)",
+    ["source"],
+)
+DISCOVERY_REQUESTS = Counter(
+    "servership_discovery_requests_total",
+    "discover_common_rooms requests answered, by outcome (ok or the Matrix errcode)",
+    ["outcome"],
+)
+INVITES_CHECKED = Counter(
+    "servership_invites_checked_total",
+    "Invites checked, by endpoint (v3, spec) and outcome (ok, warned, or the errcode)",
+    ["endpoint", "outcome"],
+)
+KNOCKS_RECEIVED = Counter(
+    "servership_knocks_received_total",
+    "m.server.knock EDUs received, by outcome (recorded, invalid, disabled)",
+    ["outcome"],
+)
+GATED_JOINS = Counter(
+    "servership_gated_joins_total",
+    "Remote joins into gated rooms, by decision (allowed, refused)",
+    ["decision"],
+)
+AUDITS = Counter(
+    "servership_audits_total",
+    "Discovery audits run after a first local join, by result (clean, findings, failed)",
+    ["result"],
+)
+AUDIT_REQUESTS = Counter(
+    "servership_audit_requests_total",
+    "discover_common_rooms requests sent to peers, by outcome (ok, error)",
+    ["outcome"],
+)
+AUDIT_UNEXPLAINED = Counter(
+    "servership_audit_unexplained_total",
+    "Peers that recognised a room but have no membership in it (possible hidden branch)",
+)
+AUDIT_LAST_UNEXPLAINED = Gauge(
+    "servership_audit_last_unexplained",
+    "Unexplained participants found by the most recent audit",
+)

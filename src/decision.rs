@@ -1,0 +1,199 @@
+//! Decisions with reasons: what every membership, peeking, s2s and knock check returns.
+//!
+//! A check never answers a bare `bool`. It answers a [`Decision`]: a [`Verdict`] (allow, deny,
+//! or pending for a moderator), a stable machine-readable [`ReasonCode`] and a sentence for a
+//! person. Homeservers log it, moderators read it, and the C and Python layers receive it as JSON
+//! through [`Decision::to_json`].
+
+use crate::json::{Object, Value};
+
+/// What a check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// The action is allowed.
+    Allow,
+    /// The action is refused.
+    Deny,
+    /// Nothing is decided yet: a moderator (or a later event) decides.
+    Pending,
+}
+
+impl Verdict {
+    /// `"allow"`, `"deny"` or `"pending"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Pending => "pending",
+        }
+    }
+}
+
+/// Why a check concluded what it did. The strings from [`ReasonCode::as_str`] are stable: new
+/// codes may be added, existing ones are never renamed or reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReasonCode {
+    /// `peekable_room`: the join rule is `peekable` (MSC1777).
+    PeekableRoom,
+    /// `server_has_joined_user`: a user of that server is joined to the room.
+    ServerHasJoinedUser,
+    /// `server_has_invited_user`: a user of that server is invited to the room.
+    ServerHasInvitedUser,
+    /// `no_user_of_server`: not peekable, and no user of that server is joined or invited.
+    NoUserOfServer,
+    /// `pseudouser_banned`: the pseudouser itself is banned from the room.
+    PseudouserBanned,
+    /// `not_a_pseudouser`: the user ID is not a server pseudouser `@:server`.
+    NotAPseudouser,
+    /// `server_denied_by_operator`: the operator's deny list names that server.
+    ServerDeniedByOperator,
+    /// `room_denied_by_operator`: the operator's deny list names that room.
+    RoomDeniedByOperator,
+    /// `leaving_always_allowed`: leaving (or being removed) needs no permission from these rules.
+    LeavingAlwaysAllowed,
+    /// `s2s_room`: the room's create event has the s2s room type (MSC3348).
+    S2sRoom,
+    /// `not_s2s_room`: policy `s2s_only` and the room is not an s2s room.
+    NotS2sRoom,
+    /// `peek_requested`: a local user asked to peek a peekable room the server is not in.
+    PeekRequested,
+    /// `already_in_room`: the server already takes part in the room (user or pseudouser).
+    AlreadyInRoom,
+    /// `join_in_progress`: a pseudouser join was already advised and is under way.
+    JoinInProgress,
+    /// `room_not_peekable`: the room is not peekable, so the pseudouser must not join to peek.
+    RoomNotPeekable,
+    /// `remote_invite_is_no_reason`: a remote invite alone never makes the pseudouser join.
+    RemoteInviteIsNoReason,
+    /// `no_local_interest`: no local peeker or member is left, so the pseudouser leaves.
+    NoLocalInterest,
+    /// `local_interest_remains`: peekers or members remain, so the pseudouser stays.
+    LocalInterestRemains,
+    /// `nothing_to_do`: the change does not affect what the server should do.
+    NothingToDo,
+    /// `able_to_subscribe`: the room says the server is able to subscribe (MSC4099).
+    AbleToSubscribe,
+    /// `not_able_to_subscribe`: the room does not (or no longer) say so.
+    NotAbleToSubscribe,
+    /// `room_not_gated`: the room is not gated by local configuration.
+    RoomNotGated,
+    /// `wrong_sender_server`: the sender is not a user of the server named in the state key.
+    WrongSenderServer,
+    /// `malformed_event`: the event does not have the shape the rule needs.
+    MalformedEvent,
+    /// `server_acl_denied`: the room's `m.room.server_acl` refuses that server.
+    ServerAclDenied,
+    /// `server_acl_allowed`: the room's `m.room.server_acl` (or its absence) allows that server.
+    ServerAclAllowed,
+    /// `ip_literal_denied`: `m.room.server_acl` has `allow_ip_literals: false`.
+    IpLiteralDenied,
+    /// `policy_ban`: a policy list rule with `m.ban` matches the server.
+    PolicyBan,
+    /// `research_denied`: the homeserver's own research refused the server.
+    ResearchDenied,
+    /// `research_accepted`: the homeserver's own research accepted the server.
+    ResearchAccepted,
+    /// `unknown_room`: the room is unknown (answered exactly like a denial).
+    UnknownRoom,
+    /// `awaiting_moderator`: the knock is valid and waits for a moderator.
+    AwaitingModerator,
+    /// `auto_accepted`: the knock passed every check and the room accepts automatically.
+    AutoAccepted,
+}
+
+impl ReasonCode {
+    /// The stable snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::PeekableRoom => "peekable_room",
+            ReasonCode::ServerHasJoinedUser => "server_has_joined_user",
+            ReasonCode::ServerHasInvitedUser => "server_has_invited_user",
+            ReasonCode::NoUserOfServer => "no_user_of_server",
+            ReasonCode::PseudouserBanned => "pseudouser_banned",
+            ReasonCode::NotAPseudouser => "not_a_pseudouser",
+            ReasonCode::ServerDeniedByOperator => "server_denied_by_operator",
+            ReasonCode::RoomDeniedByOperator => "room_denied_by_operator",
+            ReasonCode::LeavingAlwaysAllowed => "leaving_always_allowed",
+            ReasonCode::S2sRoom => "s2s_room",
+            ReasonCode::NotS2sRoom => "not_s2s_room",
+            ReasonCode::PeekRequested => "peek_requested",
+            ReasonCode::AlreadyInRoom => "already_in_room",
+            ReasonCode::JoinInProgress => "join_in_progress",
+            ReasonCode::RoomNotPeekable => "room_not_peekable",
+            ReasonCode::RemoteInviteIsNoReason => "remote_invite_is_no_reason",
+            ReasonCode::NoLocalInterest => "no_local_interest",
+            ReasonCode::LocalInterestRemains => "local_interest_remains",
+            ReasonCode::NothingToDo => "nothing_to_do",
+            ReasonCode::AbleToSubscribe => "able_to_subscribe",
+            ReasonCode::NotAbleToSubscribe => "not_able_to_subscribe",
+            ReasonCode::RoomNotGated => "room_not_gated",
+            ReasonCode::WrongSenderServer => "wrong_sender_server",
+            ReasonCode::MalformedEvent => "malformed_event",
+            ReasonCode::ServerAclDenied => "server_acl_denied",
+            ReasonCode::ServerAclAllowed => "server_acl_allowed",
+            ReasonCode::IpLiteralDenied => "ip_literal_denied",
+            ReasonCode::PolicyBan => "policy_ban",
+            ReasonCode::ResearchDenied => "research_denied",
+            ReasonCode::ResearchAccepted => "research_accepted",
+            ReasonCode::UnknownRoom => "unknown_room",
+            ReasonCode::AwaitingModerator => "awaiting_moderator",
+            ReasonCode::AutoAccepted => "auto_accepted",
+        }
+    }
+}
+
+/// The outcome of a check: verdict, stable reason and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow, deny or pending.
+    pub verdict: Verdict,
+    /// The machine-readable reason.
+    pub reason: ReasonCode,
+    /// A sentence for logs and moderators (names the user, server or rule involved).
+    pub detail: String,
+}
+
+impl Decision {
+    /// An allowing decision.
+    pub fn allow(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Decision {
+            verdict: Verdict::Allow,
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// A denying decision.
+    pub fn deny(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Decision {
+            verdict: Verdict::Deny,
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// A decision left to a moderator.
+    pub fn pending(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Decision {
+            verdict: Verdict::Pending,
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// True only for [`Verdict::Allow`].
+    pub fn is_allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// `{"allowed": bool, "verdict": "allow"|"deny"|"pending", "reason": code, "detail": text}`.
+    pub fn to_json(&self) -> Value {
+        let mut o = Object::new();
+        o.insert("allowed".into(), Value::Bool(self.is_allowed()));
+        o.insert("verdict".into(), Value::from(self.verdict.as_str()));
+        o.insert("reason".into(), Value::from(self.reason.as_str()));
+        o.insert("detail".into(), Value::from(self.detail.as_str()));
+        Value::Object(o)
+    }
+}

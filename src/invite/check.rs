@@ -1,0 +1,562 @@
+//! The MSC4329 request check, and the create-event and invite-event checks it shares with
+//! [`super::check_spec_invite`].
+
+use crate::error::{ErrCode, Error, Result};
+use crate::event;
+use crate::ids::{RoomId, UserId};
+use crate::json::{self, Object, Value};
+use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
+
+use super::MAX_INVITE_BODY_BYTES;
+use super::keys::KeyRing;
+use super::state::{self, DroppedEvent};
+
+/// What the receiving server learns from an invite that passed every check.
+#[derive(Debug, Clone)]
+pub struct InviteCheck {
+    /// The invite's event ID, computed from the event.
+    pub event_id: String,
+    /// The room version, from the verified create event.
+    pub room_version: RoomVersion,
+    /// The room ID (path, invite and create event agree on it).
+    pub room_id: String,
+    /// The room's creators: the create event's sender, then v12 `additional_creators`.
+    pub creators: Vec<String>,
+    /// The creators' servers, each once, in the order of [`InviteCheck::creators`].
+    pub creator_servers: Vec<String>,
+    /// The invite event as received, ready for the receiving server to counter-sign.
+    pub event: Object,
+    /// The verified `m.room.create` PDU.
+    pub create_event: Object,
+    /// The new `invite_room_state`: the incoming stripped state minus any `m.room.create`,
+    /// with verified events from `state` promoted, and the verified create event last.
+    pub invite_room_state: Vec<Value>,
+    /// Event IDs of the `state` events promoted into `invite_room_state`.
+    pub promoted: Vec<String>,
+    /// Everything from `state` and `invite_room_state` that was left out, each with a reason.
+    pub dropped: Vec<DroppedEvent>,
+    /// Whether signatures and content hashes were verified (keys were given).
+    pub signatures_checked: bool,
+}
+
+impl InviteCheck {
+    /// The result as a JSON object, for logs and for the C and Python layers.
+    pub fn to_json(&self) -> Value {
+        let strings =
+            |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
+        let mut o = Object::new();
+        o.insert("event_id".into(), self.event_id.as_str().into());
+        o.insert("room_version".into(), self.room_version.id.into());
+        o.insert("room_id".into(), self.room_id.as_str().into());
+        o.insert("creators".into(), strings(&self.creators));
+        o.insert("creator_servers".into(), strings(&self.creator_servers));
+        o.insert("event".into(), Value::Object(self.event.clone()));
+        o.insert(
+            "invite_room_state".into(),
+            Value::Array(self.invite_room_state.clone()),
+        );
+        o.insert("promoted".into(), strings(&self.promoted));
+        o.insert(
+            "dropped".into(),
+            Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()),
+        );
+        o.insert("signatures_checked".into(), self.signatures_checked.into());
+        Value::Object(o)
+    }
+}
+
+/// Checks a `PUT /_matrix/federation/unstable/org.matrix.msc4329/invite/{roomId}` request.
+///
+/// `path_room_id` is the percent-decoded `{roomId}` path segment, `body` the raw request body,
+/// `receiving_server` our own server name and `origin` the server that signed the request
+/// (from X-Matrix). With `keys`, the signatures and content hashes of the invite and the create
+/// event are verified too; without, the caller verifies them as it does for every PDU.
+pub fn check_invite(
+    path_room_id: &str,
+    body: &[u8],
+    receiving_server: &str,
+    origin: &str,
+    keys: Option<&KeyRing>,
+) -> Result<InviteCheck> {
+    check_invite_with(path_room_id, body, receiving_server, origin, keys)
+}
+
+/// Same as [`check_invite`]; kept as the name the C and Python layers bind.
+pub fn check_invite_with(
+    path_room_id: &str,
+    body: &[u8],
+    receiving_server: &str,
+    origin: &str,
+    keys: Option<&KeyRing>,
+) -> Result<InviteCheck> {
+    if body.len() > MAX_INVITE_BODY_BYTES {
+        return Err(Error::too_large(format!(
+            "the invite body is {} bytes; at most {MAX_INVITE_BODY_BYTES} are accepted",
+            body.len()
+        )));
+    }
+    let path_room = RoomId::parse(path_room_id)
+        .map_err(|e| Error::invalid_param(format!("path room ID: {}", e.message())))?;
+    let body = json::parse_object(body)?;
+
+    let event = required_object(&body, "event")?;
+    let state = match body.get("state") {
+        None => {
+            return Err(Error::missing_param(
+                "the body must have a \"state\" array holding the m.room.create PDU",
+            ));
+        }
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(Error::bad_json(format!(
+                "state must be an array, found {}",
+                other.type_name()
+            )));
+        }
+    };
+    let invite_room_state: &[Value] = match body.get("invite_room_state") {
+        None => &[],
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(Error::bad_json(format!(
+                "invite_room_state must be an array, found {}",
+                other.type_name()
+            )));
+        }
+    };
+    if state.len() > state::MAX_STATE_EVENTS {
+        return Err(Error::too_large(format!(
+            "state holds {} events; at most {} are accepted",
+            state.len(),
+            state::MAX_STATE_EVENTS
+        )));
+    }
+
+    let create_index = find_create(state, "state")?;
+    let create = state
+        .get(create_index)
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::internal("create lost"))?;
+    let create_place = format!("state[{create_index}]");
+
+    let room_version = room_version_of_create(create, &create_place)?;
+    if room_version.event_id_format == EventIdFormat::Opaque {
+        return Err(Error::incompatible_room_version(
+            format!(
+                "room version {} has no computable event IDs; send this invite to \
+                 PUT /_matrix/federation/v2/invite/{{roomId}}/{{eventId}} instead",
+                room_version.id
+            ),
+            room_version.id,
+        ));
+    }
+    if let Some(claimed) = body.get("room_version") {
+        if claimed.as_str() != Some(room_version.id) {
+            return Err(Error::invalid_param(format!(
+                "room_version {} disagrees with the create event's room version {:?}",
+                claimed.to_canonical_string(),
+                room_version.id
+            )));
+        }
+    }
+
+    let created = verify_create(create, &create_place, room_version, &path_room, keys)?;
+    let event_id = verify_invite_event(
+        event,
+        room_version,
+        &path_room,
+        receiving_server,
+        origin,
+        keys,
+    )?;
+
+    let rewritten = state::rewrite(state::Rewrite {
+        state,
+        create_index,
+        create_event_id: &created.event_id,
+        create,
+        room_version,
+        room_id: path_room.as_str(),
+        keys,
+        invite_room_state,
+    });
+
+    Ok(InviteCheck {
+        event_id,
+        room_version,
+        room_id: path_room.as_str().to_owned(),
+        creators: created.creators,
+        creator_servers: created.creator_servers,
+        event: event.clone(),
+        create_event: create.clone(),
+        invite_room_state: rewritten.invite_room_state,
+        promoted: rewritten.promoted,
+        dropped: rewritten.dropped,
+        signatures_checked: keys.is_some(),
+    })
+}
+
+/// `body[key]` as an object: missing is `M_MISSING_PARAM`, another type `M_BAD_JSON`.
+pub(crate) fn required_object<'a>(body: &'a Object, key: &str) -> Result<&'a Object> {
+    match body.get(key) {
+        None => Err(Error::missing_param(format!(
+            "the body must have an {key:?} object"
+        ))),
+        Some(Value::Object(o)) => Ok(o),
+        Some(other) => Err(Error::bad_json(format!(
+            "{key} must be an object, found {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Finds the one `m.room.create` entry of `list` (named `place` in errors) and checks its
+/// `state_key` is `""`.
+pub(crate) fn find_create(list: &[Value], place: &str) -> Result<usize> {
+    let mut found = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let Value::Object(o) = entry else {
+            return Err(Error::bad_json(format!(
+                "{place}[{i}] must be an object, found {}",
+                entry.type_name()
+            )));
+        };
+        match o.get("type") {
+            Some(Value::String(t)) if t == "m.room.create" => found.push(i),
+            Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(Error::invalid_param(format!(
+                    "{place}[{i}].type must be a string, found {}",
+                    other.type_name()
+                )));
+            }
+            None => return Err(Error::invalid_param(format!("{place}[{i}] has no type"))),
+        }
+    }
+    let index = match found.as_slice() {
+        [] => {
+            return Err(Error::invalid_param(format!(
+                "{place} must contain the room's m.room.create event"
+            )));
+        }
+        [one] => *one,
+        many => {
+            let places: Vec<String> = many.iter().map(|i| format!("{place}[{i}]")).collect();
+            return Err(Error::invalid_param(format!(
+                "{place} must contain exactly one m.room.create event, found {} ({})",
+                many.len(),
+                places.join(", ")
+            )));
+        }
+    };
+    let create = list.get(index).and_then(Value::as_object);
+    match create.and_then(|c| c.get("state_key")) {
+        Some(Value::String(s)) if s.is_empty() => Ok(index),
+        Some(other) => Err(Error::invalid_param(format!(
+            "{place}[{index}].state_key must be \"\", found {}",
+            other.to_canonical_string()
+        ))),
+        None => Err(Error::invalid_param(format!(
+            "{place}[{index}].state_key must be \"\", but it is missing"
+        ))),
+    }
+}
+
+/// The room version a create event declares (`content.room_version`, `"1"` when absent).
+pub(crate) fn room_version_of_create(create: &Object, place: &str) -> Result<RoomVersion> {
+    let id = match create.get("content").and_then(|c| c.get("room_version")) {
+        None => "1",
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(Error::invalid_param(format!(
+                "{place}.content.room_version must be a string, found {}",
+                other.type_name()
+            )));
+        }
+    };
+    RoomVersion::from_id(id).map_err(|e| e.at(&format!("{place}.content.room_version")))
+}
+
+/// What a verified create event tells.
+pub(crate) struct CreateFacts {
+    pub event_id: String,
+    pub creators: Vec<String>,
+    pub creator_servers: Vec<String>,
+}
+
+/// Checks the create PDU: its format, that it belongs to `room` (v12: by its hash), its creators
+/// and, with keys, its signature and content hash.
+pub(crate) fn verify_create(
+    create: &Object,
+    place: &str,
+    room_version: RoomVersion,
+    room: &RoomId,
+    keys: Option<&KeyRing>,
+) -> Result<CreateFacts> {
+    let as_param = |e: Error| invalid(e, place);
+    event::check_pdu_size(create).map_err(|e| e.at(place))?;
+    check_pdu_format(create, room_version, place)?;
+
+    let sender = user_id_field(create, "sender", place)?;
+    if room_version.room_id_format == RoomIdFormat::CreateEventHash {
+        let computed = event::room_id_from_create_event(create).map_err(as_param)?;
+        if computed != room.as_str() {
+            return Err(Error::invalid_param(format!(
+                "{place} is the create event of room {computed}, not of {}",
+                room.as_str()
+            )));
+        }
+    } else {
+        match create.get("room_id") {
+            Some(Value::String(id)) if id == room.as_str() => {}
+            Some(Value::String(id)) => {
+                return Err(Error::invalid_param(format!(
+                    "{place}.room_id is {id:?}, but the invite is for {:?}",
+                    room.as_str()
+                )));
+            }
+            Some(other) => {
+                return Err(Error::invalid_param(format!(
+                    "{place}.room_id must be a string, found {}",
+                    other.type_name()
+                )));
+            }
+            None => {
+                return Err(Error::invalid_param(format!(
+                    "{place}.room_id is required in this room version"
+                )));
+            }
+        }
+    }
+
+    let event_id = event::event_id(create, room_version).map_err(as_param)?;
+    if let Some(ring) = keys {
+        verify_signed(
+            create,
+            sender.server_name().as_str(),
+            ring,
+            room_version,
+            place,
+        )?;
+    }
+
+    let mut creators = vec![sender.as_str().to_owned()];
+    if room_version.room_id_format == RoomIdFormat::CreateEventHash {
+        if let Some(Value::Array(extra)) = create
+            .get("content")
+            .and_then(|c| c.get("additional_creators"))
+        {
+            for (i, c) in extra.iter().enumerate() {
+                let id = c.as_str().ok_or_else(|| {
+                    Error::invalid_param(format!(
+                        "{place}.content.additional_creators[{i}] must be a string"
+                    ))
+                })?;
+                let user = UserId::parse(id).map_err(|e| {
+                    invalid(e, &format!("{place}.content.additional_creators[{i}]"))
+                })?;
+                if !creators.iter().any(|c| c == user.as_str()) {
+                    creators.push(user.as_str().to_owned());
+                }
+            }
+        }
+    }
+    let mut creator_servers: Vec<String> = Vec::new();
+    for c in &creators {
+        let server = UserId::parse(c)
+            .map(|u| u.server_name().as_str().to_owned())
+            .map_err(as_param)?;
+        if !creator_servers.contains(&server) {
+            creator_servers.push(server);
+        }
+    }
+    Ok(CreateFacts {
+        event_id,
+        creators,
+        creator_servers,
+    })
+}
+
+/// Checks the invite PDU itself: format, room, that it invites a user of ours and comes from a
+/// user of the origin, and (with keys) its signature and hash. Returns its computed event ID.
+pub(crate) fn verify_invite_event(
+    event: &Object,
+    room_version: RoomVersion,
+    room: &RoomId,
+    receiving_server: &str,
+    origin: &str,
+    keys: Option<&KeyRing>,
+) -> Result<String> {
+    let place = "event";
+    event::check_pdu_size(event).map_err(|e| e.at(place))?;
+    check_pdu_format(event, room_version, place)?;
+    match event.get("room_id") {
+        Some(Value::String(id)) if id == room.as_str() => {}
+        Some(Value::String(id)) => {
+            return Err(Error::invalid_param(format!(
+                "event.room_id is {id:?}, but the request path names {:?}",
+                room.as_str()
+            )));
+        }
+        Some(other) => {
+            return Err(Error::invalid_param(format!(
+                "event.room_id must be a string, found {}",
+                other.type_name()
+            )));
+        }
+        None => return Err(Error::invalid_param("event.room_id is required")),
+    }
+    if event.get("type").and_then(Value::as_str) != Some("m.room.member") {
+        return Err(Error::invalid_param(format!(
+            "event.type must be \"m.room.member\", found {}",
+            event
+                .get("type")
+                .map(Value::to_canonical_string)
+                .unwrap_or_else(|| "nothing".into())
+        )));
+    }
+    match event.get("content").and_then(|c| c.get("membership")) {
+        Some(Value::String(m)) if m == "invite" => {}
+        other => {
+            return Err(Error::invalid_param(format!(
+                "event.content.membership must be \"invite\", found {}",
+                other
+                    .map(Value::to_canonical_string)
+                    .unwrap_or_else(|| "nothing".into())
+            )));
+        }
+    }
+    let target = user_id_field(event, "state_key", place)?;
+    if target.server_name().as_str() != receiving_server {
+        return Err(Error::invalid_param(format!(
+            "event.state_key {:?} is not a user of this server ({receiving_server})",
+            target.as_str()
+        )));
+    }
+    let sender = user_id_field(event, "sender", place)?;
+    if sender.server_name().as_str() != origin {
+        return Err(Error::invalid_param(format!(
+            "event.sender {:?} is not a user of the requesting server ({origin})",
+            sender.as_str()
+        )));
+    }
+    if let Some(ring) = keys {
+        verify_signed(event, origin, ring, room_version, place)?;
+    }
+    event::event_id(event, room_version).map_err(|e| invalid(e, place))
+}
+
+/// Verifies `server`'s signature and the content hash of a PDU.
+pub(crate) fn verify_signed(
+    pdu: &Object,
+    server: &str,
+    ring: &KeyRing,
+    room_version: RoomVersion,
+    place: &str,
+) -> Result<()> {
+    let keys = ring.keys_for(server);
+    if keys.is_empty() {
+        return Err(Error::invalid_param(format!(
+            "{place}: no verify key is known for {server}"
+        )));
+    }
+    event::verify_event_signature(pdu, server, keys, room_version)
+        .map_err(|e| invalid(e, &format!("{place} signature")))?;
+    if !event::check_content_hash(pdu).map_err(|e| invalid(e, place))? {
+        return Err(Error::invalid_param(format!(
+            "{place}.hashes.sha256 does not match the event"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the members every PDU of the room version must have, with the right types.
+pub(crate) fn check_pdu_format(pdu: &Object, room_version: RoomVersion, place: &str) -> Result<()> {
+    let want = |key: &str, what: &str| -> Result<()> {
+        match pdu.get(key) {
+            None => Err(Error::invalid_param(format!("{place}.{key} is required"))),
+            Some(v) if !ok_type(v, what) => Err(Error::invalid_param(format!(
+                "{place}.{key} must be {what}, found {}",
+                v.type_name()
+            ))),
+            Some(_) => Ok(()),
+        }
+    };
+    for (key, what) in [
+        ("type", "a string"),
+        ("sender", "a string"),
+        ("content", "an object"),
+        ("origin_server_ts", "an integer"),
+        ("depth", "an integer"),
+        ("prev_events", "an array"),
+        ("auth_events", "an array"),
+        ("hashes", "an object"),
+        ("signatures", "an object"),
+    ] {
+        want(key, what)?;
+    }
+    if let Some(v) = pdu.get("state_key") {
+        if v.as_str().is_none() {
+            return Err(Error::invalid_param(format!(
+                "{place}.state_key must be a string, found {}",
+                v.type_name()
+            )));
+        }
+    }
+    if pdu
+        .get("depth")
+        .and_then(Value::as_int)
+        .is_some_and(|d| d < 0)
+    {
+        return Err(Error::invalid_param(format!(
+            "{place}.depth must not be negative"
+        )));
+    }
+    if room_version.event_id_format != EventIdFormat::Opaque {
+        for key in ["prev_events", "auth_events"] {
+            if let Some(Value::Array(ids)) = pdu.get(key) {
+                if let Some(i) = ids.iter().position(|v| v.as_str().is_none()) {
+                    return Err(Error::invalid_param(format!(
+                        "{place}.{key}[{i}] must be an event ID string"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ok_type(v: &Value, what: &str) -> bool {
+    match what {
+        "a string" => v.as_str().is_some(),
+        "an object" => v.as_object().is_some(),
+        "an integer" => v.as_int().is_some(),
+        "an array" => v.as_array().is_some(),
+        _ => false,
+    }
+}
+
+/// A user ID member of a PDU, parsed.
+pub(crate) fn user_id_field(pdu: &Object, key: &str, place: &str) -> Result<UserId> {
+    let raw = match pdu.get(key) {
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(Error::invalid_param(format!(
+                "{place}.{key} must be a user ID, found {}",
+                other.type_name()
+            )));
+        }
+        None => return Err(Error::invalid_param(format!("{place}.{key} is required"))),
+    };
+    UserId::parse(raw).map_err(|e| invalid(e, &format!("{place}.{key}")))
+}
+
+/// Any failure inside an invite is `M_INVALID_PARAM` (spec: "servers SHOULD return
+/// M_INVALID_PARAM"), except size and room-version errors, which keep their own codes.
+pub(crate) fn invalid(e: Error, place: &str) -> Error {
+    let e = e.at(place);
+    match e.errcode() {
+        ErrCode::TooLarge | ErrCode::IncompatibleRoomVersion => e,
+        _ => e.with_errcode(ErrCode::InvalidParam),
+    }
+}

@@ -1,0 +1,194 @@
+//! Server pseudousers and peeking over federation
+//! ([MSC1777](https://github.com/matrix-org/matrix-spec-proposals/pull/1777), seed
+//! `msc1777-peeking-via-server-pseudousers.md`; DESIGN.md §3).
+//!
+//! A server takes part in a room as its pseudouser `@:server` (empty localpart), joined with an
+//! ordinary `m.room.member` event. This module:
+//! - builds and recognises pseudouser IDs ([`pseudouser_id`], [`is_pseudouser`],
+//!   [`pseudouser_server`]);
+//! - decides whether a pseudouser may join ([`check_pseudouser_join`]): join rule `peekable`, or a
+//!   user of that server currently joined or invited;
+//! - applies the operator's deny lists ([`OperatorPolicy`]);
+//! - lists members and names rooms without pseudousers ([`names`]);
+//! - tracks local peeks and says when to join or leave as the pseudouser ([`tracker`]).
+//!
+//! Decisions taken where the seed is silent:
+//! - A banned pseudouser may not join even in a peekable room (bans keep their meaning).
+//! - Leaving (`leave`, `ban`) is never refused by these rules; the room's auth rules still apply.
+//! - Only the exact form `@:server` is a pseudouser; `@ :server`, `@:` and `@::x` are not.
+
+pub mod names;
+pub mod tracker;
+
+use crate::decision::{Decision, ReasonCode};
+use crate::error::{Error, Result};
+use crate::room_state::{RoomState, is_plausible_server_name, user_localpart, user_server};
+use crate::subscription::glob::Glob;
+
+/// The join rule that lets pseudousers in (MSC1777).
+pub const JOIN_RULE_PEEKABLE: &str = "peekable";
+
+/// The pseudouser of `server`: `@:server`. The server name must be plausible (non-empty, at most
+/// 255 bytes, server-name characters) and the whole ID at most 255 bytes.
+pub fn pseudouser_id(server: &str) -> Result<String> {
+    if !is_plausible_server_name(server) {
+        return Err(Error::invalid_param(format!(
+            "{server:?} is not a valid server name"
+        )));
+    }
+    let id = format!("@:{server}");
+    if id.len() > 255 {
+        return Err(Error::invalid_param("a user ID must not exceed 255 bytes"));
+    }
+    Ok(id)
+}
+
+/// True exactly for `@:server` with a plausible server name.
+pub fn is_pseudouser(user_id: &str) -> bool {
+    pseudouser_server(user_id).is_some()
+}
+
+/// The server a pseudouser stands for, or `None` if `user_id` is not a pseudouser.
+pub fn pseudouser_server(user_id: &str) -> Option<&str> {
+    if user_id.len() > 255 || !user_localpart(user_id)?.is_empty() {
+        return None;
+    }
+    let server = user_server(user_id)?;
+    is_plausible_server_name(server).then_some(server)
+}
+
+/// The server of any user ID (ordinary or pseudouser): everything after the first `:`.
+pub fn server_of_user(user_id: &str) -> Option<&str> {
+    user_server(user_id)
+}
+
+/// The MSC1777 rule for a pseudouser's join: allowed iff the room's join rule is `peekable`, or a
+/// (non-pseudo) user of that server is currently joined or invited. A banned pseudouser is refused.
+pub fn check_pseudouser_join(state: &RoomState, pseudouser: &str) -> Decision {
+    let Some(server) = pseudouser_server(pseudouser) else {
+        return Decision::deny(
+            ReasonCode::NotAPseudouser,
+            format!("{pseudouser} is not a server pseudouser @:server"),
+        );
+    };
+    if state.membership(pseudouser) == Some("ban") {
+        return Decision::deny(
+            ReasonCode::PseudouserBanned,
+            format!("{pseudouser} is banned from the room"),
+        );
+    }
+    if state.join_rule() == Some(JOIN_RULE_PEEKABLE) {
+        return Decision::allow(ReasonCode::PeekableRoom, "the room's join rule is peekable");
+    }
+    let mut invited: Option<&str> = None;
+    for (user, membership) in state.memberships() {
+        if is_pseudouser(user) || user_server(user) != Some(server) {
+            continue;
+        }
+        match membership {
+            "join" => {
+                return Decision::allow(
+                    ReasonCode::ServerHasJoinedUser,
+                    format!("{user} of {server} is joined"),
+                );
+            }
+            "invite" if invited.is_none() => invited = Some(user),
+            _ => {}
+        }
+    }
+    if let Some(user) = invited {
+        return Decision::allow(
+            ReasonCode::ServerHasInvitedUser,
+            format!("{user} of {server} is invited"),
+        );
+    }
+    let rule = state.join_rule().unwrap_or("(none)");
+    Decision::deny(
+        ReasonCode::NoUserOfServer,
+        format!(
+            "join rule is {rule:?}, not peekable, and no user of {server} is joined or invited"
+        ),
+    )
+}
+
+/// The operator's deny lists: servers (globs, `*` and `?`, matched against the server name with
+/// any port removed, like `m.room.server_acl`) and room IDs (exact).
+///
+/// They apply in both directions: this server never peeks into a denied room or a room whose ID
+/// names a denied server, and refuses pseudouser joins from denied servers in its own rooms.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorPolicy {
+    denied_servers: Vec<Glob>,
+    denied_rooms: std::collections::BTreeSet<String>,
+}
+
+impl OperatorPolicy {
+    /// No deny lists.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a server glob to the deny list (errors on a glob longer than the glob cap).
+    pub fn deny_server(&mut self, glob: &str) -> Result<()> {
+        self.denied_servers.push(Glob::new(glob)?);
+        Ok(())
+    }
+
+    /// Adds a room ID to the deny list.
+    pub fn deny_room(&mut self, room_id: &str) {
+        self.denied_rooms.insert(room_id.to_owned());
+    }
+
+    /// Why `server` is denied, if it is.
+    pub fn server_denied(&self, server: &str) -> Option<Decision> {
+        let host = crate::subscription::acl::strip_port(server);
+        self.denied_servers
+            .iter()
+            .find(|g| g.matches(host))
+            .map(|g| {
+                Decision::deny(
+                    ReasonCode::ServerDeniedByOperator,
+                    format!(
+                        "server {server} matches the operator's deny entry {:?}",
+                        g.pattern()
+                    ),
+                )
+            })
+    }
+
+    /// Why `room_id` is denied, if it is (the room itself, or the server in a `!x:server` room ID).
+    pub fn room_denied(&self, room_id: &str) -> Option<Decision> {
+        if self.denied_rooms.contains(room_id) {
+            return Some(Decision::deny(
+                ReasonCode::RoomDeniedByOperator,
+                format!("room {room_id} is on the operator's deny list"),
+            ));
+        }
+        let server = room_id.strip_prefix('!')?.split_once(':')?.1;
+        self.server_denied(server)
+    }
+
+    /// [`check_pseudouser_join`] for a remote pseudouser joining one of this server's rooms, with
+    /// the deny lists applied first.
+    pub fn check_remote_pseudouser_join(
+        &self,
+        room_id: &str,
+        state: &RoomState,
+        pseudouser: &str,
+    ) -> Decision {
+        if let Some(server) = pseudouser_server(pseudouser) {
+            if let Some(d) = self.server_denied(server) {
+                return d;
+            }
+        }
+        if let Some(d) = self.denied_rooms.contains(room_id).then(|| {
+            Decision::deny(
+                ReasonCode::RoomDeniedByOperator,
+                format!("room {room_id} is on the operator's deny list"),
+            )
+        }) {
+            return d;
+        }
+        check_pseudouser_join(state, pseudouser)
+    }
+}

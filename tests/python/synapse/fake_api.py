@@ -1,0 +1,144 @@
+"""A fake ``ModuleApi`` (and the bits of ``HomeServer`` that ``_compat`` reaches) for unit tests.
+
+Async methods are plain coroutines, so tests drive them with ``asyncio.run``; "threads" run the
+function inline (the point of the fake is to observe what is called, not to schedule).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from types import SimpleNamespace
+from typing import Any
+
+
+class FakeEvent:
+    """The attributes of Synapse's Rust ``Event`` that the module reads."""
+
+    def __init__(self, type: str, state_key: str | None, sender: str, room_id: str,
+                 content: dict, event_id: str = "$e", room_version: str = "12",
+                 unsigned: dict | None = None) -> None:
+        self.type = type
+        self.state_key = state_key
+        self.sender = sender
+        self.room_id = room_id
+        self.content = content
+        self.event_id = event_id
+        self.membership = content.get("membership")
+        self.room_version = SimpleNamespace(identifier=room_version)
+        self._unsigned = unsigned or {}
+
+    def get_dict(self) -> dict:
+        return {"type": self.type, "state_key": self.state_key, "sender": self.sender,
+                "room_id": self.room_id, "content": self.content}
+
+    def get_pdu_json(self) -> dict:
+        return dict(self.get_dict(), unsigned=self._unsigned)
+
+
+class FakeHomeServer:
+    def __init__(self, api: "FakeModuleApi", db_file: str | None) -> None:
+        dbs = []
+        if db_file:
+            dbs.append(SimpleNamespace(config={"name": "sqlite3", "args": {"database": db_file}}))
+        self.config = SimpleNamespace(database=SimpleNamespace(databases=dbs))
+        self.edu_handlers: dict[str, Any] = {}
+        self.sent_edus: list[tuple] = []
+        self.posts: list[tuple] = []
+        self.post_answers: dict[str, Any] = {}
+        self.notices: list[tuple] = []
+        self.notices_enabled = True
+        self.hosts: dict[str, set[str]] = {}
+        self.invites: list[dict] = []
+        self.now = 1_700_000_000_000
+
+    def get_federation_registry(self) -> Any:
+        return SimpleNamespace(register_edu_handler=self.edu_handlers.__setitem__)
+
+    def get_federation_sender(self) -> Any:
+        return SimpleNamespace(build_and_send_edu=lambda *a: self.sent_edus.append(a))
+
+    def get_federation_http_client(self) -> Any:
+        async def post_json(destination: str, path: str, data: Any = None, **kw: Any) -> Any:
+            self.posts.append((destination, path, data))
+            answer = self.post_answers.get(destination)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        return SimpleNamespace(post_json=post_json)
+
+    def get_server_notices_manager(self) -> Any:
+        async def send_notice(user_id: str, content: dict) -> None:
+            self.notices.append((user_id, content))
+
+        return SimpleNamespace(is_enabled=lambda: self.notices_enabled, send_notice=send_notice)
+
+    def get_datastores(self) -> Any:
+        async def get_current_hosts_in_room(room_id: str) -> set[str]:
+            return set(self.hosts.get(room_id, set()))
+
+        return SimpleNamespace(main=SimpleNamespace(
+            get_current_hosts_in_room=get_current_hosts_in_room))
+
+    def get_federation_server(self) -> Any:
+        async def on_invite_request(*, origin: str, expected_room_id: str,
+                                    expected_event_id: str, event_json: dict,
+                                    room_version_id: str) -> dict:
+            self.invites.append(dict(origin=origin, room_id=expected_room_id,
+                                     event_id=expected_event_id, event=event_json,
+                                     room_version=room_version_id))
+            signed = dict(event_json, signatures={"b": {}})
+            return {"event": signed}
+
+        return SimpleNamespace(on_invite_request=on_invite_request)
+
+    def get_clock(self) -> Any:
+        return SimpleNamespace(time_msec=lambda: self.now)
+
+
+class FakeModuleApi:
+    """Records registrations; runs db interactions on an in-memory sqlite copy of Synapse's
+    two membership tables."""
+
+    def __init__(self, server_name: str = "b.example", db_file: str | None = None) -> None:
+        self.server_name = server_name
+        self._hs = FakeHomeServer(self, db_file)
+        self.third_party: dict[str, Any] = {}
+        self.spam: dict[str, Any] = {}
+        self.delayed: list[tuple] = []
+        self.background: list[tuple] = []
+        self.db = sqlite3.connect(":memory:")
+        self.db.executescript(
+            "CREATE TABLE local_current_membership(room_id TEXT, user_id TEXT, event_id TEXT,"
+            " membership TEXT);"
+            "CREATE TABLE room_memberships(event_id TEXT, user_id TEXT, sender TEXT,"
+            " room_id TEXT, membership TEXT);"
+        )
+
+    def is_mine(self, id: str) -> bool:
+        return id.split(":", 1)[-1] == self.server_name
+
+    def register_third_party_rules_callbacks(self, **kw: Any) -> None:
+        self.third_party.update(kw)
+
+    def register_spam_checker_callbacks(self, **kw: Any) -> None:
+        self.spam.update(kw)
+
+    def should_run_background_tasks(self) -> bool:
+        return True
+
+    def delayed_background_call(self, msec: float, f: Any, *args: Any, desc: str = "") -> None:
+        self.delayed.append((msec, f, args, desc))
+
+    def run_as_background_process(self, desc: str, f: Any, *args: Any) -> None:
+        self.background.append((desc, f, args))
+
+    async def defer_to_thread(self, f: Any, *args: Any, **kw: Any) -> Any:
+        return f(*args, **kw)
+
+    async def run_db_interaction(self, desc: str, f: Any, *args: Any) -> Any:
+        cur = self.db.cursor()
+        try:
+            return f(cur, *args)
+        finally:
+            cur.close()

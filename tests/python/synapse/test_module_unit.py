@@ -1,0 +1,412 @@
+"""Unit tests of the Synapse module's plumbing with a fake ModuleApi and a fake core.
+
+Run: ``pytest tests/python/synapse/test_module_unit.py`` (needs matrix-synapse importable,
+not running; no native core needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from fake_api import FakeEvent, FakeModuleApi
+from servership.synapse import ServershipModule, _compat, _core
+from servership.synapse.config import parse
+
+ConfigError = _compat.ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _clean_servlets() -> Iterator[None]:
+    yield
+    _compat.unregister_servlet_group()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return str(tmp_path / "servership.db")
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({}, "servership.store_path is required"),
+        ({"store_path": 3}, "servership.store_path must be a non-empty file path"),
+        ({"store_path": ":memory:"}, "servership.store_path must be a file"),
+        ({"store_path": "/nonexistent-dir/x.db"}, "directory that does not exist"),
+        ({"discovery": {"max_tags_per_request": 0}},
+         "servership.discovery.max_tags_per_request must be a positive integer"),
+        ({"discovery": {"max_tags_per_request": True}},
+         "servership.discovery.max_tags_per_request must be a positive integer"),
+        ({"discovery": {"budget_tags": 10}}, "servership.discovery.budget_tags must be at least"),
+        ({"discovery": {"budget_window_seconds": "1h"}},
+         "servership.discovery.budget_window_seconds must be a positive integer"),
+        ({"discovery": {"stable_path": "yes"}}, "servership.discovery.stable_path must be true"),
+        ({"discovery": {"colour": 1}}, "servership.discovery.colour is not a known setting"),
+        ({"invites": {"mode": "drop"}}, 'servership.invites.mode must be "warn" or "reject"'),
+        ({"invites": 7}, "servership.invites must be a mapping"),
+        ({"gated_rooms": "!a:b"}, "servership.gated_rooms must be a list"),
+        ({"gated_rooms": ["!a:b", "room"]}, "servership.gated_rooms[1] must be a room ID"),
+        ({"audit": {"notify_admin": "admin"}}, "servership.audit.notify_admin must be a user ID"),
+        ({"audit": {"max_peers": -1}}, "servership.audit.max_peers must be a positive integer"),
+        ({"audit": {"spread_seconds": -1}},
+         "servership.audit.spread_seconds must be a non-negative integer"),
+        ({"audit": {"enabled": True}, "discovery": False},
+         "servership.audit.enabled needs discovery.enabled"),
+        ({"pseudousers": "on"}, "servership.pseudousers must be true or false"),
+        ({"typo": 1}, "servership.typo is not a known setting"),
+    ],
+)
+def test_config_errors_name_the_key(raw: dict, message: str, store: str) -> None:
+    if "store_path" not in raw and raw:
+        raw = dict(raw, store_path=store)
+    with pytest.raises(ConfigError) as err:
+        ServershipModule.parse_config(raw)
+    assert message in str(err.value)
+
+
+def test_config_defaults_and_shorthands(store: str) -> None:
+    conf = parse({"store_path": store, "knocks": False, "audit": True,
+                  "gated_rooms": ["!a:b", "!a:b"]})
+    assert conf.knocks.enabled is False
+    assert conf.audit.enabled is True and conf.audit.max_peers == 20
+    assert conf.knocks.gated_rooms == ("!a:b",)
+    assert conf.discovery.max_tags_per_request == 1000
+    assert conf.invites.stable_v3_path is False and conf.invites.mode == "warn"
+
+
+def test_store_path_must_not_be_synapse_database(tmp_path: Path) -> None:
+    db = str(tmp_path / "homeserver.db")
+    conf = parse({"store_path": db, "allow_missing_core": True})
+    with pytest.raises(ConfigError, match="servership.store_path must not be Synapse's own"):
+        ServershipModule(conf, FakeModuleApi(db_file=db))
+
+
+def test_missing_core_fails_start_unless_allowed(store: str) -> None:
+    with pytest.raises(_core.CoreUnavailable, match="servership._native"):
+        ServershipModule(parse({"store_path": store}), FakeModuleApi())
+
+
+# --- registration --------------------------------------------------------------------------
+
+
+def _servlet_paths() -> set[tuple[str, str]]:
+    from synapse.federation.transport.server import SERVLET_GROUPS
+
+    out = set()
+    for cls in SERVLET_GROUPS.get(_compat.SERVLET_GROUP, ()):
+        method = next(m for m in ("POST", "PUT") if hasattr(cls, f"on_{m}"))
+        out.add((method, cls.PREFIX + cls.PATH))
+    return out
+
+
+def test_registers_endpoints_and_hooks(store: str) -> None:
+    api = FakeModuleApi()
+    ServershipModule(parse({"store_path": store, "allow_missing_core": True}), api)
+    assert _servlet_paths() == {
+        ("POST", "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"),
+        ("PUT", "/_matrix/federation/unstable/org.matrix.msc4329/invite/(?P<room_id>[^/]*)"),
+        ("PUT", "/_matrix/federation/unstable/org.matrix.msc0000/invite/(?P<room_id>[^/]*)"),
+    }
+    assert set(api.third_party) == {"on_new_event", "check_event_allowed"}
+    assert set(api.spam) == {"federated_user_may_invite"}
+    assert set(api._hs.edu_handlers) == {"m.server.knock"}
+
+
+def test_stable_paths_and_disabled_features(store: str) -> None:
+    api = FakeModuleApi()
+    ServershipModule(parse({"store_path": store, "allow_missing_core": True,
+                            "discovery": {"stable_path": True},
+                            "invites": {"stable_v3_path": True}, "knocks": False}), api)
+    paths = {p for _, p in _servlet_paths()}
+    assert "/_matrix/federation/v1/discover_common_rooms" in paths
+    assert "/_matrix/federation/v3/invite/(?P<room_id>[^/]*)" in paths
+    assert api._hs.edu_handlers == {}
+    _compat.unregister_servlet_group()
+    api = FakeModuleApi()
+    ServershipModule(parse({"store_path": store, "allow_missing_core": True,
+                            "discovery": False, "invites": False, "audit": False}), api)
+    assert _servlet_paths() == set()
+    assert api.spam == {}
+
+
+# --- with a fake core ----------------------------------------------------------------------
+
+
+class FakeCore:
+    """Stands in for the native core behind ``_core``'s functions."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, int] = {}
+        self.knocks: list[tuple] = []
+        self.discovery_error: _core.CoreError | None = None
+        self.invite_error: _core.CoreError | None = None
+        self.recognised: dict[str, list[str]] = {}
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        m = monkeypatch.setattr
+        m(_core, "native_available", lambda: True)
+        m(_core, "open_tag_store", lambda path, name: self)
+        m(_core, "make_responder", lambda store, *a: self)
+        m(_core, "open_knock_store", lambda path, expiry: self)
+        m(_core, "record_join", self.record_join)
+        m(_core, "backfill_tags", lambda s, rooms, now: sum(self.record_join(s, r, now)
+                                                             for r in rooms))
+        m(_core, "respond_discovery", self.respond)
+        m(_core, "check_invite", self.check_invite)
+        m(_core, "check_spec_invite", self.check_spec_invite)
+        m(_core, "parse_knock", self.parse_knock)
+        m(_core, "record_knock", lambda s, room, server, now: self.knocks.append((room, server)))
+        m(_core, "join_allowed", self.join_allowed)
+        m(_core, "audit_plan", lambda room, servers, known, n: [p for p in known
+                                                                 if p not in servers][:n])
+        m(_core, "audit_requests", lambda me, peer, rooms, n: [{"rooms": rooms}])
+        m(_core, "audit_read", lambda peer, rooms, req, resp: resp.get("recognised", []))
+        m(_core, "audit_report", self.report)
+
+    def record_join(self, store: Any, room_id: str, now: int) -> bool:
+        new = room_id not in self.tags
+        self.tags.setdefault(room_id, now)
+        return new
+
+    def respond(self, responder: Any, body: bytes, origin: str, now: int) -> dict:
+        if self.discovery_error:
+            raise self.discovery_error
+        asked = json.loads(body)["room_participation_tags"]
+        return {"recognised_tags": [t for t in asked if t in self.tags]}
+
+    def check_invite(self, path_room_id: str, body: bytes, me: str, origin: str) -> Any:
+        if self.invite_error:
+            raise self.invite_error
+        parsed = json.loads(body)
+        return _core.InviteResult(
+            event_id="$computed", room_version="12", room_id=path_room_id,
+            creator_servers=[origin],
+            invite_room_state=[{"type": "m.room.create", "state_key": "", "sender": "@c:a",
+                                "content": {"room_version": "12"}}],
+            event=parsed["event"])
+
+    def check_spec_invite(self, room_id: str, body: bytes, me: str, origin: str) -> Any:
+        if self.invite_error:
+            raise self.invite_error
+        return None
+
+    def parse_knock(self, content: dict) -> str:
+        room = content.get("room_id")
+        if not isinstance(room, str):
+            raise _core.CoreError("M_BAD_JSON", 400, "room_id must be a string")
+        return room
+
+    def join_allowed(self, state: list, server: str, gated: bool) -> tuple[bool, str]:
+        ok = any(e["type"] == "m.server.is_able_to_subscribe" and e["state_key"] == server
+                 for e in state)
+        return ok, "able to subscribe" if ok else "not able to subscribe"
+
+    def report(self, room: str, recognised_by: list[str], membership: list) -> Any:
+        members = {u.split(":", 1)[1] for u, _ in membership}
+        unexplained = [p for p in recognised_by if p not in members]
+        explained = [p for p in recognised_by if p in members]
+        return _core.AuditOutcome(room, unexplained, explained,
+                                  json.dumps({"room_id": room, "unexplained": unexplained}),
+                                  f"{room}: unexplained {unexplained}")
+
+
+@pytest.fixture
+def core(monkeypatch: pytest.MonkeyPatch) -> FakeCore:
+    fake = FakeCore()
+    fake.install(monkeypatch)
+    return fake
+
+
+def _module(store: str, **extra: Any) -> tuple[ServershipModule, FakeModuleApi]:
+    api = FakeModuleApi()
+    module = ServershipModule(parse(dict({"store_path": store}, **extra)), api)
+    return module, api
+
+
+def test_startup_backfills_every_room_ever_joined(core: FakeCore, store: str) -> None:
+    module, api = _module(store)
+    api.db.executemany("INSERT INTO local_current_membership VALUES (?,?,?,?)",
+                       [("!r1:x", "@u:b.example", "$1", "join"),
+                        ("!r2:x", "@u:b.example", "$2", "leave")])
+    assert [d[3] for d in api.delayed] == ["servership_startup"]
+    assert asyncio.run(module.startup()) == 2
+    assert set(core.tags) == {"!r1:x", "!r2:x"}
+
+
+def test_on_new_event_records_local_joins_only(core: FakeCore, store: str) -> None:
+    module, api = _module(store)
+    for ev in (
+        FakeEvent("m.room.member", "@bob:a.example", "@bob:a.example", "!r:x", {"membership": "join"}),
+        FakeEvent("m.room.member", "@me:b.example", "@me:b.example", "!r:x", {"membership": "leave"}),
+        FakeEvent("m.room.message", None, "@me:b.example", "!r:x", {"body": "hi"}),
+    ):
+        asyncio.run(module.on_new_event(ev, {}))
+    assert api.background == []
+    join = FakeEvent("m.room.member", "@me:b.example", "@me:b.example", "!r:x",
+                     {"membership": "join"})
+    asyncio.run(module.on_new_event(join, {}))
+    assert [(d, a) for d, _, a in api.background] == [("servership_record_join", ("!r:x",))]
+    desc, f, args = api.background[0]
+    assert asyncio.run(f(*args)) is True
+    assert asyncio.run(f(*args)) is False  # second join: not new
+    assert "!r:x" in core.tags
+
+
+def test_first_join_schedules_one_audit(core: FakeCore, store: str) -> None:
+    module, api = _module(store, audit={"enabled": True, "spread_seconds": 10})
+    asyncio.run(module.record_join("!r:x"))
+    asyncio.run(module.record_join("!r:x"))
+    audits = [d for d in api.delayed if d[3] == "servership_audit"]
+    assert len(audits) == 1 and 0 <= audits[0][0] <= 10_000
+    assert module.auditor.pending == {"!r:x"}
+
+
+def test_discovery_handler_answers_and_maps_errors(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
+
+    module, _ = _module(store)
+    core.tags["t1"] = 1
+    body = json.dumps({"room_participation_tags": ["t0", "t1"]}).encode()
+    assert asyncio.run(module.handle_discovery("a.example", body)) == (
+        200, {"recognised_tags": ["t1"]})
+    core.discovery_error = _core.CoreError("M_LIMIT_EXCEEDED", 429, "budget spent", 1234)
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_discovery("a.example", body))
+    assert err.value.code == 429 and err.value.errcode == "M_LIMIT_EXCEEDED"
+    assert err.value.error_dict(None)["retry_after_ms"] == 1234
+
+
+def test_handlers_without_core_answer_501(store: str) -> None:
+    from synapse.api.errors import SynapseError
+
+    module, _ = _module(store, allow_missing_core=True)
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_discovery("a.example", b"{}"))
+    assert err.value.code == 501 and "servership" in err.value.msg
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_invite_v3("a.example", "!r:a", b"{}"))
+    assert err.value.code == 501
+
+
+def test_v3_invite_goes_to_synapse_with_rewritten_state(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+    event = {"type": "m.room.member", "state_key": "@me:b.example", "sender": "@x:a.example",
+             "content": {"membership": "invite"}, "unsigned": {"invite_room_state": ["junk"]}}
+    status, answer = asyncio.run(module.handle_invite_v3(
+        "a.example", "!r:a", json.dumps({"event": event, "state": []}).encode()))
+    assert status == 200 and answer["event"]["signatures"] == {"b": {}}
+    assert "invite_room_state" not in answer["event"].get("unsigned", {})
+    (call,) = api._hs.invites
+    assert call["event_id"] == "$computed" and call["room_version"] == "12"
+    assert call["event"]["unsigned"]["invite_room_state"][0]["type"] == "m.room.create"
+    core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "state[0].state_key must be \"\"")
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_invite_v3("a.example", "!r:a", b"{}"))
+    assert (err.value.code, err.value.errcode) == (400, "M_INVALID_PARAM")
+    assert "state[0].state_key" in err.value.msg
+
+
+def test_spec_invite_warn_and_reject_modes(core: FakeCore, store: str) -> None:
+    from synapse.module_api import NOT_SPAM
+
+    invite = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
+                       {"membership": "invite"}, unsigned={"invite_room_state": []})
+    core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
+    warn, _ = _module(store)
+    assert asyncio.run(warn.federated_user_may_invite(invite)) is NOT_SPAM
+    _compat.unregister_servlet_group()
+    reject, _ = _module(store, invites={"mode": "reject"})
+    code, extra = asyncio.run(reject.federated_user_may_invite(invite))
+    assert code == "M_INVALID_PARAM" and extra == {"error": "no m.room.create"}
+    core.invite_error = None
+    assert asyncio.run(reject.federated_user_may_invite(invite)) is NOT_SPAM
+
+
+def test_gated_room_join_needs_subscription(core: FakeCore, store: str) -> None:
+    module, _ = _module(store, gated_rooms=["!g:b.example"])
+    join = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!g:b.example",
+                     {"membership": "join"})
+    assert asyncio.run(module.check_event_allowed(join, {})) == (False, None)
+    able = FakeEvent("m.server.is_able_to_subscribe", "a.example", "@mod:b.example",
+                     "!g:b.example", {"is_able_to_subscribe": True})
+    state = {("m.server.is_able_to_subscribe", "a.example"): able}
+    assert asyncio.run(module.check_event_allowed(join, state)) == (True, None)
+    other = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!open:b.example",
+                      {"membership": "join"})
+    assert asyncio.run(module.check_event_allowed(other, {})) == (True, None)
+
+
+def test_gated_room_fails_closed_without_core(store: str) -> None:
+    module, _ = _module(store, gated_rooms=["!g:b.example"], allow_missing_core=True)
+    join = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!g:b.example",
+                     {"membership": "join"})
+    assert asyncio.run(module.check_event_allowed(join, {})) == (False, None)
+
+
+def test_remote_pseudouser_join_needs_setting(core: FakeCore, store: str) -> None:
+    join = FakeEvent("m.room.member", "@:a.example", "@:a.example", "!r:b.example",
+                     {"membership": "join"})
+    off, _ = _module(store)
+    assert asyncio.run(off.check_event_allowed(join, {})) == (False, None)
+    _compat.unregister_servlet_group()
+    on, _ = _module(store, pseudousers=True)
+    assert asyncio.run(on.check_event_allowed(join, {})) == (True, None)
+
+
+def test_knock_edu_recorded_and_sent(core: FakeCore, store: str) -> None:
+    module, api = _module(store)
+    handler = api._hs.edu_handlers["m.server.knock"]
+    asyncio.run(handler("a.example", {"room_id": "!r:b.example"}))
+    asyncio.run(handler("a.example", {"room_id": 5}))
+    asyncio.run(handler("a.example", ["not", "a", "dict"]))
+    assert core.knocks == [("!r:b.example", "a.example")]
+    module.send_knock("a.example", "!r:a.example")
+    assert api._hs.sent_edus == [("a.example", "m.server.knock", {"room_id": "!r:a.example"})]
+    with pytest.raises(ValueError):
+        module.send_knock("a.example", "not-a-room")
+
+
+def test_audit_reports_unexplained_peers(core: FakeCore, store: str) -> None:
+    from servership.synapse import metrics
+
+    module, api = _module(store, audit={"enabled": True, "notify_admin": "@admin:b.example"})
+    hs = api._hs
+    api.db.executemany("INSERT INTO local_current_membership VALUES (?,?,?,?)",
+                       [("!new:x", "@me:b.example", "$1", "join"),
+                        ("!old:x", "@me:b.example", "$2", "join")])
+    hs.hosts = {"!new:x": {"b.example", "x"},
+                "!old:x": {"b.example", "x", "p1", "p2", "p3"}}
+    api.db.executemany("INSERT INTO room_memberships VALUES (?,?,?,?,?)",
+                       [("$3", "@gone:p2", "@gone:p2", "!new:x", "leave")])
+    hs.post_answers = {"p1": {"recognised": ["!new:x"]}, "p2": {"recognised": ["!new:x"]},
+                       "p3": RuntimeError("connection refused")}
+    before = metrics.AUDIT_UNEXPLAINED._value.get()
+    outcome = asyncio.run(module.auditor.run("!new:x"))
+    assert outcome is not None
+    assert outcome.unexplained == ["p1"] and outcome.explained == ["p2"]
+    assert {p[0] for p in hs.posts} == {"p1", "p2", "p3"}
+    assert all(p[1].endswith("/org.matrix.msc4358/discover_common_rooms") for p in hs.posts)
+    assert metrics.AUDIT_UNEXPLAINED._value.get() == before + 1
+    assert hs.notices == [("@admin:b.example",
+                           {"msgtype": "m.notice", "body": "!new:x: unexplained ['p1']"})]
+
+
+def test_audit_respects_max_peers_and_never_raises(core: FakeCore, store: str) -> None:
+    module, api = _module(store, audit={"enabled": True, "max_peers": 1})
+    api.db.execute("INSERT INTO local_current_membership VALUES ('!o:x','@me:b.example','$','join')")
+    api._hs.hosts = {"!o:x": {"p1", "p2", "p3"}}
+    api._hs.post_answers = {}
+    asyncio.run(module.auditor.run("!n:x"))
+    assert len(api._hs.posts) == 1
+    api.db.execute("DROP TABLE room_memberships")  # a broken query must not kill the job
+    assert asyncio.run(module.auditor.run("!n:x")) is None

@@ -9,7 +9,7 @@ mod common;
 #[path = "../fuzz/src/checks.rs"]
 mod checks;
 
-use servership::json::Value;
+use servership::json::{self, Value};
 
 /// A small deterministic generator (xorshift64*), so the mutations are the same on every run.
 struct Rng(u64);
@@ -177,4 +177,79 @@ fn x_matrix_invariants_hold_on_vectors_and_mutations() {
         }
     }
     run(&seeds, 25, checks::x_matrix_header);
+}
+
+#[test]
+fn event_id_and_redaction_invariants_hold_on_vectors_and_mutations() {
+    let mut seeds = Vec::new();
+    for v in list("event_ids.json") {
+        seeds.push(v.get("event").unwrap().to_canonical());
+    }
+    for v in list("redaction.json") {
+        seeds.push(v.get("input").unwrap().to_canonical());
+    }
+    run(&seeds, 8, checks::event_id);
+}
+
+#[test]
+fn invite_invariants_hold_on_vector_scenarios_and_mutations() {
+    let v = common::vectors("v12_room_ids.json");
+    let mut seeds = Vec::new();
+    for s in v.get("invite_scenarios").unwrap().as_array().unwrap() {
+        let path = common::s(s, "path_room_id");
+        let invite = json::parse(
+            format!(
+                r#"{{"type":"m.room.member","state_key":"@bob:receiver.example","sender":"@alice:alpha.example",
+                   "content":{{"membership":"invite"}},"origin_server_ts":1,"depth":3,"prev_events":[],
+                   "auth_events":[],"room_id":"{path}"}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // Signed with the key the target's key ring holds for the origin, so the run with keys
+        // gets past the invite's own signature.
+        let mut invite = invite.as_object().unwrap().clone();
+        let version = servership::room_version::RoomVersion::from_id(common::s(s, "room_version"))
+            .unwrap();
+        let key = servership::signing::SigningKey::from_seed("ed25519:fuzz", &[7; 32]).unwrap();
+        servership::event::sign_event(&mut invite, "alpha.example", &key, version).unwrap();
+        let mut body = servership::Object::new();
+        body.insert("event".into(), Value::Object(invite));
+        let state = s
+            .get("state_create_event")
+            .filter(|c| !c.is_null())
+            .cloned();
+        body.insert("state".into(), Value::Array(state.into_iter().collect()));
+        seeds.push(Value::Object(body).to_canonical());
+    }
+    // At least one scenario must get through the checks without keys, or the mutations would
+    // only ever exercise the early errors.
+    let accepted = seeds
+        .iter()
+        .filter(|b| {
+            let path = json::parse(b).unwrap();
+            let path = path.get("event").unwrap().get("room_id").unwrap();
+            servership::invite::check_invite(
+                path.as_str().unwrap(),
+                b,
+                "receiver.example",
+                "alpha.example",
+                None,
+            )
+            .map_err(|e| eprintln!("seed refused: {e}"))
+            .is_ok()
+        })
+        .count();
+    assert!(accepted > 0, "no seed invite is accepted");
+    run(&seeds, 30, checks::invite_check);
+}
+
+#[test]
+fn knock_invariants_hold_on_edus_and_mutations() {
+    let seeds = strings([
+        r#"{"edu_type":"m.server.knock","content":{"room_id":"!abc:example.org"}}"#,
+        r#"{"room_id":"!AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        r#"{"content":{"room_id":"!a:[::1]:8448"},"edu_type":"m.server.knock"}"#,
+    ]);
+    run(&seeds, 300, checks::knock_edu);
 }

@@ -481,3 +481,270 @@ fn signing_key() -> SigningKey {
         Err(e) => panic!("fixed key: {}", e.message()),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// event_id
+// ---------------------------------------------------------------------------------------------
+
+/// Event IDs and redaction for every room version: `event_id_from_json` agrees with parsing then
+/// `event_id`, and hash-based IDs are valid event IDs of the version's format; redaction is
+/// idempotent, keeps no key the event did not have, leaves the event ID unchanged, and its
+/// signing bytes are the redacted event's canonical JSON without `signatures`.
+pub fn event_id(data: &[u8]) {
+    use servership::event;
+    use servership::redaction;
+    use servership::room_version::{EventIdFormat as Format, RoomVersion};
+
+    let parsed = json::parse_object(data);
+    for &version in RoomVersion::all() {
+        let from_bytes = event::event_id_from_json(data, version);
+        let Ok(object) = &parsed else {
+            assert!(
+                from_bytes.is_err(),
+                "event_id_from_json accepts a non-object"
+            );
+            continue;
+        };
+        let from_object = event::event_id(object, version);
+        assert_eq!(
+            from_bytes, from_object,
+            "event_id_from_json and event_id disagree (v{})",
+            version.id
+        );
+        if let Ok(id) = &from_object {
+            match version.event_id_format {
+                Format::Opaque => assert_eq!(
+                    object.get("event_id").and_then(Value::as_str),
+                    Some(id.as_str())
+                ),
+                Format::Base64 | Format::UrlSafeBase64 => {
+                    let parsed_id = EventId::parse(id);
+                    assert!(parsed_id.is_ok(), "computed event ID {id:?} does not parse");
+                    let format = parsed_id.map(|e| e.format()).ok();
+                    if version.event_id_format == Format::Base64 {
+                        assert!(format.is_some_and(EventIdFormat::fits_v3), "{id} for v3");
+                    } else {
+                        assert!(format.is_some_and(EventIdFormat::fits_v4), "{id} for v4+");
+                    }
+                }
+            }
+        }
+        let _ = event::content_hash(object);
+        let _ = event::check_content_hash(object);
+        let _ = event::check_pdu_size(object);
+        let _ = event::required_signers(object, version);
+        let _ = event::room_id_from_create_event(object);
+        let _ = RoomVersion::from_create_event(object);
+
+        let redacted = match redaction::redact(object, version) {
+            Ok(redacted) => redacted,
+            Err(e) => {
+                assert!(redaction::redacted_signing_bytes(object, version).is_err());
+                let _ = e.to_json();
+                continue;
+            }
+        };
+        for key in redacted.keys() {
+            assert!(
+                object.contains_key(key) || key == "content",
+                "redaction added the key {key:?}"
+            );
+        }
+        match redaction::redact(&redacted, version) {
+            Ok(again) => assert_eq!(
+                again, redacted,
+                "redaction is not idempotent (v{})",
+                version.id
+            ),
+            Err(e) => panic!(
+                "a redacted event cannot be redacted again (v{}): {}",
+                version.id,
+                e.message()
+            ),
+        }
+        match redaction::redacted_signing_bytes(object, version) {
+            Ok(bytes) => assert_eq!(
+                bytes,
+                json::canonical_object_without(&redacted, &["signatures", "unsigned"]),
+                "redacted_signing_bytes differs from redact (v{})",
+                version.id
+            ),
+            Err(e) => panic!(
+                "redact accepts but redacted_signing_bytes refuses: {}",
+                e.message()
+            ),
+        }
+        if version.event_id_format != Format::Opaque {
+            assert_eq!(
+                event::event_id(&redacted, version).ok(),
+                from_object.as_ref().ok().cloned(),
+                "redaction changed the event ID (v{})",
+                version.id
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// invite_check
+// ---------------------------------------------------------------------------------------------
+
+/// The server sending the fuzzed invites (as the vectors' create events are by `alpha.example`).
+const INVITE_ORIGIN: &str = "alpha.example";
+/// The server receiving them.
+const INVITE_RECEIVER: &str = "receiver.example";
+
+/// MSC4329 invite checks on the input as the request body. The path room ID is the first line
+/// when the input starts with `!`, otherwise the body's `event.room_id` (so the fuzzer reaches
+/// the deep checks). Run without keys, and with a key ring that holds only an unrelated key for
+/// the origin: anything accepted with keys is accepted without them and gives the same answer;
+/// an accepted invite is consistent with itself (computed event ID, valid IDs, create event last
+/// in `invite_room_state`); errors carry the documented codes.
+pub fn invite_check(data: &[u8]) {
+    use servership::invite::{self, KeyRing};
+
+    let (path, body) = match data.split(|&b| b == b'\n').next() {
+        Some(first) if data.first() == Some(&b'!') => {
+            (text(first), data.get(first.len() + 1..).unwrap_or_default())
+        }
+        _ => {
+            let path = json::parse(data)
+                .ok()
+                .and_then(|v| {
+                    v.get("event")
+                        .and_then(|e| e.get("room_id"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| format!("!fuzz:{INVITE_ORIGIN}"));
+            (path, data)
+        }
+    };
+
+    let unchecked = invite::check_invite(&path, body, INVITE_RECEIVER, INVITE_ORIGIN, None);
+    check_invite_result(&path, &unchecked, false);
+
+    let mut ring = KeyRing::new();
+    ring.add(INVITE_ORIGIN, signing_key().verify_key());
+    let checked = invite::check_invite(&path, body, INVITE_RECEIVER, INVITE_ORIGIN, Some(&ring));
+    check_invite_result(&path, &checked, true);
+    if let Ok(with_keys) = &checked {
+        match &unchecked {
+            Ok(without) => {
+                assert_eq!(with_keys.event_id, without.event_id);
+                assert_eq!(with_keys.room_id, without.room_id);
+            }
+            Err(e) => panic!("accepted with keys, refused without: {}", e.message()),
+        }
+    }
+}
+
+fn check_invite_result(
+    path: &str,
+    result: &servership::Result<servership::invite::InviteCheck>,
+    with_keys: bool,
+) {
+    use servership::event;
+
+    let check = match result {
+        Ok(check) => check,
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.errcode(),
+                    ErrCode::TooLarge
+                        | ErrCode::NotJson
+                        | ErrCode::BadJson
+                        | ErrCode::MissingParam
+                        | ErrCode::InvalidParam
+                        | ErrCode::IncompatibleRoomVersion
+                ),
+                "invite error with errcode {:?}: {}",
+                e.errcode(),
+                e.message()
+            );
+            assert!(matches!(e.status(), 400 | 413), "status {}", e.status());
+            let _ = e.to_json();
+            return;
+        }
+    };
+    assert_eq!(check.signatures_checked, with_keys);
+    assert_eq!(check.room_id, path);
+    assert!(RoomId::parse(&check.room_id).is_ok());
+    assert!(!matches!(check.room_version.id, "1" | "2"));
+    assert_eq!(
+        event::event_id(&check.event, check.room_version)
+            .ok()
+            .as_ref(),
+        Some(&check.event_id),
+        "the event ID is not the invite event's"
+    );
+    assert!(EventId::parse(&check.event_id).is_ok());
+    assert!(!check.creators.is_empty());
+    for creator in &check.creators {
+        let user = UserId::parse(creator);
+        assert!(user.is_ok(), "creator {creator:?} is not a user ID");
+        if let Ok(user) = user {
+            assert!(
+                check
+                    .creator_servers
+                    .iter()
+                    .any(|s| s == user.server_name().as_str())
+            );
+        }
+    }
+    // The verified create event comes last, in stripped form.
+    let last = check.invite_room_state.last();
+    for key in ["type", "state_key", "sender", "content"] {
+        assert_eq!(
+            last.and_then(|v| v.get(key)),
+            check.create_event.get(key),
+            "the verified create event is not last in invite_room_state ({key})"
+        );
+    }
+    let encoded = check.to_json().to_canonical();
+    assert!(json::parse(&encoded).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// knock_edu
+// ---------------------------------------------------------------------------------------------
+
+/// `m.server.knock` EDU parsing: never panics; what it accepts has a room ID that the identifier
+/// module accepts too; errors carry the documented codes.
+pub fn knock_edu(data: &[u8]) {
+    use servership::subscription::knock;
+
+    match knock::parse_knock(data) {
+        Ok(k) => {
+            let room = RoomId::parse(&k.room_id);
+            assert!(
+                room.is_ok(),
+                "a knock for {:?} is accepted, but ids::RoomId refuses it: {}",
+                k.room_id,
+                room.err()
+                    .map(|e| e.message().to_owned())
+                    .unwrap_or_default()
+            );
+            assert!(knock::is_valid_room_id(&k.room_id));
+            if let Ok(value) = json::parse(data) {
+                assert_eq!(knock::parse_knock_value(&value).ok(), Some(k));
+            }
+        }
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.errcode(),
+                    ErrCode::TooLarge
+                        | ErrCode::NotJson
+                        | ErrCode::BadJson
+                        | ErrCode::MissingParam
+                        | ErrCode::InvalidParam
+                ),
+                "knock error with errcode {:?}: {}",
+                e.errcode(),
+                e.message()
+            );
+        }
+    }
+}

@@ -209,8 +209,8 @@ fn invite_invariants_hold_on_vector_scenarios_and_mutations() {
         // Signed with the key the target's key ring holds for the origin, so the run with keys
         // gets past the invite's own signature.
         let mut invite = invite.as_object().unwrap().clone();
-        let version = servership::room_version::RoomVersion::from_id(common::s(s, "room_version"))
-            .unwrap();
+        let version =
+            servership::room_version::RoomVersion::from_id(common::s(s, "room_version")).unwrap();
         let key = servership::signing::SigningKey::from_seed("ed25519:fuzz", &[7; 32]).unwrap();
         servership::event::sign_event(&mut invite, "alpha.example", &key, version).unwrap();
         let mut body = servership::Object::new();

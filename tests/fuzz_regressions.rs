@@ -33,3 +33,12 @@ fn knock_room_id_agrees_with_ids_room_id() {
     }
     assert!(parse_knock(br#"{"room_id":"!ab:example.org:8448"}"#).is_ok());
 }
+
+#[test]
+fn unknown_room_versions_are_not_echoed_whole() {
+    let long = "x".repeat(100_000);
+    let e = servership::room_version::RoomVersion::from_id(&long).unwrap_err();
+    assert_eq!(e.errcode(), servership::ErrCode::IncompatibleRoomVersion);
+    assert!(e.message().len() < 100, "{}", e.message());
+    assert_eq!(e.room_version().map(str::len), Some(32));
+}

@@ -253,3 +253,15 @@ fn knock_invariants_hold_on_edus_and_mutations() {
     ]);
     run(&seeds, 300, checks::knock_edu);
 }
+
+#[test]
+fn discovery_invariants_hold_on_requests_and_mutations() {
+    let known =
+        servership::discovery::participation_tag("fuzz.example", "!a:fuzz.example").to_base64();
+    let seeds = strings([
+        r#"{"room_participation_tags":[]}"#.to_owned(),
+        format!(r#"{{"room_participation_tags":["{known}","{known}="]}}"#),
+        format!(r#"{{"room_participation_tags":["AAAA","{known}",1]}}"#),
+    ]);
+    run(&seeds, 300, checks::discover_common_rooms);
+}

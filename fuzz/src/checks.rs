@@ -748,3 +748,77 @@ pub fn knock_edu(data: &[u8]) {
         }
     }
 }
+
+/// `discover_common_rooms`: the responder over a small real store. Never panics; an answer is a
+/// subset of the request, in request order, each tag once; errors use the documented codes.
+pub fn discover_common_rooms(data: &[u8]) {
+    use servership::discovery::{Responder, ResponderConfig, participation_tag};
+    use servership::store::TagStore;
+    use std::sync::{Arc, OnceLock};
+
+    static RESPONDER: OnceLock<Option<Responder>> = OnceLock::new();
+    let responder = RESPONDER.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("servership-fuzz-discovery-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let store = TagStore::open(dir.join("tags.sqlite3"), "fuzz.example").ok()?;
+        store
+            .backfill(&["!a:fuzz.example", "!b:other.example"], 1)
+            .ok()?;
+        let config = ResponderConfig {
+            budget_tags: u64::MAX / 2,
+            ..ResponderConfig::default()
+        };
+        Responder::new(Arc::new(store), config).ok()
+    });
+    let Some(responder) = responder else {
+        panic!("could not set up the discovery store");
+    };
+    // Known tags are recognised: prove the responder is not answering "nothing" to everything.
+    let known = participation_tag("fuzz.example", "!a:fuzz.example").to_base64();
+    let probe = format!(r#"{{"room_participation_tags":["{known}"]}}"#);
+    let answer = responder.respond(probe.as_bytes(), "peer.example", 1);
+    assert_eq!(
+        answer.ok().and_then(|a| json::parse(&a).ok()),
+        json::parse(format!(r#"{{"recognised_tags":["{known}"]}}"#).as_bytes()).ok()
+    );
+
+    match responder.respond(data, "peer.example", 1) {
+        Ok(out) => {
+            let answer = json::parse(&out).expect("the responder answers JSON");
+            let request = json::parse(data).expect("an answered request was JSON");
+            let asked: Vec<&str> = request
+                .get("room_participation_tags")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let got: Vec<&str> = answer
+                .get("recognised_tags")
+                .and_then(Value::as_array)
+                .expect("recognised_tags is an array")
+                .iter()
+                .map(|v| v.as_str().expect("tags are strings"))
+                .collect();
+            let mut last = 0;
+            for (n, tag) in got.iter().enumerate() {
+                assert!(!got[..n].contains(tag), "{tag} answered twice");
+                let at = asked.iter().skip(last).position(|a| a == tag);
+                assert!(at.is_some(), "{tag} answered out of order or never asked");
+                last += at.unwrap_or(0) + 1;
+            }
+        }
+        Err(e) => assert!(
+            matches!(
+                e.errcode(),
+                ErrCode::NotJson
+                    | ErrCode::BadJson
+                    | ErrCode::InvalidParam
+                    | ErrCode::MissingParam
+                    | ErrCode::TooLarge
+            ),
+            "discovery error with errcode {:?}: {}",
+            e.errcode(),
+            e.message()
+        ),
+    }
+}

@@ -20,6 +20,7 @@
 #ifndef SERVERSHIP_H
 #define SERVERSHIP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

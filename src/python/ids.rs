@@ -2,7 +2,9 @@
 //! pseudousers and percent-encoding of path segments.
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
+use crate::error::Error;
 use crate::ids::{self, EventId, RoomId, RoomIdFormat, ServerName, UserId};
 
 /// A valid server name (`host[:port]`). Immutable, hashable, compares by value.
@@ -16,15 +18,15 @@ pub(crate) struct PyServerName {
 impl PyServerName {
     /// Parses a server name; raises `InvalidParamError` if it is not valid.
     #[new]
-    fn new(value: &str) -> PyResult<Self> {
+    fn new(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Ok(PyServerName {
-            name: ServerName::parse(value)?,
+            name: ServerName::parse(text(value)?)?,
         })
     }
 
     /// Parses a server name; raises `InvalidParamError` if it is not valid.
     #[staticmethod]
-    fn parse(value: &str) -> PyResult<Self> {
+    fn parse(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Self::new(value)
     }
 
@@ -60,15 +62,15 @@ pub(crate) struct PyUserId {
 impl PyUserId {
     /// Parses a user ID (historical localparts accepted); raises `InvalidParamError`.
     #[new]
-    fn new(value: &str) -> PyResult<Self> {
+    fn new(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Ok(PyUserId {
-            id: UserId::parse(value)?,
+            id: UserId::parse(text(value)?)?,
         })
     }
 
     /// Parses a user ID (historical localparts accepted); raises `InvalidParamError`.
     #[staticmethod]
-    fn parse(value: &str) -> PyResult<Self> {
+    fn parse(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Self::new(value)
     }
 
@@ -119,15 +121,15 @@ pub(crate) struct PyRoomId {
 impl PyRoomId {
     /// Parses a room ID of either form; raises `InvalidParamError`.
     #[new]
-    fn new(value: &str) -> PyResult<Self> {
+    fn new(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Ok(PyRoomId {
-            id: RoomId::parse(value)?,
+            id: RoomId::parse(text(value)?)?,
         })
     }
 
     /// Parses a room ID of either form; raises `InvalidParamError`.
     #[staticmethod]
-    fn parse(value: &str) -> PyResult<Self> {
+    fn parse(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Self::new(value)
     }
 
@@ -167,15 +169,15 @@ pub(crate) struct PyEventId {
 impl PyEventId {
     /// Parses an event ID; raises `InvalidParamError`.
     #[new]
-    fn new(value: &str) -> PyResult<Self> {
+    fn new(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Ok(PyEventId {
-            id: EventId::parse(value)?,
+            id: EventId::parse(text(value)?)?,
         })
     }
 
     /// Parses an event ID; raises `InvalidParamError`.
     #[staticmethod]
-    fn parse(value: &str) -> PyResult<Self> {
+    fn parse(value: &Bound<'_, PyString>) -> PyResult<Self> {
         Self::new(value)
     }
 
@@ -199,6 +201,14 @@ impl PyEventId {
     fn __repr__(&self) -> String {
         format!("EventId({:?})", self.id.as_str())
     }
+}
+
+/// The text of an identifier argument; a lone surrogate (which no identifier may hold) is an
+/// `InvalidParamError`, like every other invalid identifier.
+fn text<'a>(value: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    Ok(value.to_str().map_err(|_| {
+        Error::invalid_param("identifiers must be valid Unicode (no lone surrogates)")
+    })?)
 }
 
 /// The server pseudouser of `server_name` (`@:server_name`); raises `InvalidParamError` for an

@@ -102,5 +102,21 @@ cc "${CFLAGS[@]}" "$out/readme.c" "${LDFLAGS[@]}" -o "$out/readme"
 got=$(run "$out/readme")
 [[ "$got" == '{"a":[true,null],"b":1}' ]] || fail "README example printed $got"
 
+step "the C example in docs/invites.md"
+python3 -c '
+import re, sys
+blocks = re.findall(r"```c\n(.*?)```", open("docs/invites.md", encoding="utf-8").read(), re.S)
+assert blocks, "docs/invites.md has no C example"
+sys.stdout.write(blocks[0])
+' > "$out/invite_doc.c"
+cc "${CFLAGS[@]}" "$out/invite_doc.c" "${LDFLAGS[@]}" -o "$out/invite_doc"
+got=$(run "$out/invite_doc" tests/c/fixtures/invite_v12.json tests/c/fixtures/keys.json)
+[[ "$got" == *'"creator_servers":["origin.example"]'* ]] || fail "docs C example printed $got"
+set +e
+got=$(run "$out/invite_doc" tests/c/fixtures/invite_v12_tampered.json tests/c/fixtures/keys.json)
+code=$?
+set -e
+[[ $code == 1 && "$got" == '400 {"errcode":"M_INVALID_PARAM"'* ]] || fail "docs C example: $code $got"
+
 # Each step exits on failure, so reaching this line means all of them passed.
 echo "C tests: $steps passed, 0 failed"

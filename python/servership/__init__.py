@@ -12,6 +12,8 @@ answer with and the ``matrix_error`` body.
 """
 
 from servership._native import (
+    DISCOVER_COMMON_ROOMS_PATH,
+    DISCOVER_COMMON_ROOMS_STABLE_PATH,
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
     BadJsonError,
@@ -24,6 +26,7 @@ from servership._native import (
     ServershipError,
     SigningKey,
     StorageError,
+    TagStore,
     TooLargeError,
     UnauthorizedError,
     VerifyKey,
@@ -39,9 +42,14 @@ from servership._native import (
     parse_json,
     sign_json,
     verify_json,
+    participation_tag,
+    participation_tags,
 )
+from servership import discovery  # noqa: E402,F401  (the submodule, as servership.discovery)
 
 __all__ = [
+    "DISCOVER_COMMON_ROOMS_PATH",
+    "DISCOVER_COMMON_ROOMS_STABLE_PATH",
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "BadJsonError",
@@ -54,6 +62,7 @@ __all__ = [
     "ServershipError",
     "SigningKey",
     "StorageError",
+    "TagStore",
     "TooLargeError",
     "UnauthorizedError",
     "VerifyKey",
@@ -69,4 +78,6 @@ __all__ = [
     "parse_json",
     "sign_json",
     "verify_json",
+    "participation_tag",
+    "participation_tags",
 ]

@@ -16,6 +16,7 @@
 //!   `mypy.stubtest` in CI).
 
 mod convert;
+mod discovery;
 mod errors;
 mod event;
 mod json;
@@ -34,5 +35,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     json::register(m)?;
     signing::register(m)?;
     event::register(m)?;
+    discovery::register(m)?;
     Ok(())
 }

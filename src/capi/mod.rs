@@ -24,6 +24,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod boundary;
+pub mod discovery;
 pub mod event;
 pub mod json;
 pub mod last_error;
@@ -31,6 +32,7 @@ pub mod signing;
 pub mod status;
 
 pub use boundary::*;
+pub use discovery::*;
 pub use event::*;
 pub use json::*;
 pub use last_error::*;

@@ -40,8 +40,16 @@ from servership._native import (
     sign_json,
     verify_json,
 )
+from servership._native import Decision, KnockStore, RoomState
+from servership import peeking, s2s, subscription
 
 __all__ = [
+    "Decision",
+    "KnockStore",
+    "RoomState",
+    "peeking",
+    "s2s",
+    "subscription",
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "BadJsonError",

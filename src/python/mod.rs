@@ -19,6 +19,7 @@ mod convert;
 mod errors;
 mod event;
 mod json;
+mod members;
 mod signing;
 
 use pyo3::prelude::*;
@@ -34,5 +35,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     json::register(m)?;
     signing::register(m)?;
     event::register(m)?;
+    members::register(m)?;
     Ok(())
 }

@@ -27,6 +27,7 @@ pub mod boundary;
 pub mod event;
 pub mod json;
 pub mod last_error;
+pub mod members;
 pub mod signing;
 pub mod status;
 
@@ -34,6 +35,7 @@ pub use boundary::*;
 pub use event::*;
 pub use json::*;
 pub use last_error::*;
+pub use members::*;
 pub use signing::*;
 pub use status::*;
 

@@ -217,3 +217,11 @@ def test_example_flow_runs() -> None:
         "moderator sends m.server.is_able_to_subscribe for peer.example",
         "join after: allow (able_to_subscribe)",
     ]
+
+
+def test_names_the_synapse_module_uses() -> None:
+    # python/servership/synapse/_core.py reaches these through `import servership` alone.
+    assert servership.subscription.parse_knock_edu({"room_id": ROOM}) == ROOM
+    assert servership.KnockStore is subscription.KnockStore
+    d = servership.subscription.join_allowed([], "peer.example", True)
+    assert (d.allowed, d.reason) == (False, "not_able_to_subscribe")

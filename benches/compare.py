@@ -441,7 +441,8 @@ def discovery_rows(table: Table, args, m: dict) -> None:
     pure = PurePythonResponder({hmac.digest(key, r.encode(), "sha256") for r in rooms})
     pure_bytes = rss_bytes() - before
     expected = pure.respond(body)
-    assert len(json.loads(expected)["recognised_tags"]) == 500
+    known = sum(1 for i in range(0, 1000, 2) if i * 997 < n)
+    assert len(json.loads(expected)["recognised_tags"]) == known
     table.row("pure Python (json + base64 + set of raw tags)",
               measure(lambda: pure.respond(body), **m),
               note=f"set memory ~{pure_bytes / n:.0f} B/tag (RSS growth)")

@@ -20,14 +20,52 @@
 #ifndef SERVERSHIP_H
 #define SERVERSHIP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+// `servership_check_spec_invite` endpoint: `PUT /_matrix/federation/v1/invite/{roomId}/{eventId}`
+// (the body is the event itself, room versions 1 and 2).
+#define SERVERSHIP_SPEC_INVITE_V1 1
+
+// `servership_check_spec_invite` endpoint: `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`
+// (the body is `{room_version, event, invite_room_state}`).
+#define SERVERSHIP_SPEC_INVITE_V2 2
+
+// Verify keys by server name, for the invite checks (opaque). Filling it (from the homeserver's
+// own key store) is the caller's job; servership never fetches keys.
+//
+// Thread safety: `servership_key_ring_add` needs exclusive access; once filled, one key ring may
+// be read by several threads at once (the checks take it as a `const` pointer). Free it once,
+// when no other thread uses it.
+typedef struct servership_key_ring servership_key_ring;
+
+// Recorded `m.server.knock` EDUs in servership's SQLite file, one row per (room, server), expiring
+// a fixed time after last seen (opaque).
+//
+// Thread safety: may be used from several threads at once (calls are serialised inside); free it
+// once, when no other thread uses it.
+typedef struct servership_knock_store servership_knock_store;
+
+// The `discover_common_rooms` endpoint over a tag store, with per-request limits and per-origin
+// budgets (opaque).
+//
+// Thread safety: one responder may answer requests from several threads at once (the budgets
+// are behind a lock). Free it once, when no other thread uses it.
+typedef struct servership_responder servership_responder;
 
 // A server's Ed25519 signing key with its key ID (opaque).
 //
 // Thread safety: immutable once created; one key may be used from several threads at once
 // (through `const` pointers). Free it once, when no other thread uses it.
 typedef struct servership_signing_key servership_signing_key;
+
+// A server's permanent store of room participation tags in its own SQLite file (opaque).
+//
+// Thread safety: one handle may be used from several threads at once (calls are serialised
+// inside), and several handles or processes may open the same file. Free it once, when no other
+// thread uses it; responders made from it keep the store open on their own.
+typedef struct servership_tag_store servership_tag_store;
 
 // The status returned by every fallible C function: `SERVERSHIP_OK` (0) or a failure code.
 typedef int32_t servership_status;
@@ -90,6 +128,94 @@ const char *servership_version(void);
 // `string` must be `NULL` or a pointer servership returned and that has not been freed yet.
 void servership_string_free(char *string);
 
+// The room participation tag `server_name` keeps for `room_id` (HMAC-SHA256 keyed by the server
+// name exactly as written in Matrix IDs), as unpadded standard base64 (43 characters), in a new
+// string to free with `servership_string_free`.
+//
+// Fails with `SERVERSHIP_INVALID_UTF8` for text that is not UTF-8.
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `out` a valid `char **`;
+// `out_len` `NULL` or valid.
+servership_status servership_participation_tag(const char *server_name, size_t server_name_len, const char *room_id, size_t room_id_len, char **out, size_t *out_len);
+
+// Opens (creating if needed) the tag store at the file `path` for `server_name`.
+//
+// On success `*out` receives a handle to free with `servership_tag_store_free`. Fails with
+// `SERVERSHIP_INVALID_PARAM` if the file belongs to another server name (every tag depends on
+// the name) or the path is empty, and `SERVERSHIP_UNKNOWN` if SQLite cannot open it.
+//
+// # Safety
+// Pointer/length pairs must be readable; `out` a valid `servership_tag_store **`.
+servership_status servership_tag_store_open(const char *path, size_t path_len, const char *server_name, size_t server_name_len, servership_tag_store **out);
+
+// Closes a tag store handle. `NULL` is a no-op. Responders made from it stay usable.
+void servership_tag_store_free(servership_tag_store *store);
+
+// Records that this server joined `room_id` at `joined_at_ms` (milliseconds since the Unix
+// epoch). `*newly_added_out` (if not `NULL`) receives whether the room is new; a room already
+// recorded keeps its first-joined time. The write is durable when this returns.
+//
+// Fails with `SERVERSHIP_INVALID_PARAM` for a room ID that does not start with `!`, is longer
+// than 255 bytes or contains control characters.
+//
+// # Safety
+// `store` `NULL` or live; `room_id` readable; `newly_added_out` `NULL` or a valid `bool *`.
+servership_status servership_tag_store_record_join(const servership_tag_store *store, const char *room_id, size_t room_id_len, int64_t joined_at_ms, bool *newly_added_out);
+
+// Records many rooms in one transaction, all first joined at `now_ms`: `room_ids_json` is a
+// JSON array of room ID strings. `*added_out` (if not `NULL`) receives how many were new.
+// All or nothing.
+//
+// Fails with `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for input that is not a JSON array of
+// strings (the message names the index) and `SERVERSHIP_INVALID_PARAM` for a bad room ID.
+//
+// # Safety
+// `store` `NULL` or live; `room_ids_json` readable; `added_out` `NULL` or a valid `size_t *`.
+servership_status servership_tag_store_backfill(const servership_tag_store *store, const char *room_ids_json, size_t room_ids_json_len, int64_t now_ms, size_t *added_out);
+
+// Whether this server has ever joined `room_id`, into `*out`.
+//
+// # Safety
+// `store` `NULL` or live; `room_id` readable; `out` a valid `bool *`.
+servership_status servership_tag_store_contains_room(const servership_tag_store *store, const char *room_id, size_t room_id_len, bool *out);
+
+// How many rooms the store holds (including other processes' latest commits), into `*out`.
+//
+// # Safety
+// `store` `NULL` or live; `out` a valid `size_t *`.
+servership_status servership_tag_store_len(const servership_tag_store *store, size_t *out);
+
+// Creates a responder answering from `store` with at most `max_tags_per_request` tags a request
+// and `budget_tags` tags per `budget_window_ms` per origin (the defaults are 1000, 10000 and
+// 60000). Only the unstable path is served.
+//
+// The responder keeps the store alive (a shared reference), so `servership_tag_store_free` may
+// be called before `servership_responder_free`. Fails with `SERVERSHIP_INVALID_PARAM` for limits
+// that do not fit together (a zero, or `budget_tags` below `max_tags_per_request`).
+//
+// # Safety
+// `store` `NULL` or live; `out` a valid `servership_responder **`.
+servership_status servership_responder_new(const servership_tag_store *store, size_t max_tags_per_request, uint64_t budget_tags, uint64_t budget_window_ms, servership_responder **out);
+
+// Frees a responder. `NULL` is a no-op.
+void servership_responder_free(servership_responder *responder);
+
+// Answers one `discover_common_rooms` request: `body` as received, `origin` the server
+// authenticated by X-Matrix, `now_ms` the current time (ms since the Unix epoch). On success
+// `*out` receives the response body (canonical JSON, `200`).
+//
+// On failure nothing is written; answer with `servership_last_error_http_status()` and
+// `servership_last_error_json()`: `SERVERSHIP_TOO_LARGE` (413, body or tag count over the
+// limit), `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` (400), `SERVERSHIP_MISSING_PARAM` and
+// `SERVERSHIP_INVALID_PARAM` (400, e.g. `room_participation_tags[3] is not 32 bytes of base64`),
+// `SERVERSHIP_LIMIT_EXCEEDED` (429, the error JSON carries `retry_after_ms`).
+//
+// # Safety
+// `responder` `NULL` or live; pointer/length pairs readable; `out` a valid `char **`; `out_len`
+// `NULL` or valid.
+servership_status servership_responder_respond(const servership_responder *responder, const uint8_t *body, size_t body_len, const char *origin, size_t origin_len, uint64_t now_ms, char **out, size_t *out_len);
+
 // The event ID of a PDU (`json`, strict canonical JSON) in room version `room_version`
 // (e.g. `"12"`): `$` + the reference hash for v3 and later; for v1/v2 the PDU's own `event_id`.
 //
@@ -114,6 +240,147 @@ servership_status servership_room_id_from_create_event(const uint8_t *json, size
 // # Safety
 // Pointer/length pairs must be readable; `out` a valid `char **`; `out_len` `NULL` or valid.
 servership_status servership_redact(const uint8_t *json, size_t len, const char *room_version, size_t room_version_len, char **out, size_t *out_len);
+
+// Checks a server name (`host[:port]`: a DNS name, IPv4 address or bracketed IPv6 address, at
+// most 253 bytes before the port). `SERVERSHIP_INVALID_PARAM` when it is not valid.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_server_name(const char *value, size_t len);
+
+// Checks a user ID (`@localpart:server_name`, historical localparts accepted, at most 255 bytes).
+// Server pseudousers (`@:server`) are valid user IDs. `SERVERSHIP_INVALID_PARAM` otherwise.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_user_id(const char *value, size_t len);
+
+// Checks a room ID: legacy `!opaque:server_name` or the room version 12 form (`!` and 43 URL-safe
+// base64 characters). `SERVERSHIP_INVALID_PARAM` otherwise.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_room_id(const char *value, size_t len);
+
+// Checks an event ID: `$opaque:server_name` (room versions 1–2) or `$` and 43 characters of
+// standard (v3) or URL-safe (v4+) base64. `SERVERSHIP_INVALID_PARAM` otherwise.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_event_id(const char *value, size_t len);
+
+// `true` when `user_id` is a server pseudouser: `@:server_name` (empty localpart, valid server
+// name). Never fails: `NULL`, invalid UTF-8 and malformed IDs are simply `false`. It does not
+// change the last error.
+//
+// # Safety
+// `user_id` must point to `len` readable bytes (or be `NULL`).
+bool servership_is_server_pseudouser(const char *user_id, size_t len);
+
+// The server pseudouser of `server_name` (`@:server_name`), as a new string to free with
+// `servership_string_free`. `SERVERSHIP_INVALID_PARAM` for an invalid server name.
+//
+// # Safety
+// `server_name` must point to `len` readable bytes; `out` a valid `char **`; `out_len` `NULL` or
+// valid.
+servership_status servership_server_pseudouser(const char *server_name, size_t len, char **out, size_t *out_len);
+
+// Percent-decodes one URL path segment (`%21abc%3Aexample.org` → `!abc:example.org`), as a new
+// string to free with `servership_string_free`. Fails with `SERVERSHIP_INVALID_PARAM` for a
+// malformed escape, a decoded NUL or a result that is not UTF-8.
+//
+// # Safety
+// `segment` must point to `len` readable bytes; `out` a valid `char **`; `out_len` `NULL` or
+// valid.
+servership_status servership_percent_decode_path_segment(const char *segment, size_t len, char **out, size_t *out_len);
+
+// Percent-encodes text for one URL path segment (`!abc:example.org` → `%21abc%3Aexample.org`), as
+// a new string to free with `servership_string_free`.
+//
+// # Safety
+// `value` must point to `len` readable bytes; `out` a valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_percent_encode_path_segment(const char *value, size_t len, char **out, size_t *out_len);
+
+// Creates an empty key ring into `*out` (free with `servership_key_ring_free`).
+//
+// # Safety
+// `out` must be a valid `servership_key_ring **`.
+servership_status servership_key_ring_new(servership_key_ring **out);
+
+// Adds the Ed25519 key `key_id` (`ed25519:<version>`) of `server_name`, its public half given in
+// standard base64 (padded or not). `SERVERSHIP_INVALID_PARAM` for a malformed key ID or key; the
+// ring is unchanged then.
+//
+// # Safety
+// `ring` must be `NULL` or a live handle not used by another thread during the call; every
+// pointer/length pair must be readable.
+servership_status servership_key_ring_add(servership_key_ring *ring, const char *server_name, size_t server_name_len, const char *key_id, size_t key_id_len, const char *public_key_base64, size_t public_key_base64_len);
+
+// Creates a key ring from JSON grouped by server, shaped like the `verify_keys` of key server
+// responses: `{"origin.example": {"ed25519:1": {"key": "<base64>"}}}` (a bare base64 string in
+// place of the `{"key": …}` object is accepted too).
+//
+// # Safety
+// `json` must point to `len` readable bytes; `out` a valid `servership_key_ring **`.
+servership_status servership_key_ring_from_json(const uint8_t *json, size_t len, servership_key_ring **out);
+
+// Frees a key ring. `NULL` is a no-op.
+void servership_key_ring_free(servership_key_ring *ring);
+
+// Checks an MSC4329 invite request (`PUT …/org.matrix.msc4329/invite/{roomId}`, or the `v3`
+// path) and returns what the receiving server needs as a JSON object:
+// `{event_id, room_version, room_id, creators, creator_servers, event, invite_room_state,
+// promoted, dropped, signatures_checked}`. `invite_room_state` is the rewritten stripped state to
+// store for the invitee (the verified create event last); `event` is the invite to counter-sign.
+//
+// `path_room_id` is the percent-decoded `{roomId}` path segment, `body` the raw request body,
+// `receiving_server` our server name and `origin` the X-Matrix origin. With `keys` (not `NULL`)
+// signatures and content hashes are verified too; with `NULL` the caller verifies them as for
+// any PDU. On failure the status and `servership_last_error_json()` are the Matrix error to send
+// back (see `docs/invites.md` for the rules and errcodes).
+//
+// # Safety
+// Pointer/length pairs must be readable; `keys` `NULL` or live; `result_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_check_invite(const char *path_room_id, size_t path_room_id_len, const uint8_t *body, size_t body_len, const char *receiving_server, size_t receiving_server_len, const char *origin, size_t origin_len, const servership_key_ring *keys, char **result_json_out, size_t *out_len);
+
+// Checks a spec invite (`/v1/invite` or `/v2/invite`) whose `invite_room_state` carries the full
+// `m.room.create` PDU (MSC4311). `endpoint` is `SERVERSHIP_SPEC_INVITE_V1` or `_V2`;
+// `path_event_id` the percent-decoded `{eventId}` path segment. The result JSON is
+// `{event_id, room_version, room_id, creators, creator_servers, invite_room_state, dropped,
+// signatures_checked}`. Whether a failure rejects the invite or only warns (room versions 1–11)
+// is the caller's choice. An unknown `endpoint` is `SERVERSHIP_INVALID_PARAM`.
+//
+// # Safety
+// As for `servership_check_invite`.
+servership_status servership_check_spec_invite(int32_t endpoint, const char *path_room_id, size_t path_room_id_len, const char *path_event_id, size_t path_event_id_len, const uint8_t *body, size_t body_len, const char *receiving_server, size_t receiving_server_len, const char *origin, size_t origin_len, const servership_key_ring *keys, char **result_json_out, size_t *out_len);
+
+// Builds the MSC4329 request for the sending side: `*path_out` receives the path to `PUT`
+// (room ID percent-encoded, under the unstable prefix) and `*body_out` the canonical JSON body
+// `{event, invite_room_state, state}`.
+//
+// `invite_json` is the signed invite event, `create_json` the room's `m.room.create` PDU,
+// `extra_state_json` a JSON array of further full PDUs for `state` (`NULL`/0: none) and
+// `invite_room_state_json` a JSON array of stripped state (`NULL`/0: none; any
+// `m.room.create` in it is left out). Both outputs are written only on success; free both
+// with `servership_string_free`.
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `path_out` and `body_out`
+// valid `char **`; the lengths `NULL` or valid.
+servership_status servership_build_invite_request(const uint8_t *invite_json, size_t invite_json_len, const uint8_t *create_json, size_t create_json_len, const uint8_t *extra_state_json, size_t extra_state_json_len, const uint8_t *invite_room_state_json, size_t invite_room_state_json_len, char **path_out, size_t *path_out_len, char **body_out, size_t *body_out_len);
+
+// The MSC4329 unstable path prefix, `/_matrix/federation/unstable/org.matrix.msc4329/invite/`
+// (the percent-encoded room ID follows). A static string; do not free it.
+const char *servership_invite_path_unstable_prefix(void);
+
+// The placeholder path prefix of the seed, `/_matrix/federation/unstable/org.matrix.msc0000/invite/`,
+// served as an alias of the unstable prefix. A static string; do not free it.
+const char *servership_invite_path_unstable_alias_prefix(void);
+
+// The stable path prefix, `/_matrix/federation/v3/invite/`. Route it only when configured to:
+// another server family uses `v3/invite` for a different body. A static string; do not free it.
+const char *servership_invite_path_v3_prefix(void);
 
 // Parses `json` (`len` bytes, UTF-8, strict Matrix rules) and returns its canonical encoding.
 //
@@ -148,6 +415,119 @@ uint16_t servership_last_error_http_status(void);
 // `{"errcode":"M_BAD_JSON","error":"..."}`; `M_LIMIT_EXCEEDED` carries `retry_after_ms`).
 // Borrowed. `""` if the last call succeeded.
 const char *servership_last_error_json(void);
+
+// Whether the server pseudouser `pseudouser` (`@:server`) may join the room whose current state is
+// the JSON array `state_json`: allowed if the join rule is `peekable` or a user of that server is
+// joined or invited; a banned pseudouser is refused. `*decision_json_out` receives the decision
+// JSON (a refusal is a successful call whose decision denies).
+//
+// Fails with `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for malformed state (the message names
+// the index, e.g. `state[2]: state_key must be a string, not an integer`).
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `decision_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_check_pseudouser_join(const uint8_t *state_json, size_t state_len, const char *pseudouser, size_t pseudouser_len, char **decision_json_out, size_t *out_len);
+
+// The one authorization call for a server user's membership change: `membership` (`join`,
+// `invite`, `leave`, ...) of `server_user` (`@:server`) in the room whose state is `state_json`,
+// under `policy` (`"s2s_only"`, `"peeking"` or `"either"`). `*decision_json_out` receives the
+// decision JSON.
+//
+// Fails with `SERVERSHIP_INVALID_PARAM` for an unknown policy, `SERVERSHIP_BAD_JSON` for
+// malformed state.
+//
+// # Safety
+// Pointer/length pairs must be readable; `decision_json_out` a valid `char **`; `out_len` `NULL`
+// or valid.
+servership_status servership_check_server_user_membership(const uint8_t *state_json, size_t state_len, const char *server_user, size_t server_user_len, const char *membership, size_t membership_len, const char *policy, size_t policy_len, char **decision_json_out, size_t *out_len);
+
+// Validates an `m.server.knock` EDU (`{"edu_type": "m.server.knock", "content": {"room_id":
+// ...}}`) or just its content; `*room_id_out` receives the room ID.
+//
+// Fails with `SERVERSHIP_TOO_LARGE` above 64 KiB, `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for
+// malformed JSON, `SERVERSHIP_MISSING_PARAM`/`SERVERSHIP_INVALID_PARAM` for a missing or invalid
+// room ID.
+//
+// # Safety
+// `json` must point to `len` readable bytes; `room_id_out` a valid `char **`; `out_len` `NULL` or
+// valid.
+servership_status servership_parse_knock_edu(const uint8_t *json, size_t len, char **room_id_out, size_t *out_len);
+
+// Opens (creating if needed) the knock store in the SQLite file at `path` (UTF-8); knocks expire
+// `expire_after_ms` milliseconds after they were last seen. On success `*out` receives a handle
+// to free with `servership_knock_store_free`.
+//
+// Fails with `SERVERSHIP_UNKNOWN` when the file cannot be opened or migrated.
+//
+// # Safety
+// `path` must point to `path_len` readable bytes; `out` a valid `servership_knock_store **`.
+servership_status servership_knock_store_open(const char *path, size_t path_len, uint64_t expire_after_ms, servership_knock_store **out);
+
+// Frees a knock store. `NULL` is a no-op.
+void servership_knock_store_free(servership_knock_store *store);
+
+// Records (idempotently) that `server` knocked on `room_id` at `now_ms` (milliseconds since the
+// Unix epoch; a negative value uses the system clock). `times_out` (`NULL` allowed) receives how
+// many times the knock was seen since it last expired.
+//
+// # Safety
+// `store` must be `NULL` or a live handle; pointer/length pairs readable; `times_out` `NULL` or
+// valid.
+servership_status servership_knock_store_record(const servership_knock_store *store, const char *room_id, size_t room_id_len, const char *server, size_t server_len, int64_t now_ms, uint64_t *times_out);
+
+// The unexpired knock of `server` on `room_id` at `now_ms` (negative: system clock) as JSON
+// `{"room_id", "server", "first_seen_ms", "last_seen_ms", "times"}`, or `null` when there is none.
+//
+// # Safety
+// `store` must be `NULL` or a live handle; pointer/length pairs readable; `record_json_out` a
+// valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_knock_store_get(const servership_knock_store *store, const char *room_id, size_t room_id_len, const char *server, size_t server_len, int64_t now_ms, char **record_json_out, size_t *out_len);
+
+// Deletes every knock expired at `now_ms` (negative: system clock); `purged_out` (`NULL` allowed)
+// receives how many.
+//
+// # Safety
+// `store` must be `NULL` or a live handle; `purged_out` `NULL` or valid.
+servership_status servership_knock_store_purge_expired(const servership_knock_store *store, int64_t now_ms, size_t *purged_out);
+
+// Whether a join from `server` may proceed (answering `make_join`, accepting `send_join`) in a
+// room whose state is `state_json`, the room being `gated` (non-zero) by local configuration or
+// not (0): always
+// when not gated; when gated, only while the room's `m.server.is_able_to_subscribe` event for
+// that server says `true`. `*decision_json_out` receives the decision JSON.
+//
+// # Safety
+// Pointer/length pairs must be readable; `decision_json_out` a valid `char **`; `out_len` `NULL`
+// or valid.
+servership_status servership_check_gated_join(const uint8_t *state_json, size_t state_len, const char *server, size_t server_len, int gated, char **decision_json_out, size_t *out_len);
+
+// Decides a knock from `server` on `room_id`: `state_json` is the room's state array, or `NULL`
+// (length 0) for a room this server does not know or hides; `policy_state_json` the state array
+// of the policy room(s) whose server rules apply, or `NULL`; `mode` is `"moderator"` (passing
+// knocks stay pending) or `"auto_accept"`. `*decision_json_out` receives
+// `{"decision": {...}, "outward_event": {...} | null}`: only `outward_event` (the
+// `m.server.is_able_to_subscribe` event to send when newly accepted) may be acted on towards the
+// knocking server, so unknown and denied rooms look alike from outside.
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `decision_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_decide_knock(const char *room_id, size_t room_id_len, const char *server, size_t server_len, const uint8_t *state_json, size_t state_len, const uint8_t *policy_state_json, size_t policy_state_len, const char *mode, size_t mode_len, char **decision_json_out, size_t *out_len);
+
+// The s2s upgrade negotiation's choice rule over two `versions` lists, each a JSON array
+// `[{"version": "11", "rating": 10}, ...]` (or an event content `{"versions": [...]}`): among
+// versions in both lists, the highest minimum rating, then the highest sum, then the newest
+// version. `*version_out` receives the chosen version, or an empty string when no version is in
+// both lists (`no match`).
+//
+// Fails with `SERVERSHIP_BAD_JSON`/`SERVERSHIP_INVALID_PARAM`/`SERVERSHIP_TOO_LARGE` for malformed
+// lists (the message names the list and index).
+//
+// # Safety
+// Pointer/length pairs must be readable; `version_out` a valid `char **`; `out_len` `NULL` or
+// valid.
+servership_status servership_negotiation_choose(const uint8_t *ours_json, size_t ours_len, const uint8_t *theirs_json, size_t theirs_len, char **version_out, size_t *out_len);
 
 // Creates a signing key from its key ID (`ed25519:<version>`) and its 32-byte seed in standard
 // base64 (padded or not), as Synapse's signing key file holds it.
@@ -215,6 +595,38 @@ servership_status servership_verify_json(const uint8_t *json, size_t len, const 
 // A short, static description of a status code (for example `"M_BAD_JSON: JSON that Matrix
 // refuses"`). Unknown codes get `"unknown status code"`. Never `NULL`; never free it.
 const char *servership_status_description(servership_status status);
+
+// Signs a federation request and returns the `Authorization` header value
+// (`X-Matrix origin="…",destination="…",key="…",sig="…"`), as a new string to free with
+// `servership_string_free`.
+//
+// `uri` is the path and query exactly as sent (percent-encoded). `body`/`body_len` is the JSON
+// request body; `NULL`/0 means the request has no body. Fails with `SERVERSHIP_NOT_JSON` /
+// `SERVERSHIP_BAD_JSON` for a body that is not strict JSON and `SERVERSHIP_INVALID_PARAM` for an
+// invalid origin or destination server name.
+//
+// # Safety
+// Every pointer/length pair must be readable (or `NULL` with length 0); `key` `NULL` or live;
+// `header_out` a valid `char **`; `header_out_len` `NULL` or valid.
+servership_status servership_x_matrix_sign_request(const char *method, size_t method_len, const char *uri, size_t uri_len, const char *origin, size_t origin_len, const char *destination, size_t destination_len, const uint8_t *body, size_t body_len, const servership_signing_key *key, char **header_out, size_t *header_out_len);
+
+// Verifies the `Authorization` header of an incoming federation request and, on success, writes
+// the authenticated origin server name to `*origin_out` (free with `servership_string_free`).
+//
+// `keys_json` holds the origin's verify keys as `{"ed25519:1": "<base64>"}` (an object
+// `{"key": "<base64>"}` in place of the string is accepted too, as in a key server response's
+// `verify_keys`). `body` is the raw request body (`NULL`/0: none), parsed strictly.
+//
+// Fails with `SERVERSHIP_UNAUTHORIZED` (HTTP 401) for a malformed header, a destination that is
+// not `our_server_name`, an unknown key ID or a signature that does not verify; with
+// `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for a malformed body; with `SERVERSHIP_BAD_JSON` /
+// `SERVERSHIP_INVALID_PARAM` for malformed `keys_json` (a caller bug). `*origin_out` is written
+// only on success.
+//
+// # Safety
+// Every pointer/length pair must be readable (or `NULL` with length 0); `origin_out` a valid
+// `char **`; `origin_out_len` `NULL` or valid.
+servership_status servership_x_matrix_verify_request(const char *header, size_t header_len, const char *method, size_t method_len, const char *uri, size_t uri_len, const char *our_server_name, size_t our_server_name_len, const uint8_t *body, size_t body_len, const uint8_t *keys_json, size_t keys_json_len, char **origin_out, size_t *origin_out_len);
 
 #ifdef __cplusplus
 }  // extern "C"

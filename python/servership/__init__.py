@@ -1,7 +1,9 @@
 """servership: Matrix homeservers treating servers as room participants.
 
 The heavy lifting happens in Rust (``servership._native``); this package re-exports it with
-one flat namespace::
+one flat namespace, plus the submodules ``servership.discovery``, ``servership.peeking``,
+``servership.s2s`` and
+``servership.subscription`` by concept::
 
     >>> import servership
     >>> servership.canonical_json({"b": 1, "a": [True, None]})
@@ -12,6 +14,35 @@ answer with and the ``matrix_error`` body.
 """
 
 from servership._native import (
+    INVITE_PATH_UNSTABLE_PREFIX,
+    INVITE_PATH_UNSTABLE_ALIAS_PREFIX,
+    INVITE_PATH_V3_PREFIX,
+    MAX_INVITE_BODY_BYTES,
+    SPEC_INVITE_V1,
+    SPEC_INVITE_V2,
+    DroppedEvent,
+    EventId,
+    InviteCheck,
+    KeyRing,
+    RoomId,
+    ServerName,
+    SpecInviteCheck,
+    UserId,
+    XMatrix,
+    build_invite_request,
+    check_content_hash,
+    check_invite,
+    check_spec_invite,
+    parse_x_matrix,
+    percent_decode_path_segment,
+    percent_encode_path_segment,
+    server_pseudouser,
+    sign_event,
+    sign_request,
+    verify_event_signature,
+    verify_request,
+    DISCOVER_COMMON_ROOMS_PATH,
+    DISCOVER_COMMON_ROOMS_STABLE_PATH,
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
     BadJsonError,
@@ -24,6 +55,7 @@ from servership._native import (
     ServershipError,
     SigningKey,
     StorageError,
+    TagStore,
     TooLargeError,
     UnauthorizedError,
     VerifyKey,
@@ -39,9 +71,49 @@ from servership._native import (
     parse_json,
     sign_json,
     verify_json,
+    participation_tag,
+    participation_tags,
 )
+from servership import discovery  # noqa: E402,F401  (the submodule, as servership.discovery)
 
 __all__ = [
+    "INVITE_PATH_UNSTABLE_PREFIX",
+    "INVITE_PATH_UNSTABLE_ALIAS_PREFIX",
+    "INVITE_PATH_V3_PREFIX",
+    "MAX_INVITE_BODY_BYTES",
+    "SPEC_INVITE_V1",
+    "SPEC_INVITE_V2",
+    "DroppedEvent",
+    "EventId",
+    "InviteCheck",
+    "KeyRing",
+    "RoomId",
+    "ServerName",
+    "SpecInviteCheck",
+    "UserId",
+    "XMatrix",
+    "build_invite_request",
+    "check_content_hash",
+    "check_invite",
+    "check_spec_invite",
+    "parse_x_matrix",
+    "percent_decode_path_segment",
+    "percent_encode_path_segment",
+    "server_pseudouser",
+    "sign_event",
+    "sign_request",
+    "verify_event_signature",
+    "verify_request",
+    "DISCOVER_COMMON_ROOMS_PATH",
+    "DISCOVER_COMMON_ROOMS_STABLE_PATH",
+from servership._native import Decision, KnockStore, RoomState
+# The members capabilities by concept (not in __all__, which lists the flat native names).
+from servership import peeking, s2s, subscription  # noqa: E402,F401
+
+__all__ = [
+    "Decision",
+    "KnockStore",
+    "RoomState",
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "BadJsonError",
@@ -54,6 +126,7 @@ __all__ = [
     "ServershipError",
     "SigningKey",
     "StorageError",
+    "TagStore",
     "TooLargeError",
     "UnauthorizedError",
     "VerifyKey",
@@ -69,4 +142,6 @@ __all__ = [
     "parse_json",
     "sign_json",
     "verify_json",
+    "participation_tag",
+    "participation_tags",
 ]

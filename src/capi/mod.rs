@@ -24,18 +24,28 @@
 #![allow(non_camel_case_types)]
 
 pub mod boundary;
+pub mod discovery;
 pub mod event;
+pub mod ids;
+pub mod invite;
 pub mod json;
 pub mod last_error;
+pub mod members;
 pub mod signing;
 pub mod status;
+pub mod x_matrix;
 
 pub use boundary::*;
+pub use discovery::*;
 pub use event::*;
+pub use ids::*;
+pub use invite::*;
 pub use json::*;
 pub use last_error::*;
+pub use members::*;
 pub use signing::*;
 pub use status::*;
+pub use x_matrix::*;
 
 use std::ffi::{CStr, c_char};
 

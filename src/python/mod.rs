@@ -16,10 +16,16 @@
 //!   `mypy.stubtest` in CI).
 
 mod convert;
+mod discovery;
 mod errors;
 mod event;
+mod event_signing;
+mod ids;
+mod invite;
 mod json;
+mod members;
 mod signing;
+mod x_matrix;
 
 use pyo3::prelude::*;
 
@@ -34,5 +40,11 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     json::register(m)?;
     signing::register(m)?;
     event::register(m)?;
+    event_signing::register(m)?;
+    ids::register(m)?;
+    x_matrix::register(m)?;
+    invite::register(m)?;
+    discovery::register(m)?;
+    members::register(m)?;
     Ok(())
 }

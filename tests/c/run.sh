@@ -18,7 +18,7 @@ echo "-- compiling (cc ${CFLAGS[*]})"
 cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
     "${LDFLAGS[@]}" -o "$out/header_only_cpp"
-for src in examples/*.c tests/c/hostile.c; do
+for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c; do
     name=$(basename "$src" .c)
     cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
 done
@@ -42,6 +42,71 @@ run "$out/header_only_cpp"
 
 step "hostile input"
 run "$out/hostile"
+
+step "identifiers, X-Matrix and invites (tests/c/hostile_invite.c)"
+run "$out/hostile_invite" tests/c/fixtures
+
+step "examples/check_invite.c on the fixtures of tests/fixtures_invite.rs"
+fixture() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+    tests/c/fixtures/invite_v12_meta.json "$1"; }
+args=("$(fixture room_id)" "$(fixture receiving_server)" "$(fixture origin)")
+got=$(run "$out/check_invite" tests/c/fixtures/invite_v12.json "${args[@]}" tests/c/fixtures/keys.json)
+[[ "$got" == *"\"event_id\":\"$(fixture event_id)\""* ]] || fail "check_invite printed $got"
+[[ "$got" == *'"signatures_checked":true'* ]] || fail "check_invite did not check signatures"
+set +e
+err=$(run "$out/check_invite" tests/c/fixtures/invite_v12_tampered.json "${args[@]}" \
+    tests/c/fixtures/keys.json 2>&1 >/dev/null)
+code=$?
+set -e
+[[ $code == 1 && "$err" == "400 "*'"errcode":"M_INVALID_PARAM"'* ]] || fail "tampered: $code $err"
+step "discovery hostile input"
+rm -rf "$out/discovery" && mkdir -p "$out/discovery"
+run "$out/discovery_hostile" "$out/discovery"
+
+step "examples/discovery_store.c"
+# The request is built twice: by the example (library tags) and by Python's hmac; they must agree.
+rooms=('!council:blue.example' '!lobby:green.example' '!never:gray.example')
+request=$(run "$out/discovery_store" --request green.example "${rooms[@]}")
+want_request=$(python3 -c '
+import base64, hashlib, hmac, json, sys
+tags = [base64.b64encode(hmac.new(b"green.example", r.encode(), hashlib.sha256).digest())
+        .decode().rstrip("=") for r in sys.argv[1:]]
+print(json.dumps({"room_participation_tags": tags}, separators=(",", ":")))
+' "${rooms[@]}")
+[[ "$request" == "$want_request" ]] || fail "discovery_store --request printed $request"
+store="$out/discovery/green.sqlite"
+got=$(printf '%s' "$request" | run "$out/discovery_store" "$store" green.example \
+    '!council:blue.example' '!lobby:green.example' 2>/dev/null)
+want=$(python3 -c 'import json, sys; t = json.loads(sys.argv[1])["room_participation_tags"]
+print(json.dumps({"recognised_tags": t[:2]}, separators=(",", ":")))' "$request")
+[[ "$got" == "$want" ]] || fail "discovery_store answered $got, want $want"
+# The store is permanent: a second run without room arguments still recognises both.
+got=$(printf '%s' "$request" | run "$out/discovery_store" "$store" green.example 2>/dev/null)
+[[ "$got" == "$want" ]] || fail "discovery_store after reopening answered $got"
+for bad in 'not json' '{"room_participation_tags":["c2hvcnQ"]}' '{}'; do
+    set +e
+    err=$(printf '%s' "$bad" | run "$out/discovery_store" "$store" green.example 2>&1 >/dev/null)
+    code=$?
+    set -e
+    [[ $code == 1 && "$err" == *'400 {"errcode":"M_'* ]] || fail "discovery_store on $bad: $code $err"
+done
+set +e
+err=$(printf '%s' "$request" | run "$out/discovery_store" "$store" other.example 2>&1 >/dev/null)
+code=$?
+set -e
+[[ $code == 1 && "$err" == *M_INVALID_PARAM* ]] || fail "store opened under another name: $err"
+step "members hostile input"
+rm -f "$out/members_hostile.db"*
+run "$out/members_hostile" "$out/members_hostile.db"
+
+step "examples/members_flow.c"
+rm -f "$out/members_flow.db"*
+got=$(run "$out/members_flow" "$out/members_flow.db")
+[[ "$got" == *"recorded (seen 1 times)"* ]] || fail "members_flow: $got"
+[[ "$got" == *'knock decision: {"decision":{"allowed":false,"detail":'*'"reason":"awaiting_moderator","verdict":"pending"},"outward_event":null}'* ]] \
+    || fail "members_flow decision: $got"
+[[ "$got" == *'join before: {"allowed":false,'*'"reason":"not_able_to_subscribe"'* ]] || fail "members_flow before: $got"
+[[ "$got" == *'join after: {"allowed":true,'*'"reason":"able_to_subscribe"'* ]] || fail "members_flow after: $got"
 
 step "examples/canonicalize.c"
 got=$(printf '{"b": 1, "a": [true, null, "\\u00e9"]}' | run "$out/canonicalize")
@@ -84,6 +149,22 @@ sys.stdout.write(blocks[0])
 cc "${CFLAGS[@]}" "$out/readme.c" "${LDFLAGS[@]}" -o "$out/readme"
 got=$(run "$out/readme")
 [[ "$got" == '{"a":[true,null],"b":1}' ]] || fail "README example printed $got"
+
+step "the C example in docs/invites.md"
+python3 -c '
+import re, sys
+blocks = re.findall(r"```c\n(.*?)```", open("docs/invites.md", encoding="utf-8").read(), re.S)
+assert blocks, "docs/invites.md has no C example"
+sys.stdout.write(blocks[0])
+' > "$out/invite_doc.c"
+cc "${CFLAGS[@]}" "$out/invite_doc.c" "${LDFLAGS[@]}" -o "$out/invite_doc"
+got=$(run "$out/invite_doc" tests/c/fixtures/invite_v12.json tests/c/fixtures/keys.json)
+[[ "$got" == *'"creator_servers":["origin.example"]'* ]] || fail "docs C example printed $got"
+set +e
+got=$(run "$out/invite_doc" tests/c/fixtures/invite_v12_tampered.json tests/c/fixtures/keys.json)
+code=$?
+set -e
+[[ $code == 1 && "$got" == '400 {"errcode":"M_INVALID_PARAM"'* ]] || fail "docs C example: $code $got"
 
 # Each step exits on failure, so reaching this line means all of them passed.
 echo "C tests: $steps passed, 0 failed"

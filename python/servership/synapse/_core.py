@@ -11,7 +11,7 @@ All functions here are blocking (SQLite, hashing, signature checks): callers run
 ``api.defer_to_thread``, never on the reactor thread.
 
 Names marked PLANNED are the agreed binding names whose exact argument lists will be confirmed
-at integration (see ``docs/synapse-internals.md``).
+at integration (see ``docs/synapse-internals.md``). The discovery section is integrated.
 """
 
 from __future__ import annotations
@@ -156,64 +156,59 @@ class AuditOutcome:
 def audit_plan(
     room_id: str, room_servers: list[str], known_peers: list[str], max_peers: int
 ) -> list[str]:
-    """PLANNED ``discovery.plan_audit``: the peers to ask about ``room_id``: known peers not
-    visible in the room, at most ``max_peers``."""
+    """The peers to ask about ``room_id``: ``known_peers`` (in the order given) that are not
+    visible in the room, without duplicates, at most ``max_peers``
+    (``discovery.Audit.plan(discovery.RoomView(..., visible=room_servers), ...)``)."""
     discovery = _servership().discovery
-    return list(
-        _call(
-            discovery.plan_audit,
-            room_id=room_id,
-            room_servers=room_servers,
-            known_peers=known_peers,
-            max_peers=max_peers,
-        )
-    )
+    view = _call(discovery.RoomView, room_id, "", visible=room_servers)
+    audit = _call(discovery.Audit.plan, view, known_peers, max_peers)
+    return list(audit.peers)
 
 
 def audit_requests(server_name: str, peer: str, room_ids: list[str], max_tags: int) -> list[dict]:
-    """PLANNED ``discovery.build_requests``: request bodies (chunked to ``max_tags``) asking
-    ``peer`` about ``room_ids``."""
+    """Request bodies (chunked to ``max_tags``) asking ``peer`` about ``room_ids``
+    (``discovery.Requester(peer, room_ids, max_tags).bodies``). The tags are keyed by the
+    *peer's* name; ``server_name`` (ours) is not part of the question."""
     discovery = _servership().discovery
-    bodies = _call(
-        discovery.build_requests,
-        peer=peer,
-        room_ids=room_ids,
-        max_tags_per_request=max_tags,
-    )
-    return [json.loads(b) if isinstance(b, (bytes, str)) else dict(b) for b in bodies]
+    requester = _call(discovery.Requester, peer, room_ids, max(1, max_tags))
+    return [json.loads(body) for body in requester.bodies]
 
 
-def audit_read(peer: str, room_ids: list[str], request: dict, response: dict) -> list[str]:
-    """PLANNED ``discovery.read_response``: the room IDs ``peer`` recognised."""
+def audit_read(peer: str, room_ids: list[str], request: dict, response: Any) -> list[str]:
+    """The room IDs ``peer`` recognised in ``response``, its answer to ``request`` (one body from
+    ``audit_requests``). Raises ``CoreError`` (``M_BAD_JSON``) for a malformed answer, including
+    one naming a tag that ``request`` did not ask."""
     discovery = _servership().discovery
-    return list(
-        _call(
-            discovery.read_response,
-            peer=peer,
-            room_ids=room_ids,
-            request=json.dumps(request).encode(),
-            response=json.dumps(response).encode(),
-        )
-    )
+    asked = request.get("room_participation_tags") if isinstance(request, dict) else None
+    if not isinstance(asked, list):
+        raise CoreError("M_BAD_JSON", 400, "the request has no room_participation_tags list")
+    asked_set = {t for t in asked if isinstance(t, str)}
+    tags = _call(_servership().participation_tags, peer, room_ids)
+    rooms = [room for room, tag in zip(room_ids, tags) if tag in asked_set]
+    requester = _call(discovery.Requester, peer, rooms, max(1, len(rooms)))
+    body = json.dumps(response).encode()
+    return list(_call(requester.map_response, 0, body))
 
 
 def audit_report(
-    room_id: str, recognised_by: list[str], membership: list[tuple[str, str]]
+    room_id: str,
+    recognised_by: list[str],
+    membership: list[tuple[str, str]],
+    server_name: str = "",
 ) -> AuditOutcome:
-    """PLANNED ``discovery.AuditReport``: classify the peers that recognised ``room_id``
-    against the room's membership history."""
+    """Classify the peers that recognised ``room_id`` against the room's membership history
+    (``discovery.RoomView(room_id, server_name, membership)``, ``Audit.report``): a peer with no
+    membership at all is *unexplained*, one whose users left or were banned is *explained*."""
     discovery = _servership().discovery
-    report = _call(
-        discovery.AuditReport,
-        room_id=room_id,
-        recognised_by=recognised_by,
-        membership=membership,
-    )
+    view = _call(discovery.RoomView, room_id, server_name, membership)
+    audit = _call(discovery.Audit.plan, view, recognised_by, len(recognised_by))
+    recognised = discovery.PeerAnswer.recognised()
+    report = _call(audit.report, [(peer, recognised) for peer in recognised_by])
     return AuditOutcome(
         room_id=room_id,
         unexplained=list(report.unexplained),
-        explained=list(report.explained),
-        report_json=report.to_json(),
+        explained=[server for server, _how in report.explained],
+        report_json=report.to_json().decode(),
         report_text=report.to_text(),
     )
 

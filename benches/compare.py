@@ -450,7 +450,7 @@ def discovery_rows(table: Table, args, m: dict) -> None:
 
     store_cls = getattr(servership, "TagStore", None)
     discovery = getattr(servership, "discovery", None)
-    responder_cls = getattr(discovery, "Responder", None) if discovery else None
+    responder_cls = getattr(discovery, "Responder", getattr(servership, "Responder", None))
     name = "servership TagStore + discovery.Responder.respond(body)"
     if store_cls is None or responder_cls is None:
         table.row(name, None)
@@ -467,7 +467,9 @@ def discovery_rows(table: Table, args, m: dict) -> None:
         note = ""
         index_bytes = getattr(store, "index_bytes", None)
         if callable(index_bytes):
-            per_tag = index_bytes() / n
+            index_bytes = index_bytes()
+        if isinstance(index_bytes, int):
+            per_tag = index_bytes / n
             note = f"index {per_tag:.1f} B/tag, target <= 64"
             RESULTS["python_index_bytes_per_tag"] = per_tag
         table.row(name, measure(lambda: responder.respond(body, "peer.example", 0), **m),

@@ -488,7 +488,7 @@ RESULTS: dict = {}
 def criterion_estimate(group: str, bench: str) -> Timing | None:
     """Reads criterion's saved estimates (ns per iteration) for one benchmark."""
     def slug(s: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_.\-]", "_", s)
+        return re.sub(r'[\\/:*?"<>|]', "_", s)  # criterion's directory names
     base = ROOT / "target" / "criterion" / slug(group) / slug(bench) / "new"
     try:
         est = json.loads((base / "estimates.json").read_text())

@@ -57,7 +57,10 @@ fn invite_event(key: &SigningKey, room_id: &str, create_id: &str) -> Object {
 /// ruma's event ID from bytes: parse into a canonical JSON object, then the reference hash.
 fn ruma_event_id(bytes: &[u8], rules: &RoomVersionRules) -> String {
     let object: ruma_common::CanonicalJsonObject = serde_json::from_slice(bytes).unwrap();
-    format!("${}", ruma_signatures::reference_hash(&object, rules).unwrap())
+    format!(
+        "${}",
+        ruma_signatures::reference_hash(&object, rules).unwrap()
+    )
 }
 
 fn bench(c: &mut Criterion) {

@@ -19,6 +19,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text, at};
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::convert::json_input;
@@ -74,8 +77,8 @@ fn strings(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
 /// The room participation tag `server_name` keeps for `room_id`, as unpadded standard base64
 /// (43 characters): HMAC-SHA256 keyed by the server name exactly as written in Matrix IDs.
 #[pyfunction]
-fn participation_tag(server_name: &str, room_id: &str) -> String {
-    discovery::participation_tag(server_name, room_id).to_base64()
+fn participation_tag(server_name: Text, room_id: Text) -> String {
+    discovery::participation_tag(&server_name, &room_id).to_base64()
 }
 
 /// The tags of many rooms under one server name, in order (the HMAC key schedule is done once;
@@ -83,12 +86,12 @@ fn participation_tag(server_name: &str, room_id: &str) -> String {
 #[pyfunction]
 fn participation_tags(
     py: Python<'_>,
-    server_name: &str,
+    server_name: Text,
     room_ids: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<String>> {
     let rooms = strings(room_ids, "room_ids")?;
     let tag = |rooms: &[String]| {
-        let tagger = Tagger::new(server_name);
+        let tagger = Tagger::new(&server_name);
         rooms.iter().map(|r| tagger.tag(r).to_base64()).collect()
     };
     if rooms.len() >= DETACH_BATCH {
@@ -114,8 +117,8 @@ impl PyTagStore {
     /// Opens (creating if needed) the store at `path` for `server_name`; raises
     /// `InvalidParamError` if the file belongs to another server name.
     #[new]
-    fn new(py: Python<'_>, path: PathBuf, server_name: &str) -> PyResult<Self> {
-        let store = py.detach(|| TagStore::open(&path, server_name))?;
+    fn new(py: Python<'_>, path: PathBuf, server_name: Text) -> PyResult<Self> {
+        let store = py.detach(|| TagStore::open(&path, &server_name))?;
         Ok(PyTagStore {
             store: Arc::new(store),
             path: path.to_string_lossy().into_owned(),
@@ -128,11 +131,11 @@ impl PyTagStore {
     fn record_join(
         &self,
         py: Python<'_>,
-        room_id: &str,
-        joined_at_ms: Option<i64>,
+        room_id: Text,
+        #[pyo3(from_py_with = args::opt_int)] joined_at_ms: Option<i64>,
     ) -> PyResult<bool> {
         let at = time_or_now(joined_at_ms);
-        Ok(py.detach(|| self.store.record_join(room_id, at))?)
+        Ok(py.detach(|| self.store.record_join(&room_id, at))?)
     }
 
     /// Records many rooms in one transaction, all first joined at `now_ms` (default: now);
@@ -142,7 +145,7 @@ impl PyTagStore {
         &self,
         py: Python<'_>,
         room_ids: &Bound<'_, PyAny>,
-        now_ms: Option<i64>,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
     ) -> PyResult<usize> {
         let rooms = strings(room_ids, "room_ids")?;
         let at = time_or_now(now_ms);
@@ -150,8 +153,8 @@ impl PyTagStore {
     }
 
     /// Whether this server has ever joined `room_id`.
-    fn contains_room(&self, py: Python<'_>, room_id: &str) -> PyResult<bool> {
-        Ok(py.detach(|| self.store.contains_room(room_id))?)
+    fn contains_room(&self, py: Python<'_>, room_id: Text) -> PyResult<bool> {
+        Ok(py.detach(|| self.store.contains_room(&room_id))?)
     }
 
     /// For each tag (base64, as on the wire), whether this server holds it; raises
@@ -246,12 +249,12 @@ impl PyResponder {
     ))]
     fn new(
         store: &PyTagStore,
-        max_tags_per_request: usize,
-        budget_tags: u64,
-        budget_window_ms: u64,
+        #[pyo3(from_py_with = args::int)] max_tags_per_request: usize,
+        #[pyo3(from_py_with = args::int)] budget_tags: u64,
+        #[pyo3(from_py_with = args::int)] budget_window_ms: u64,
         stable_path: bool,
-        max_body_bytes: Option<usize>,
-        max_tracked_origins: usize,
+        #[pyo3(from_py_with = args::opt_int)] max_body_bytes: Option<usize>,
+        #[pyo3(from_py_with = args::int)] max_tracked_origins: usize,
     ) -> PyResult<Self> {
         let config = ResponderConfig {
             max_tags_per_request,
@@ -275,8 +278,8 @@ impl PyResponder {
         &self,
         py: Python<'py>,
         body: &Bound<'py, PyAny>,
-        origin: &str,
-        now_ms: Option<u64>,
+        origin: Text,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<u64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let Some(input) = json_input(body)? else {
             return Err(PyTypeError::new_err(format!(
@@ -286,15 +289,19 @@ impl PyResponder {
         };
         let at = now_ms.unwrap_or_else(self::now_ms);
         let bytes = input.bytes();
-        let answer = py.detach(|| self.responder.respond(bytes, origin, at))?;
+        let answer = py.detach(|| self.responder.respond(bytes, &origin, at))?;
         Ok(PyBytes::new(py, &answer))
     }
 
     /// How many tags `origin` may still ask about in its current window.
     #[pyo3(signature = (origin, now_ms=None))]
-    fn remaining_budget(&self, origin: &str, now_ms: Option<u64>) -> u64 {
+    fn remaining_budget(
+        &self,
+        origin: Text,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<u64>,
+    ) -> u64 {
         self.responder
-            .remaining_budget(origin, now_ms.unwrap_or_else(self::now_ms))
+            .remaining_budget(&origin, now_ms.unwrap_or_else(self::now_ms))
     }
 
     /// The paths to serve: the unstable one always, the stable one with `stable_path=True`.
@@ -334,15 +341,15 @@ impl PyRequester {
     #[pyo3(signature = (target, room_ids, max_tags_per_request=1000))]
     fn new(
         py: Python<'_>,
-        target: &str,
+        target: Text,
         room_ids: &Bound<'_, PyAny>,
-        max_tags_per_request: usize,
+        #[pyo3(from_py_with = args::int)] max_tags_per_request: usize,
     ) -> PyResult<Self> {
         let rooms = strings(room_ids, "room_ids")?;
         let requester = if rooms.len() >= DETACH_BATCH {
-            py.detach(|| Requester::new(target, &rooms, max_tags_per_request))
+            py.detach(|| Requester::new(&target, &rooms, max_tags_per_request))
         } else {
-            Requester::new(target, &rooms, max_tags_per_request)
+            Requester::new(&target, &rooms, max_tags_per_request)
         };
         Ok(PyRequester { requester })
     }
@@ -369,7 +376,7 @@ impl PyRequester {
     fn map_response(
         &self,
         py: Python<'_>,
-        index: usize,
+        #[pyo3(from_py_with = args::int)] index: usize,
         body: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<String>> {
         let Some(input) = json_input(body)? else {
@@ -424,8 +431,8 @@ impl PyRoomView {
     #[new]
     #[pyo3(signature = (room_id, own_server, memberships=None, *, visible=None, departed=None))]
     fn new(
-        room_id: &str,
-        own_server: &str,
+        room_id: Text,
+        own_server: Text,
         memberships: Option<&Bound<'_, PyAny>>,
         visible: Option<&Bound<'_, PyAny>>,
         departed: Option<&Bound<'_, PyDict>>,
@@ -433,15 +440,23 @@ impl PyRoomView {
         let mut pairs: Vec<(String, String)> = Vec::new();
         if let Some(memberships) = memberships {
             for (i, item) in memberships.try_iter()?.enumerate() {
-                let (user, membership): (String, String) = item?.extract().map_err(|_| {
-                    PyTypeError::new_err(format!(
+                let item = item?;
+                let Ok((user, membership)) = item.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()
+                else {
+                    return Err(PyTypeError::new_err(format!(
                         "memberships[{i}] must be a (user_id, membership) pair of str"
-                    ))
-                })?;
-                pairs.push((user, membership));
+                    )));
+                };
+                let user: Text = user
+                    .extract()
+                    .map_err(|e| at(e, &format!("memberships[{i}][0]")))?;
+                let membership: Text = membership
+                    .extract()
+                    .map_err(|e| at(e, &format!("memberships[{i}][1]")))?;
+                pairs.push((user.to_string(), membership.to_string()));
             }
         }
-        let mut view = RoomView::from_memberships(room_id, own_server, &pairs);
+        let mut view = RoomView::from_memberships(&room_id, &own_server, &pairs);
         if let Some(visible) = visible {
             for server in strings(visible, "visible")? {
                 view.add_visible(&server);
@@ -449,8 +464,10 @@ impl PyRoomView {
         }
         if let Some(departed) = departed {
             for (server, how) in departed.iter() {
-                let server: String = server.extract()?;
-                let how: String = how.extract()?;
+                let server: Text = server.extract().map_err(|e| at(e, "departed key"))?;
+                let how: Text = how
+                    .extract()
+                    .map_err(|e| at(e, &format!("departed[{:?}]", &*server)))?;
                 view.add_departed(&server, departure(&how, &format!("departed[{server:?}]"))?);
             }
         }
@@ -470,13 +487,13 @@ impl PyRoomView {
     }
 
     /// Whether `server` has a joined user in the room.
-    fn is_visible(&self, server: &str) -> bool {
-        self.view.is_visible(server)
+    fn is_visible(&self, server: Text) -> bool {
+        self.view.is_visible(&server)
     }
 
     /// `"leave"` or `"ban"` if our view shows `server`'s users departing, else `None`.
-    fn departure(&self, server: &str) -> Option<&'static str> {
-        self.view.departure(server).map(Departure::as_str)
+    fn departure(&self, server: Text) -> Option<&'static str> {
+        self.view.departure(&server).map(Departure::as_str)
     }
 
     fn __repr__(&self) -> String {
@@ -515,7 +532,7 @@ impl PyPeerAnswer {
 
     /// No usable answer (timeout, HTTP error, malformed body), with the reason.
     #[staticmethod]
-    fn failed(reason: &str) -> Self {
+    fn failed(reason: Text) -> Self {
         PyPeerAnswer {
             answer: PeerAnswer::Failed(reason.to_owned()),
         }
@@ -566,7 +583,11 @@ impl PyAudit {
     /// Plans the audit of `view`: up to `max_peers` of `known_peers` (in the order given, so rank
     /// them) that are neither us nor visible in the room, without duplicates.
     #[staticmethod]
-    fn plan(view: &PyRoomView, known_peers: &Bound<'_, PyAny>, max_peers: usize) -> PyResult<Self> {
+    fn plan(
+        view: &PyRoomView,
+        known_peers: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = args::int)] max_peers: usize,
+    ) -> PyResult<Self> {
         let peers = strings(known_peers, "known_peers")?;
         Ok(PyAudit {
             audit: Audit::plan(view.view.clone(), &peers, max_peers),
@@ -588,13 +609,13 @@ impl PyAudit {
     }
 
     /// The `discover_common_rooms` request body asking `peer` about this room.
-    fn request_body<'py>(&self, py: Python<'py>, peer: &str) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.audit.request_body(peer))
+    fn request_body<'py>(&self, py: Python<'py>, peer: Text) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.audit.request_body(&peer))
     }
 
     /// Reads `peer`'s response body; a malformed answer is `PeerAnswer.failed(reason)`, never an
     /// exception (a hostile peer cannot stop the audit).
-    fn read_response(&self, peer: &str, body: &Bound<'_, PyAny>) -> PyResult<PyPeerAnswer> {
+    fn read_response(&self, peer: Text, body: &Bound<'_, PyAny>) -> PyResult<PyPeerAnswer> {
         let Some(input) = json_input(body)? else {
             return Err(PyTypeError::new_err(format!(
                 "body must be bytes, not {}",
@@ -602,7 +623,7 @@ impl PyAudit {
             )));
         };
         Ok(PyPeerAnswer {
-            answer: self.audit.read_response(peer, input.bytes()),
+            answer: self.audit.read_response(&peer, input.bytes()),
         })
     }
 
@@ -616,9 +637,14 @@ impl PyAudit {
         let mut pairs = Vec::new();
         for (i, item) in items.try_iter()?.enumerate() {
             let item = item?;
-            let (peer, answer): (String, Bound<'_, PyAny>) = item.extract().map_err(|_| {
-                PyTypeError::new_err(format!("answers[{i}] must be a (peer, PeerAnswer) pair"))
-            })?;
+            let (peer, answer): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                item.extract().map_err(|_| {
+                    PyTypeError::new_err(format!("answers[{i}] must be a (peer, PeerAnswer) pair"))
+                })?;
+            let peer: Text = peer
+                .extract()
+                .map_err(|e| at(e, &format!("answers[{i}][0]")))?;
+            let peer = peer.to_string();
             let answer = answer.cast::<PyPeerAnswer>().map_err(|_| {
                 PyTypeError::new_err(format!("answers[{i}] must hold a PeerAnswer"))
             })?;

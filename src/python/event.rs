@@ -1,6 +1,9 @@
 //! Events from Python: IDs, hashes, redaction, v12 room IDs.
 
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text};
 use pyo3::types::PyDict;
 
 use super::convert::{to_object, to_python};
@@ -12,8 +15,8 @@ use crate::room_version::RoomVersion;
 
 /// The event ID of a PDU (`dict` or JSON text) in room version `room_version` (e.g. `"12"`).
 #[pyfunction]
-fn event_id(py: Python<'_>, event: &Bound<'_, PyAny>, room_version: &str) -> PyResult<String> {
-    let version = RoomVersion::from_id(room_version)?;
+fn event_id(py: Python<'_>, event: &Bound<'_, PyAny>, room_version: Text) -> PyResult<String> {
+    let version = RoomVersion::from_id(&room_version)?;
     let event = to_object(event, "event")?;
     Ok(py.detach(|| event::event_id(&event, version))?)
 }
@@ -30,9 +33,9 @@ fn room_id_from_create_event(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResu
 fn redact<'py>(
     py: Python<'py>,
     event: &Bound<'py, PyAny>,
-    room_version: &str,
+    room_version: Text,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let version = RoomVersion::from_id(room_version)?;
+    let version = RoomVersion::from_id(&room_version)?;
     let event = to_object(event, "event")?;
     let redacted = py.detach(|| redaction::redact(&event, version))?;
     Ok(to_python(py, &Value::Object(redacted))?.cast_into::<PyDict>()?)
@@ -50,17 +53,17 @@ fn content_hash(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<String> {
 fn reference_hash(
     py: Python<'_>,
     event: &Bound<'_, PyAny>,
-    room_version: &str,
+    room_version: Text,
 ) -> PyResult<String> {
-    let version = RoomVersion::from_id(room_version)?;
+    let version = RoomVersion::from_id(&room_version)?;
     let event = to_object(event, "event")?;
     Ok(py.detach(|| event::reference_hash_base64(&event, version))?)
 }
 
 /// True if `user_id` is a server pseudouser (`@:server`, empty localpart, valid server name).
 #[pyfunction]
-fn is_server_pseudouser(user_id: &str) -> bool {
-    ids::is_server_pseudouser(user_id)
+fn is_server_pseudouser(user_id: Text) -> bool {
+    ids::is_server_pseudouser(&user_id)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

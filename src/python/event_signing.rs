@@ -2,6 +2,9 @@
 //! ([spec](https://spec.matrix.org/v1.16/server-server-api/#signing-events)).
 
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text};
 use pyo3::types::{PyAny, PyDict};
 
 use super::convert::{to_object, to_python};
@@ -18,17 +21,17 @@ use crate::room_version::RoomVersion;
 fn sign_event<'py>(
     py: Python<'py>,
     event: &Bound<'py, PyAny>,
-    server_name: &str,
+    server_name: Text,
     signing_key: &PySigningKey,
-    room_version: &str,
+    room_version: Text,
 ) -> PyResult<Bound<'py, PyDict>> {
     if server_name.is_empty() {
         return Err(Error::invalid_param("server_name must not be empty").into());
     }
-    let version = RoomVersion::from_id(room_version)?;
+    let version = RoomVersion::from_id(&room_version)?;
     let mut event = to_object(event, "event")?;
     let key = signing_key.signing_key();
-    py.detach(|| event::sign_event(&mut event, server_name, key, version))?;
+    py.detach(|| event::sign_event(&mut event, &server_name, key, version))?;
     Ok(to_python(py, &Value::Object(event))?.cast_into::<PyDict>()?)
 }
 
@@ -39,14 +42,14 @@ fn sign_event<'py>(
 fn verify_event_signature(
     py: Python<'_>,
     event: &Bound<'_, PyAny>,
-    server_name: &str,
+    server_name: Text,
     keys: &Bound<'_, PyAny>,
-    room_version: &str,
+    room_version: Text,
 ) -> PyResult<()> {
-    let version = RoomVersion::from_id(room_version)?;
+    let version = RoomVersion::from_id(&room_version)?;
     let keys = verify_keys(keys)?;
     let event = to_object(event, "event")?;
-    py.detach(|| event::verify_event_signature(&event, server_name, &keys, version))?;
+    py.detach(|| event::verify_event_signature(&event, &server_name, &keys, version))?;
     Ok(())
 }
 

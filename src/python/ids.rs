@@ -2,6 +2,9 @@
 //! pseudousers and percent-encoding of path segments.
 
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text};
 use pyo3::types::PyString;
 
 use crate::error::Error;
@@ -214,22 +217,22 @@ fn text<'a>(value: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
 /// The server pseudouser of `server_name` (`@:server_name`); raises `InvalidParamError` for an
 /// invalid server name.
 #[pyfunction]
-fn server_pseudouser(server_name: &str) -> PyResult<String> {
-    let server = ServerName::parse(server_name)?;
+fn server_pseudouser(server_name: Text) -> PyResult<String> {
+    let server = ServerName::parse(&server_name)?;
     Ok(ids::server_pseudouser(&server).into_string())
 }
 
 /// Decodes the `%XX` escapes of one URL path segment (`+` stays `+`); raises `InvalidParamError`
 /// for a bad escape, a NUL or a result that is not UTF-8.
 #[pyfunction]
-fn percent_decode_path_segment(segment: &str) -> PyResult<String> {
-    Ok(ids::percent_decode_path_segment(segment)?)
+fn percent_decode_path_segment(segment: Text) -> PyResult<String> {
+    Ok(ids::percent_decode_path_segment(&segment)?)
 }
 
 /// Percent-encodes text for one URL path segment (`!abc:example.org` → `%21abc%3Aexample.org`).
 #[pyfunction]
-fn percent_encode_path_segment(value: &str) -> String {
-    ids::percent_encode_path_segment(value)
+fn percent_encode_path_segment(value: Text) -> String {
+    ids::percent_encode_path_segment(&value)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -4,6 +4,9 @@
 use std::sync::RwLock;
 
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text};
 use pyo3::types::{PyAny, PyBytes, PyDict, PyList};
 
 use super::convert::{json_input, to_object, to_python, to_value};
@@ -59,31 +62,31 @@ impl PyKeyRing {
     }
 
     /// Adds `key` for `server_name`.
-    fn add(&self, server_name: &str, key: &PyVerifyKey) -> PyResult<()> {
-        crate::ids::ServerName::parse(server_name).map_err(|e| e.at("server_name"))?;
+    fn add(&self, server_name: Text, key: &PyVerifyKey) -> PyResult<()> {
+        crate::ids::ServerName::parse(&server_name).map_err(|e| e.at("server_name"))?;
         self.ring
             .write()
             .map_err(|_| Error::internal("the key ring lock is poisoned"))?
-            .add(server_name, key.verify_key().clone());
+            .add(&server_name, key.verify_key().clone());
         Ok(())
     }
 
     /// Adds the key `key_id` of `server_name`, its public half in standard base64.
-    fn add_base64(&self, server_name: &str, key_id: &str, public_key: &str) -> PyResult<()> {
-        crate::ids::ServerName::parse(server_name).map_err(|e| e.at("server_name"))?;
-        let key = crate::signing::VerifyKey::from_base64(key_id, public_key)?;
+    fn add_base64(&self, server_name: Text, key_id: Text, public_key: Text) -> PyResult<()> {
+        crate::ids::ServerName::parse(&server_name).map_err(|e| e.at("server_name"))?;
+        let key = crate::signing::VerifyKey::from_base64(&key_id, &public_key)?;
         self.ring
             .write()
             .map_err(|_| Error::internal("the key ring lock is poisoned"))?
-            .add(server_name, key);
+            .add(&server_name, key);
         Ok(())
     }
 
     /// The keys known for `server_name`.
-    fn keys_for(&self, server_name: &str) -> PyResult<Vec<PyVerifyKey>> {
+    fn keys_for(&self, server_name: Text) -> PyResult<Vec<PyVerifyKey>> {
         Ok(self
             .snapshot()?
-            .keys_for(server_name)
+            .keys_for(&server_name)
             .iter()
             .cloned()
             .map(PyVerifyKey::from_key)
@@ -339,16 +342,22 @@ fn body_bytes(body: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 #[pyo3(signature = (path_room_id, body, receiving_server, origin, keys = None))]
 fn check_invite(
     py: Python<'_>,
-    path_room_id: &str,
+    path_room_id: Text,
     body: &Bound<'_, PyAny>,
-    receiving_server: &str,
-    origin: &str,
+    receiving_server: Text,
+    origin: Text,
     keys: Option<&PyKeyRing>,
 ) -> PyResult<PyInviteCheck> {
     let body = body_bytes(body)?;
     let keys = keys.map(PyKeyRing::snapshot).transpose()?;
     let check = py.detach(|| {
-        invite::check_invite(path_room_id, &body, receiving_server, origin, keys.as_ref())
+        invite::check_invite(
+            &path_room_id,
+            &body,
+            &receiving_server,
+            &origin,
+            keys.as_ref(),
+        )
     })?;
     Ok(PyInviteCheck { check })
 }
@@ -361,12 +370,12 @@ fn check_invite(
 #[allow(clippy::too_many_arguments)]
 fn check_spec_invite(
     py: Python<'_>,
-    endpoint: i64,
-    path_room_id: &str,
-    path_event_id: &str,
+    #[pyo3(from_py_with = args::int)] endpoint: i64,
+    path_room_id: Text,
+    path_event_id: Text,
     body: &Bound<'_, PyAny>,
-    receiving_server: &str,
-    origin: &str,
+    receiving_server: Text,
+    origin: Text,
     keys: Option<&PyKeyRing>,
 ) -> PyResult<PySpecInviteCheck> {
     let endpoint = match endpoint {
@@ -384,11 +393,11 @@ fn check_spec_invite(
     let check = py.detach(|| {
         invite::check_spec_invite(
             endpoint,
-            path_room_id,
-            path_event_id,
+            &path_room_id,
+            &path_event_id,
             &body,
-            receiving_server,
-            origin,
+            &receiving_server,
+            &origin,
             keys.as_ref(),
         )
     })?;

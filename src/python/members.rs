@@ -14,6 +14,9 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text};
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::convert::{json_input, to_object, to_python, to_value};
@@ -108,8 +111,8 @@ impl PyRoomState {
     }
 
     /// The `membership` of `user_id`, or `None`.
-    fn membership(&self, user_id: &str) -> Option<String> {
-        self.inner.membership(user_id).map(str::to_owned)
+    fn membership(&self, user_id: Text) -> Option<String> {
+        self.inner.membership(&user_id).map(str::to_owned)
     }
 
     /// The join rule, or `None`.
@@ -195,17 +198,17 @@ fn with_state<T>(
 /// The MSC1777 rule for a pseudouser `@:server` joining: allowed if the join rule is `peekable`
 /// or a user of that server is joined or invited; a banned pseudouser is refused.
 #[pyfunction]
-fn check_pseudouser_join(state: &Bound<'_, PyAny>, pseudouser: &str) -> PyResult<PyDecision> {
+fn check_pseudouser_join(state: &Bound<'_, PyAny>, pseudouser: Text) -> PyResult<PyDecision> {
     with_state(state, |s| {
-        Ok(pseudouser::check_pseudouser_join(s, pseudouser).into())
+        Ok(pseudouser::check_pseudouser_join(s, &pseudouser).into())
     })
 }
 
 /// The room's display name as `own_user` sees it, pseudousers left out.
 #[pyfunction]
-fn room_display_name(state: &Bound<'_, PyAny>, own_user: &str) -> PyResult<String> {
+fn room_display_name(state: &Bound<'_, PyAny>, own_user: Text) -> PyResult<String> {
     with_state(state, |s| {
-        Ok(names::room_display_name(s, own_user).as_str().to_owned())
+        Ok(names::room_display_name(s, &own_user).as_str().to_owned())
     })
 }
 
@@ -241,7 +244,7 @@ pub(crate) struct PyOperatorPolicy {
 impl PyOperatorPolicy {
     #[new]
     #[pyo3(signature = (denied_servers = Vec::new(), denied_rooms = Vec::new()))]
-    fn new(denied_servers: Vec<String>, denied_rooms: Vec<String>) -> PyResult<Self> {
+    fn new(denied_servers: Vec<Text>, denied_rooms: Vec<Text>) -> PyResult<Self> {
         let mut inner = OperatorPolicy::new();
         for (i, g) in denied_servers.iter().enumerate() {
             inner
@@ -253,32 +256,32 @@ impl PyOperatorPolicy {
         }
         Ok(PyOperatorPolicy {
             inner,
-            servers: denied_servers,
-            rooms: denied_rooms,
+            servers: args::strings(denied_servers),
+            rooms: args::strings(denied_rooms),
         })
     }
 
     /// The denying decision if `server` is on the deny list, else `None`.
-    fn server_denied(&self, server: &str) -> Option<PyDecision> {
-        self.inner.server_denied(server).map(Into::into)
+    fn server_denied(&self, server: Text) -> Option<PyDecision> {
+        self.inner.server_denied(&server).map(Into::into)
     }
 
     /// The denying decision if `room_id` (or the server in a `!x:server` ID) is denied, else `None`.
-    fn room_denied(&self, room_id: &str) -> Option<PyDecision> {
-        self.inner.room_denied(room_id).map(Into::into)
+    fn room_denied(&self, room_id: Text) -> Option<PyDecision> {
+        self.inner.room_denied(&room_id).map(Into::into)
     }
 
     /// `check_pseudouser_join` for a remote pseudouser joining one of our rooms, deny lists first.
     fn check_remote_pseudouser_join(
         &self,
-        room_id: &str,
+        room_id: Text,
         state: &Bound<'_, PyAny>,
-        pseudouser: &str,
+        pseudouser: Text,
     ) -> PyResult<PyDecision> {
         with_state(state, |s| {
             Ok(self
                 .inner
-                .check_remote_pseudouser_join(room_id, s, pseudouser)
+                .check_remote_pseudouser_join(&room_id, s, &pseudouser)
                 .into())
         })
     }
@@ -356,52 +359,52 @@ fn advice(inner: tracker::PeekAdvice) -> PyPeekAdvice {
 impl PyPeekTracker {
     #[new]
     #[pyo3(signature = (local_server, policy = None))]
-    fn new(local_server: &str, policy: Option<&PyOperatorPolicy>) -> PyResult<Self> {
+    fn new(local_server: Text, policy: Option<&PyOperatorPolicy>) -> PyResult<Self> {
         let policy = policy.map(|p| p.inner.clone()).unwrap_or_default();
         Ok(PyPeekTracker {
-            inner: Mutex::new(tracker::PeekTracker::new(local_server, policy)?),
+            inner: Mutex::new(tracker::PeekTracker::new(&local_server, policy)?),
             local_server: local_server.to_owned(),
         })
     }
 
     /// A local user asks to peek `room_id`; `peekable` is whether its join rule is `peekable`.
-    fn request_peek(&self, room_id: &str, user_id: &str, peekable: bool) -> PyResult<PyPeekAdvice> {
-        self.with(|t| advice(t.request_peek(room_id, user_id, peekable)))
+    fn request_peek(&self, room_id: Text, user_id: Text, peekable: bool) -> PyResult<PyPeekAdvice> {
+        self.with(|t| advice(t.request_peek(&room_id, &user_id, peekable)))
     }
 
     /// A local user stops peeking.
-    fn end_peek(&self, room_id: &str, user_id: &str) -> PyResult<PyPeekAdvice> {
-        self.with(|t| advice(t.end_peek(room_id, user_id)))
+    fn end_peek(&self, room_id: Text, user_id: Text) -> PyResult<PyPeekAdvice> {
+        self.with(|t| advice(t.end_peek(&room_id, &user_id)))
     }
 
     /// A member event took effect in `room_id`.
     fn membership_changed(
         &self,
-        room_id: &str,
-        user_id: &str,
-        membership: &str,
+        room_id: Text,
+        user_id: Text,
+        membership: Text,
     ) -> PyResult<PyPeekAdvice> {
-        self.with(|t| advice(t.membership_changed(room_id, user_id, membership)))
+        self.with(|t| advice(t.membership_changed(&room_id, &user_id, &membership)))
     }
 
     /// An invite for a local user arrived over federation (never advises a join).
-    fn remote_invite(&self, room_id: &str, invitee: &str) -> PyResult<PyPeekAdvice> {
-        self.with(|t| advice(t.remote_invite(room_id, invitee)))
+    fn remote_invite(&self, room_id: Text, invitee: Text) -> PyResult<PyPeekAdvice> {
+        self.with(|t| advice(t.remote_invite(&room_id, &invitee)))
     }
 
     /// The advised pseudouser join failed.
-    fn join_failed(&self, room_id: &str) -> PyResult<PyPeekAdvice> {
-        self.with(|t| advice(t.join_failed(room_id)))
+    fn join_failed(&self, room_id: Text) -> PyResult<PyPeekAdvice> {
+        self.with(|t| advice(t.join_failed(&room_id)))
     }
 
     /// The local users peeking `room_id`.
-    fn peekers(&self, room_id: &str) -> PyResult<Vec<String>> {
-        self.with(|t| t.peekers(room_id))
+    fn peekers(&self, room_id: Text) -> PyResult<Vec<String>> {
+        self.with(|t| t.peekers(&room_id))
     }
 
     /// Whether the pseudouser is joined to `room_id`.
-    fn pseudouser_joined(&self, room_id: &str) -> PyResult<bool> {
-        self.with(|t| t.pseudouser_joined(room_id))
+    fn pseudouser_joined(&self, room_id: Text) -> PyResult<bool> {
+        self.with(|t| t.pseudouser_joined(&room_id))
     }
 
     fn __repr__(&self) -> String {
@@ -431,16 +434,19 @@ fn is_s2s_room(state_or_create: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// The single authorization call for a server user's membership change, under `policy`
 /// (`"s2s_only"`, `"peeking"` or `"either"`).
 #[pyfunction]
-#[pyo3(signature = (state, server_user, membership, policy = "either"))]
+#[pyo3(
+    signature = (state, server_user, membership, policy = args::fixed("either")),
+    text_signature = "(state, server_user, membership, policy='either')"
+)]
 fn check_server_user_membership(
     state: &Bound<'_, PyAny>,
-    server_user: &str,
-    membership: &str,
-    policy: &str,
+    server_user: Text,
+    membership: Text,
+    policy: Text,
 ) -> PyResult<PyDecision> {
-    let policy = ServerUserPolicy::parse(policy)?;
+    let policy = ServerUserPolicy::parse(&policy)?;
     with_state(state, |s| {
-        Ok(s2s::check_server_user_membership(s, server_user, membership, policy).into())
+        Ok(s2s::check_server_user_membership(s, &server_user, &membership, policy).into())
     })
 }
 
@@ -450,29 +456,32 @@ fn check_server_user_membership(
 #[pyo3(signature = (local, peer, room_version, unstable = false))]
 fn initial_state<'py>(
     py: Python<'py>,
-    local: &str,
-    peer: &str,
-    room_version: &str,
+    local: Text,
+    peer: Text,
+    room_version: Text,
     unstable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let events = s2s::initial_state(local, peer, room_version, unstable)?;
+    let events = s2s::initial_state(&local, &peer, &room_version, unstable)?;
     to_python(
         py,
         &Value::Array(events.into_iter().map(Value::Object).collect()),
     )
 }
 
-fn offers(versions: &[(String, i64)]) -> Vec<neg::VersionOffer> {
+fn offers(versions: &[(Text, Int<i64>)]) -> Vec<neg::VersionOffer> {
     versions
         .iter()
-        .map(|(v, r)| neg::VersionOffer::new(v, *r))
+        .map(|(v, Int(r))| neg::VersionOffer::new(v, *r))
         .collect()
 }
 
 /// The choice rule over two `(version, rating)` lists: the highest minimum rating, then the
 /// highest sum, then the newest version; `None` if no version is in both.
 #[pyfunction]
-fn negotiation_choose(ours: Vec<(String, i64)>, theirs: Vec<(String, i64)>) -> Option<String> {
+fn negotiation_choose(
+    ours: Vec<(Text, Int<i64>)>,
+    theirs: Vec<(Text, Int<i64>)>,
+) -> Option<String> {
     neg::choose_version(&offers(&ours), &offers(&theirs))
 }
 
@@ -489,10 +498,10 @@ impl PyNegotiationPolicy {
     #[new]
     #[pyo3(signature = (versions, most_preferred_only = false, floor = None, vendor_methods = Vec::new()))]
     fn new(
-        versions: Vec<(String, i64)>,
+        versions: Vec<(Text, Int<i64>)>,
         most_preferred_only: bool,
-        floor: Option<String>,
-        vendor_methods: Vec<String>,
+        floor: Option<Text>,
+        vendor_methods: Vec<Text>,
     ) -> PyResult<Self> {
         if versions.len() > neg::MAX_VERSIONS {
             return Err(Error::too_large(format!(
@@ -505,8 +514,8 @@ impl PyNegotiationPolicy {
             inner: neg::NegotiationPolicy {
                 versions: offers(&versions),
                 most_preferred_only,
-                floor,
-                vendor_methods,
+                floor: floor.map(|f| f.to_string()),
+                vendor_methods: args::strings(vendor_methods),
             },
         })
     }
@@ -645,9 +654,9 @@ impl PyNegotiation {
     #[staticmethod]
     fn initiate_vendor<'py>(
         py: Python<'py>,
-        method: &str,
+        method: Text,
     ) -> PyResult<(PyNegotiation, Bound<'py, PyAny>)> {
-        let (n, out) = neg::Negotiation::initiate_vendor(method);
+        let (n, out) = neg::Negotiation::initiate_vendor(&method);
         Ok((Self::wrap(n), to_python(py, &Value::Object(out.content))?))
     }
 
@@ -670,8 +679,8 @@ impl PyNegotiation {
     }
 
     /// Records the event ID of the event this side last sent.
-    fn sent(&self, event_id: &str) -> PyResult<()> {
-        self.lock()?.sent(event_id);
+    fn sent(&self, event_id: Text) -> PyResult<()> {
+        self.lock()?.sent(&event_id);
         Ok(())
     }
 
@@ -716,8 +725,10 @@ fn able_to_subscribe_content(py: Python<'_>, able: bool) -> PyResult<Bound<'_, P
 
 /// Whether the room currently says `server` is able to subscribe.
 #[pyfunction]
-fn is_able_to_subscribe(state: &Bound<'_, PyAny>, server: &str) -> PyResult<bool> {
-    with_state(state, |s| Ok(subscription::is_able_to_subscribe(s, server)))
+fn is_able_to_subscribe(state: &Bound<'_, PyAny>, server: Text) -> PyResult<bool> {
+    with_state(state, |s| {
+        Ok(subscription::is_able_to_subscribe(s, &server))
+    })
 }
 
 /// Checks an `m.server.subscription` event against the current state.
@@ -753,7 +764,7 @@ impl PyJoinGate {
 impl PyJoinGate {
     #[new]
     #[pyo3(signature = (gated = Vec::new()))]
-    fn new(gated: Vec<String>) -> Self {
+    fn new(gated: Vec<Text>) -> Self {
         let mut gate = JoinGate::new();
         for r in &gated {
             gate.gate(r);
@@ -764,29 +775,29 @@ impl PyJoinGate {
     }
 
     /// Gates `room_id`.
-    fn gate(&self, room_id: &str) -> PyResult<()> {
-        self.with(|g| g.gate(room_id))
+    fn gate(&self, room_id: Text) -> PyResult<()> {
+        self.with(|g| g.gate(&room_id))
     }
 
     /// Un-gates `room_id`.
-    fn ungate(&self, room_id: &str) -> PyResult<()> {
-        self.with(|g| g.ungate(room_id))
+    fn ungate(&self, room_id: Text) -> PyResult<()> {
+        self.with(|g| g.ungate(&room_id))
     }
 
     /// Whether `room_id` is gated.
-    fn is_gated(&self, room_id: &str) -> PyResult<bool> {
-        self.with(|g| g.is_gated(room_id))
+    fn is_gated(&self, room_id: Text) -> PyResult<bool> {
+        self.with(|g| g.is_gated(&room_id))
     }
 
     /// Whether a join from `server` into `room` may proceed.
     fn check_join(
         &self,
-        room: &str,
+        room: Text,
         state: &Bound<'_, PyAny>,
-        server: &str,
+        server: Text,
     ) -> PyResult<PyDecision> {
-        let gated = self.with(|g| g.is_gated(room))?;
-        with_state(state, |s| Ok(gated_join(room, s, server, gated).into()))
+        let gated = self.with(|g| g.is_gated(&room))?;
+        with_state(state, |s| Ok(gated_join(&room, s, &server, gated).into()))
     }
 
     fn __repr__(&self) -> String {
@@ -810,11 +821,11 @@ fn gated_join(room: &str, state: &RoomState, server: &str, gated: bool) -> Decis
 #[pyfunction]
 fn join_allowed(
     state_events: &Bound<'_, PyAny>,
-    server_name: &str,
+    server_name: Text,
     gated: bool,
 ) -> PyResult<PyDecision> {
     with_state(state_events, |s| {
-        Ok(gated_join("", s, server_name, gated).into())
+        Ok(gated_join("", s, &server_name, gated).into())
     })
 }
 
@@ -842,8 +853,8 @@ impl PyServerAcl {
     }
 
     /// Evaluates `server` (port removed before matching).
-    fn check(&self, server: &str) -> PyDecision {
-        self.inner.check(server).into()
+    fn check(&self, server: Text) -> PyDecision {
+        self.inner.check(&server).into()
     }
 
     fn __repr__(&self) -> String {
@@ -952,16 +963,19 @@ impl knock::KnockResearch for PyResearch<'_, '_> {
 /// `"deny"`, `None` or `(verdict, reason)` (an exception it raises propagates unchanged); `mode`
 /// is `"moderator"` (pending, the default) or `"auto_accept"`.
 #[pyfunction]
-#[pyo3(signature = (room_id, server, state = None, policy_state = None, research = None, mode = "moderator"))]
+#[pyo3(
+    signature = (room_id, server, state = None, policy_state = None, research = None, mode = args::fixed("moderator")),
+    text_signature = "(room_id, server, state=None, policy_state=None, research=None, mode='moderator')"
+)]
 fn decide_knock(
-    room_id: &str,
-    server: &str,
+    room_id: Text,
+    server: Text,
     state: Option<&Bound<'_, PyAny>>,
     policy_state: Option<&Bound<'_, PyAny>>,
     research: Option<&Bound<'_, PyAny>>,
-    mode: &str,
+    mode: Text,
 ) -> PyResult<PyKnockDecision> {
-    let mode = parse_mode(mode)?;
+    let mode = parse_mode(&mode)?;
     if let Some(r) = research {
         if !r.is_callable() {
             return Err(PyTypeError::new_err("research must be callable or None"));
@@ -977,7 +991,7 @@ fn decide_knock(
     });
     let run = |s: Option<&RoomState>| -> PyResult<knock::KnockDecision> {
         let research = hook.as_ref().map(|h| h as &dyn knock::KnockResearch);
-        let d = knock::decide_knock(room_id, server, s, &policies, research, mode);
+        let d = knock::decide_knock(&room_id, &server, s, &policies, research, mode);
         if let Some(err) = hook.as_ref().and_then(|h| h.error.take()) {
             return Err(err);
         }
@@ -1023,7 +1037,11 @@ fn now_or(now_ms: Option<i64>) -> i64 {
 #[pymethods]
 impl PyKnockStore {
     #[new]
-    fn new(py: Python<'_>, path: std::path::PathBuf, expire_after_ms: u64) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        #[pyo3(from_py_with = args::int)] expire_after_ms: u64,
+    ) -> PyResult<Self> {
         let expire = std::time::Duration::from_millis(expire_after_ms);
         let inner = py.detach(|| KnockStore::open(&path, expire))?;
         Ok(PyKnockStore {
@@ -1037,12 +1055,12 @@ impl PyKnockStore {
     fn record<'py>(
         &self,
         py: Python<'py>,
-        room_id: &str,
-        server: &str,
-        now_ms: Option<i64>,
+        room_id: Text,
+        server: Text,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let now = now_or(now_ms);
-        let r = py.detach(|| self.inner.record_at(room_id, server, now))?;
+        let r = py.detach(|| self.inner.record_at(&room_id, &server, now))?;
         to_python(py, &r.to_json())
     }
 
@@ -1051,12 +1069,12 @@ impl PyKnockStore {
     fn get<'py>(
         &self,
         py: Python<'py>,
-        room_id: &str,
-        server: &str,
-        now_ms: Option<i64>,
+        room_id: Text,
+        server: Text,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let now = now_or(now_ms);
-        let r = py.detach(|| self.inner.get_at(room_id, server, now))?;
+        let r = py.detach(|| self.inner.get_at(&room_id, &server, now))?;
         r.map(|r| to_python(py, &r.to_json())).transpose()
     }
 
@@ -1065,11 +1083,11 @@ impl PyKnockStore {
     fn for_room<'py>(
         &self,
         py: Python<'py>,
-        room_id: &str,
-        now_ms: Option<i64>,
+        room_id: Text,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let now = now_or(now_ms);
-        let rows = py.detach(|| self.inner.for_room_at(room_id, now))?;
+        let rows = py.detach(|| self.inner.for_room_at(&room_id, now))?;
         to_python(
             py,
             &Value::Array(rows.iter().map(|r| r.to_json()).collect()),
@@ -1077,13 +1095,17 @@ impl PyKnockStore {
     }
 
     /// Forgets one knock; returns whether it existed.
-    fn remove(&self, py: Python<'_>, room_id: &str, server: &str) -> PyResult<bool> {
-        Ok(py.detach(|| self.inner.remove(room_id, server))?)
+    fn remove(&self, py: Python<'_>, room_id: Text, server: Text) -> PyResult<bool> {
+        Ok(py.detach(|| self.inner.remove(&room_id, &server))?)
     }
 
     /// Deletes every knock expired at `now_ms`; returns how many.
     #[pyo3(signature = (now_ms = None))]
-    fn purge_expired(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<usize> {
+    fn purge_expired(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
+    ) -> PyResult<usize> {
         let now = now_or(now_ms);
         Ok(py.detach(|| self.inner.purge_expired_at(now))?)
     }

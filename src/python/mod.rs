@@ -15,6 +15,7 @@
 //!   secrets, and everything is mirrored in `python/servership/_native.pyi` (checked by
 //!   `mypy.stubtest` in CI).
 
+mod args;
 mod convert;
 mod discovery;
 mod errors;

@@ -1,6 +1,9 @@
 //! Signing keys and JSON signatures from Python.
 
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text};
 use pyo3::types::{PyAny, PyDict};
 
 use super::convert::{to_object, to_python};
@@ -26,15 +29,15 @@ impl PySigningKey {
 impl PySigningKey {
     /// A key from its key ID (`ed25519:<version>`) and 32-byte seed in standard base64.
     #[staticmethod]
-    fn from_seed(key_id: &str, seed: &str) -> PyResult<Self> {
+    fn from_seed(key_id: Text, seed: Text) -> PyResult<Self> {
         Ok(PySigningKey {
-            key: SigningKey::from_base64_seed(key_id, seed)?,
+            key: SigningKey::from_base64_seed(&key_id, &seed)?,
         })
     }
 
     /// A key from one line of a Synapse signing key file: `ed25519 <version> <seed>`.
     #[staticmethod]
-    fn from_synapse_key_line(line: &str) -> PyResult<Self> {
+    fn from_synapse_key_line(line: Text) -> PyResult<Self> {
         Ok(PySigningKey {
             key: SigningKey::from_synapse_key_line(line.trim_end_matches(['\r', '\n']))?,
         })
@@ -109,9 +112,9 @@ pub(crate) fn verify_keys(value: &Bound<'_, PyAny>) -> PyResult<Vec<VerifyKey>> 
 impl PyVerifyKey {
     /// A public key from its key ID and unpadded (or padded) standard base64.
     #[new]
-    fn new(key_id: &str, public_key: &str) -> PyResult<Self> {
+    fn new(key_id: Text, public_key: Text) -> PyResult<Self> {
         Ok(PyVerifyKey {
-            key: VerifyKey::from_base64(key_id, public_key)?,
+            key: VerifyKey::from_base64(&key_id, &public_key)?,
         })
     }
 
@@ -128,8 +131,8 @@ impl PyVerifyKey {
     }
 
     /// Checks a base64 signature over raw bytes; raises `UnauthorizedError` if it does not verify.
-    fn verify(&self, message: &[u8], signature: &str) -> PyResult<()> {
-        Ok(self.key.verify_bytes(message, signature)?)
+    fn verify(&self, message: &[u8], signature: Text) -> PyResult<()> {
+        Ok(self.key.verify_bytes(message, &signature)?)
     }
 
     fn __repr__(&self) -> String {
@@ -148,7 +151,7 @@ impl PyVerifyKey {
 fn sign_json<'py>(
     py: Python<'py>,
     obj: &Bound<'py, PyAny>,
-    server_name: &str,
+    server_name: Text,
     signing_key: &PySigningKey,
 ) -> PyResult<Bound<'py, PyDict>> {
     if server_name.is_empty() {
@@ -156,7 +159,7 @@ fn sign_json<'py>(
     }
     let mut object = to_object(obj, "obj")?;
     let key = &signing_key.key;
-    py.detach(|| signing::sign_json(&mut object, server_name, key))?;
+    py.detach(|| signing::sign_json(&mut object, &server_name, key))?;
     Ok(to_python(py, &Value::Object(object))?.cast_into::<PyDict>()?)
 }
 
@@ -167,7 +170,7 @@ fn sign_json<'py>(
 fn verify_json(
     py: Python<'_>,
     obj: &Bound<'_, PyAny>,
-    server_name: &str,
+    server_name: Text,
     verify_key: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let keys: Vec<VerifyKey> = if let Ok(key) = verify_key.cast::<PyVerifyKey>() {
@@ -182,7 +185,7 @@ fn verify_json(
         keys
     };
     let object = to_object(obj, "obj")?;
-    py.detach(|| signing::verify_json_with_keys(&object, server_name, &keys))?;
+    py.detach(|| signing::verify_json_with_keys(&object, &server_name, &keys))?;
     Ok(())
 }
 

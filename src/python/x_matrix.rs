@@ -2,6 +2,9 @@
 //! outgoing requests and verifying incoming ones.
 
 use pyo3::prelude::*;
+
+#[allow(unused_imports)]
+use super::args::{self, Int, Text};
 use pyo3::types::PyAny;
 
 use super::convert::{json_input, to_value};
@@ -60,9 +63,9 @@ impl PyXMatrix {
 /// Parses an `X-Matrix` `Authorization` header value without verifying it; raises
 /// `UnauthorizedError` for a malformed header.
 #[pyfunction]
-fn parse_x_matrix(header: &str) -> PyResult<PyXMatrix> {
+fn parse_x_matrix(header: Text) -> PyResult<PyXMatrix> {
     Ok(PyXMatrix {
-        header: x_matrix::parse_header(header)?,
+        header: x_matrix::parse_header(&header)?,
     })
 }
 
@@ -88,18 +91,20 @@ fn content(py: Python<'_>, body: Option<&Bound<'_, PyAny>>) -> PyResult<Option<V
 #[pyo3(signature = (method, uri, origin, destination, content, signing_key))]
 fn sign_request(
     py: Python<'_>,
-    method: &str,
-    uri: &str,
-    origin: &str,
-    destination: &str,
+    method: Text,
+    uri: Text,
+    origin: Text,
+    destination: Text,
     content: Option<&Bound<'_, PyAny>>,
     signing_key: &PySigningKey,
 ) -> PyResult<String> {
-    crate::ids::ServerName::parse(origin).map_err(|e| e.at("origin"))?;
-    crate::ids::ServerName::parse(destination).map_err(|e| e.at("destination"))?;
+    crate::ids::ServerName::parse(&origin).map_err(|e| e.at("origin"))?;
+    crate::ids::ServerName::parse(&destination).map_err(|e| e.at("destination"))?;
     let body = self::content(py, content)?;
     let key = signing_key.signing_key();
-    Ok(py.detach(|| x_matrix::sign_request(method, uri, origin, destination, body.as_ref(), key)))
+    Ok(py.detach(|| {
+        x_matrix::sign_request(&method, &uri, &origin, &destination, body.as_ref(), key)
+    }))
 }
 
 /// Verifies an incoming request's `Authorization` header against the origin's verify keys
@@ -111,10 +116,10 @@ fn sign_request(
 #[pyo3(signature = (header, method, uri, our_server_name, body, keys))]
 fn verify_request(
     py: Python<'_>,
-    header: &str,
-    method: &str,
-    uri: &str,
-    our_server_name: &str,
+    header: Text,
+    method: Text,
+    uri: Text,
+    our_server_name: Text,
     body: Option<&Bound<'_, PyAny>>,
     keys: &Bound<'_, PyAny>,
 ) -> PyResult<PyXMatrix> {
@@ -125,17 +130,24 @@ fn verify_request(
     {
         let bytes = input.bytes();
         let (header, _) = py.detach(|| {
-            x_matrix::verify_request_body(header, method, uri, our_server_name, Some(bytes), &keys)
+            x_matrix::verify_request_body(
+                &header,
+                &method,
+                &uri,
+                &our_server_name,
+                Some(bytes),
+                &keys,
+            )
         })?;
         return Ok(PyXMatrix { header });
     }
     let content = content(py, body)?;
     let header = py.detach(|| {
         x_matrix::verify_request(
-            header,
-            method,
-            uri,
-            our_server_name,
+            &header,
+            &method,
+            &uri,
+            &our_server_name,
             content.as_ref(),
             &keys,
         )

@@ -18,7 +18,7 @@ echo "-- compiling (cc ${CFLAGS[*]})"
 cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
     "${LDFLAGS[@]}" -o "$out/header_only_cpp"
-for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c; do
+for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c tests/c/hostile_all.c; do
     name=$(basename "$src" .c)
     cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
 done
@@ -42,6 +42,9 @@ run "$out/header_only_cpp"
 
 step "hostile input"
 run "$out/hostile"
+
+step "NULLs, huge lengths, invalid UTF-8 everywhere else (tests/c/hostile_all.c)"
+run "$out/hostile_all"
 
 step "identifiers, X-Matrix and invites (tests/c/hostile_invite.c)"
 run "$out/hostile_invite" tests/c/fixtures

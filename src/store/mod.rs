@@ -19,4 +19,5 @@ pub use knocks::{KnockRecord, KnockStore};
 
 pub(crate) use sqlite::storage_error;
 pub use sqlite::{ensure_schema, open_connection, with_retry};
+pub(crate) use tags::TagHashBuilder;
 pub use tags::TagStore;

@@ -11,6 +11,8 @@ mkdir -p "$out"
 
 cargo build --quiet --lib
 lib=$root/target/debug
+# Programs record the SONAME (libservership.so.0, set by build.rs) and look for it at run time.
+ln -sf libservership.so "$lib/libservership.so.0"
 CFLAGS=(-std=c99 -Wall -Wextra -Werror -pedantic -g -I"$root/include")
 LDFLAGS=(-L"$lib" -lservership -Wl,-rpath,"$lib")
 

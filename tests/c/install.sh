@@ -68,6 +68,13 @@ got=$(printf '{"b": 1, "a": [true, null]}' | LD_LIBRARY_PATH=$libdir "$out/canon
 resolved=$(LD_LIBRARY_PATH=$libdir ldd "$out/canonicalize" | grep libservership)
 [[ "$resolved" == *"$libdir/libservership.so.0"* ]] || fail "resolved to $resolved"
 
+step "examples/sign_request.c built with pkg-config"
+# shellcheck disable=SC2046
+cc -std=c99 -Wall -Wextra -Werror -pedantic examples/sign_request.c \
+    $(pkg-config --cflags --libs servership) -o "$out/sign_request"
+got=$(LD_LIBRARY_PATH=$libdir "$out/sign_request")
+[[ "$got" == *"changed body: 401 M_UNAUTHORIZED" ]] || fail "sign_request printed $got"
+
 step "tests/c/header_only.cpp built with pkg-config (C++)"
 # shellcheck disable=SC2046
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic tests/c/header_only.cpp \

@@ -11,6 +11,8 @@ mkdir -p "$out"
 
 cargo build --quiet --lib
 lib=$root/target/debug
+# Programs record the SONAME (libservership.so.0, set by build.rs) and look for it at run time.
+ln -sf libservership.so "$lib/libservership.so.0"
 CFLAGS=(-std=c99 -Wall -Wextra -Werror -pedantic -g -I"$root/include")
 LDFLAGS=(-L"$lib" -lservership -Wl,-rpath,"$lib")
 
@@ -110,6 +112,14 @@ got=$(run "$out/members_flow" "$out/members_flow.db")
     || fail "members_flow decision: $got"
 [[ "$got" == *'join before: {"allowed":false,'*'"reason":"not_able_to_subscribe"'* ]] || fail "members_flow before: $got"
 [[ "$got" == *'join after: {"allowed":true,'*'"reason":"able_to_subscribe"'* ]] || fail "members_flow after: $got"
+
+step "examples/sign_request.c"
+got=$(run "$out/sign_request")
+[[ "$got" == *'"signatures":{"origin.example":{"ed25519:1":"'* ]] || fail "sign_request: $got"
+[[ "$got" == *'Authorization: X-Matrix origin="origin.example",destination="destination.example",key="ed25519:1",sig="'* ]] \
+    || fail "sign_request header: $got"
+[[ "$got" == *$'authenticated origin: origin.example\nchanged body: 401 M_UNAUTHORIZED'* ]] \
+    || fail "sign_request verification: $got"
 
 step "examples/canonicalize.c"
 got=$(printf '{"b": 1, "a": [true, null, "\\u00e9"]}' | run "$out/canonicalize")

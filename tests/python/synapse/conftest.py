@@ -6,26 +6,38 @@ stops them. It needs ``matrix-synapse`` importable by this interpreter; nothing 
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+# Only this directory (for lab.py, fake_api.py): the module under test is the installed wheel,
+# never the source tree (test_installed_wheel.py checks this).
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[2] / "python"))
 
 from lab import Lab  # noqa: E402
 
 
 def native_core_present() -> bool:
     """True if the servership native core is importable."""
-    try:
-        return importlib.util.find_spec("servership._native") is not None
-    except ImportError:
-        return False
+    from servership.synapse import _core
+
+    return _core.native_available()
+
+
+_labs: list[Lab] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    """When anything failed, show the end of every lab server's logs (CI has no other copy)."""
+    if exitstatus == 0 or not _labs:
+        return
+    for lab in _labs:
+        for hs in lab.servers.values():
+            terminalreporter.section(f"Synapse {hs.name} ({hs.server_name}) log tail")
+            terminalreporter.write_line(hs.tail(60))
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +57,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "B": {},
         },
     )
+    _labs.append(lab)
     try:
         lab.setup()
         lab.start()

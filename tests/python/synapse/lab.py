@@ -31,8 +31,6 @@ from typing import Any
 
 import yaml  # PyYAML ships with Synapse
 
-REPO = Path(__file__).resolve().parents[3]
-PYTHON_SRC = REPO / "python"
 START_TIMEOUT = 60.0
 HTTP_TIMEOUT = 15.0
 
@@ -48,8 +46,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM us when the test process dies, so a
+    killed or timed-out pytest never leaves a Synapse running."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
 def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 60.0) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise LabError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
 
@@ -176,13 +188,13 @@ class Homeserver:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     raise LabError(f"port {port} is taken; refusing to start {self.name}")
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(PYTHON_SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-        )
+        # The servers import servership from the interpreter's site-packages (the wheel).
+        env.pop("PYTHONPATH", None)
         out = open(self.directory / "stdout.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
             cwd=self.directory, env=env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
         out.close()
         (self.directory / "run.pid").write_text(str(self.process.pid))
@@ -213,6 +225,15 @@ class Homeserver:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+
+    def restart(self) -> float:
+        """Stop this server (by PID) and start it again on the same ports and files; returns
+        the seconds until it was healthy again."""
+        t0 = time.monotonic()
+        self.stop()
+        self.start()
+        self.wait_healthy()
+        return time.monotonic() - t0
 
     def tail(self, lines: int = 40) -> str:
         text = ""

@@ -261,6 +261,14 @@ def check_spec_invite(
     )
 
 
+def build_invite_request(
+    invite: dict, create: dict, stripped_state: list[dict]
+) -> tuple[str, dict]:
+    """The MSC4329 request for an invite we send: ``(path, body)``."""
+    parts = _call(_servership().build_invite_request, invite, create, [], stripped_state)
+    return str(parts.path), json.loads(parts.body)
+
+
 # --- subscriptions (MSC4099) -----------------------------------------------------------------
 
 

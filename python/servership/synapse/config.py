@@ -38,6 +38,7 @@ class InvitesConfig:
     enabled: bool = True
     stable_v3_path: bool = False
     mode: str = "warn"  # for spec (v1/v2) invites: "warn" or "reject"
+    send_msc4329: bool = False  # send our invites with the create event (fallback: v2)
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         )
 
     i = _section(raw.get("invites"), "invites")
-    _known(i, "invites", {"enabled", "stable_v3_path", "mode"})
+    _known(i, "invites", {"enabled", "stable_v3_path", "mode", "send_msc4329"})
     mode = i.get("mode", "warn")
     if mode not in ("warn", "reject"):
         raise _err("invites.mode", 'must be "warn" or "reject"')
@@ -195,6 +196,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         enabled=_bool(i, "invites", "enabled", True),
         stable_v3_path=_bool(i, "invites", "stable_v3_path", False),
         mode=mode,
+        send_msc4329=_bool(i, "invites", "send_msc4329", False),
     )
 
     k = _section(raw.get("knocks"), "knocks")

@@ -27,6 +27,8 @@ INVITE_UNSTABLE_PREFIXES = (
     "/_matrix/federation/unstable/org.matrix.msc0000",
 )
 INVITE_STABLE_PREFIX = "/_matrix/federation/v3"
+#: Admin API on the client listener (server admins only): ``POST`` ``{room_id, destination}``.
+ADMIN_KNOCK_PATH = "/_synapse/client/servership/v1/knock"
 
 
 def _is_server_pseudouser(user_id: str) -> bool:
@@ -86,6 +88,9 @@ class ServershipModule:
             )
         if config.knocks.enabled:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
+            _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock)
+        if config.invites.send_msc4329:
+            _compat.send_invites_with(api, self.build_invite_request)
         if self._core_ok and api.should_run_background_tasks():
             api.delayed_background_call(0, self.startup, desc="servership_startup")
         logger.info(
@@ -229,6 +234,20 @@ class ServershipModule:
             self._v3_in_flight.discard(check.event_id)
         return 200, result
 
+    async def build_invite_request(
+        self, invite: dict, create: dict, stripped_state: list[dict]
+    ) -> tuple[str, dict]:
+        """The MSC4329 request (path, body) for an invite we send: the create event goes in
+        ``state``, the stripped state (without the create event) in ``invite_room_state``."""
+        path, body = await self._api.defer_to_thread(
+            _core.build_invite_request,
+            _compat.plain_json(invite),
+            _compat.plain_json(create),
+            _compat.plain_json(stripped_state),
+        )
+        metrics.INVITES_SENT.labels("msc4329").inc()
+        return path, body
+
     # -- hooks ----------------------------------------------------------------------------------
 
     async def federated_user_may_invite(self, event: Any) -> Any:
@@ -340,6 +359,20 @@ class ServershipModule:
             return
         metrics.KNOCKS_RECEIVED.labels("recorded").inc()
         logger.info("servership: %s knocked on %s", origin, room_id)
+
+    async def handle_admin_knock(self, admin: str, body: dict) -> dict:
+        """``POST /_synapse/client/servership/v1/knock`` ``{"room_id", "destination"}``: send
+        ``m.server.knock`` for the room to that server (server admins only)."""
+        room_id, destination = body.get("room_id"), body.get("destination")
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        if not isinstance(destination, str) or not config_mod.server_name_ok(destination):
+            raise _compat.matrix_error(400, "destination must be a server name", "M_INVALID_PARAM")
+        if destination == self._server_name:
+            raise _compat.matrix_error(400, "destination is this server", "M_INVALID_PARAM")
+        self.send_knock(destination, room_id)
+        logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
+        return {"sent": True}
 
     def send_knock(self, destination: str, room_id: str) -> None:
         """Send ``m.server.knock`` for ``room_id`` to ``destination`` (main process or

@@ -107,6 +107,8 @@ class FakeModuleApi:
         self.spam: dict[str, Any] = {}
         self.delayed: list[tuple] = []
         self.background: list[tuple] = []
+        self.web_resources: dict[str, Any] = {}
+        self.admins: set[str] = set()
         self.db = sqlite3.connect(":memory:")
         self.db.executescript(
             "CREATE TABLE local_current_membership(room_id TEXT, user_id TEXT, event_id TEXT,"
@@ -123,6 +125,12 @@ class FakeModuleApi:
 
     def register_spam_checker_callbacks(self, **kw: Any) -> None:
         self.spam.update(kw)
+
+    def register_web_resource(self, path: str, resource: Any) -> None:
+        self.web_resources[path] = resource
+
+    async def is_user_admin(self, user_id: str) -> bool:
+        return user_id in self.admins
 
     def should_run_background_tasks(self) -> bool:
         return True

@@ -90,8 +90,13 @@ class Auditor:
         peers = await api.defer_to_thread(
             _core.audit_plan, room_id, room_servers, known, self._config.max_peers
         )
+        peers = list(peers)[: self._config.max_peers]
+        logger.info(
+            "servership audit of %s: asking %d peer(s): %s",
+            room_id, len(peers), ", ".join(peers) or "none",
+        )
         recognised_by: list[str] = []
-        for peer in peers[: self._config.max_peers]:
+        for peer in peers:
             if await self._ask(peer, room_id):
                 recognised_by.append(peer)
         membership = await _compat.membership_history(api, room_id)

@@ -44,17 +44,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A (``localhost:<port>``) and B, federating over TLS with a private CA.
 
-    A serves the stable paths too (``discovery.stable_path``, ``invites.stable_v3_path``); B
-    keeps the defaults, so routing differences between them are observable.
+    A serves the stable paths too (``discovery.stable_path``, ``invites.stable_v3_path``), sends
+    its invites with MSC4329 and rejects spec invites that fail MSC4311; B keeps the defaults
+    (warn) and audits rooms right after its first join. Routing and mode differences are
+    therefore observable between them.
     """
     root = tmp_path_factory.mktemp("synapse-lab")
-    base = {"allow_missing_core": not native_core_present()}
     lab = Lab(
         root,
-        base,
         per_server={
-            "A": {"discovery": {"stable_path": True}, "invites": {"stable_v3_path": True}},
-            "B": {},
+            "A": {
+                "discovery": {"stable_path": True},
+                "invites": {"stable_v3_path": True, "send_msc4329": True, "mode": "reject"},
+            },
+            "B": {"audit": {"enabled": True, "spread_seconds": 0}},
         },
     )
     _labs.append(lab)

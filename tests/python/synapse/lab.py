@@ -235,6 +235,18 @@ class Homeserver:
         self.wait_healthy()
         return time.monotonic() - t0
 
+    @property
+    def module_config(self) -> dict:
+        """The servership ``config:`` block this server runs with."""
+        return self.config["modules"][0]["config"]
+
+    def reconfigure(self, **changes: Any) -> float:
+        """Change top-level keys of the module's config, rewrite ``homeserver.yaml`` and
+        restart; returns the restart's seconds."""
+        self.module_config.update(changes)
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        return self.restart()
+
     def tail(self, lines: int = 40) -> str:
         text = ""
         for p in (self.directory / "stdout.log", self.log_path):
@@ -433,7 +445,7 @@ def unpadded_b64(data: bytes) -> str:
 
 if __name__ == "__main__":  # pragma: no cover - manual use
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/servership-lab")
-    lab = Lab(root, {"allow_missing_core": True})
+    lab = Lab(root)
     lab.setup()
     lab.start()
     print(f"A: {lab.a.server_name} client {lab.a.client_url}")

@@ -29,6 +29,8 @@ INVITE_UNSTABLE_PREFIXES = (
 INVITE_STABLE_PREFIX = "/_matrix/federation/v3"
 #: Admin API on the client listener (server admins only): ``POST`` ``{room_id, destination}``.
 ADMIN_KNOCK_PATH = "/_synapse/client/servership/v1/knock"
+#: Admin API: ``POST`` ``{room_id}``: audit that room now, answer with the report.
+ADMIN_AUDIT_PATH = "/_synapse/client/servership/v1/audit"
 
 
 def _is_server_pseudouser(user_id: str) -> bool:
@@ -89,6 +91,8 @@ class ServershipModule:
         if config.knocks.enabled:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
             _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock)
+        if config.discovery.enabled:
+            _compat.register_admin_json_resource(api, ADMIN_AUDIT_PATH, self.handle_admin_audit)
         if config.invites.send_msc4329:
             _compat.send_invites_with(api, self.build_invite_request)
         if self._core_ok and api.should_run_background_tasks():
@@ -373,6 +377,18 @@ class ServershipModule:
         self.send_knock(destination, room_id)
         logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
         return {"sent": True}
+
+    async def handle_admin_audit(self, admin: str, body: dict) -> dict:
+        """``POST /_synapse/client/servership/v1/audit`` ``{"room_id"}``: audit the room now
+        (server admins only); answers with the report."""
+        room_id = body.get("room_id")
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        logger.info("servership: %s asked for an audit of %s", admin, room_id)
+        outcome = await self._auditor.run(room_id)
+        if outcome is None:
+            raise _compat.matrix_error(500, "the audit failed; see the server log", "M_UNKNOWN")
+        return json.loads(outcome.report_json)
 
     def send_knock(self, destination: str, room_id: str) -> None:
         """Send ``m.server.knock`` for ``room_id`` to ``destination`` (main process or

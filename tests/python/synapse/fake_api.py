@@ -92,6 +92,14 @@ class FakeHomeServer:
 
         return SimpleNamespace(on_invite_request=on_invite_request)
 
+    def get_federation_client(self) -> Any:
+        if not hasattr(self, "_federation_client"):
+            async def _do_send_invite(*args: Any) -> dict:
+                return {"event": {"sent_by": "synapse v2"}}
+
+            self._federation_client = SimpleNamespace(_do_send_invite=_do_send_invite)
+        return self._federation_client
+
     def get_clock(self) -> Any:
         return SimpleNamespace(time_msec=lambda: self.now)
 
@@ -128,6 +136,10 @@ class FakeModuleApi:
 
     def register_web_resource(self, path: str, resource: Any) -> None:
         self.web_resources[path] = resource
+
+    async def get_user_by_req(self, request: Any) -> Any:
+        user_id = request.user_id
+        return SimpleNamespace(user=SimpleNamespace(to_string=lambda: user_id))
 
     async def is_user_admin(self, user_id: str) -> bool:
         return user_id in self.admins

@@ -61,6 +61,7 @@ def store(tmp_path: Path) -> str:
         ({"audit": {"enabled": True}, "discovery": False},
          "servership.audit.enabled needs discovery.enabled"),
         ({"pseudousers": "on"}, "servership.pseudousers must be true or false"),
+        ({"invites": {"send_msc4329": 1}}, "servership.invites.send_msc4329 must be true or false"),
         ({"typo": 1}, "servership.typo is not a known setting"),
     ],
 )
@@ -115,6 +116,8 @@ def test_registers_endpoints_and_hooks(store: str) -> None:
         ("PUT", "/_matrix/federation/unstable/org.matrix.msc4329/invite/(?P<room_id>[^/]*)"),
         ("PUT", "/_matrix/federation/unstable/org.matrix.msc0000/invite/(?P<room_id>[^/]*)"),
     }
+    assert set(api.web_resources) == {"/_synapse/client/servership/v1/knock",
+                                      "/_synapse/client/servership/v1/audit"}
     assert set(api.third_party) == {"on_new_event", "check_event_allowed"}
     assert set(api.spam) == {"federated_user_may_invite"}
     assert set(api._hs.edu_handlers) == {"m.server.knock"}
@@ -410,3 +413,69 @@ def test_audit_respects_max_peers_and_never_raises(core: FakeCore, store: str) -
     assert len(api._hs.posts) == 1
     api.db.execute("DROP TABLE room_memberships")  # a broken query must not kill the job
     assert asyncio.run(module.auditor.run("!n:x")) is None
+
+
+# --- admin endpoints and the MSC4329 sender ------------------------------------------------
+
+
+def test_admin_endpoints_are_for_server_admins_only(core: FakeCore, store: str) -> None:
+    from types import SimpleNamespace
+
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+    resource = api.web_resources["/_synapse/client/servership/v1/knock"]
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(resource._async_render_POST(SimpleNamespace(user_id="@u:b.example")))
+    assert (err.value.code, err.value.errcode) == (403, "M_FORBIDDEN")
+    assert api._hs.sent_edus == []
+
+
+def test_admin_knock_validates_and_sends(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+    for bad in ({"room_id": "x", "destination": "a.example"},
+                {"room_id": "!r:a.example", "destination": "bad name!"},
+                {"room_id": "!r:a.example", "destination": "b.example"}):
+        with pytest.raises(SynapseError) as err:
+            asyncio.run(module.handle_admin_knock("@admin:b.example", bad))
+        assert err.value.errcode == "M_INVALID_PARAM"
+    assert asyncio.run(module.handle_admin_knock(
+        "@admin:b.example", {"room_id": "!r:a.example", "destination": "a.example"})) == {
+        "sent": True}
+    assert api._hs.sent_edus == [("a.example", "m.server.knock", {"room_id": "!r:a.example"})]
+
+
+def test_admin_audit_answers_with_the_report(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+    api.db.execute("INSERT INTO local_current_membership VALUES ('!o:x','@me:b.example','$','join')")
+    api._hs.hosts = {"!o:x": {"b.example", "p1"}, "!n:x": {"b.example"}}
+    api._hs.post_answers = {"p1": {"recognised": ["!n:x"]}}
+    report = asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": "!n:x"}))
+    assert report == {"room_id": "!n:x", "unexplained": ["p1"]}
+    with pytest.raises(SynapseError):
+        asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": 3}))
+
+
+def test_send_msc4329_wraps_synapse_invite_sender(core: FakeCore, store: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    api = FakeModuleApi()
+    original = api._hs.get_federation_client()._do_send_invite
+    ServershipModule(parse({"store_path": store}), api)
+    assert api._hs.get_federation_client()._do_send_invite is original  # off by default
+    _compat.unregister_servlet_group()
+    module = ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}),
+                              api)
+    assert api._hs.get_federation_client()._do_send_invite is not original
+    built: list = []
+    monkeypatch.setattr(_core, "build_invite_request",
+                        lambda invite, create, state: built.append((invite, create, state))
+                        or ("/p", {"event": invite}))
+    path, body = asyncio.run(module.build_invite_request(
+        {"type": "m.room.member", "content": {"membership": "invite"}},
+        {"type": "m.room.create"}, [{"type": "m.room.name"}]))
+    assert path == "/p" and body["event"]["type"] == "m.room.member"
+    assert built[0][1] == {"type": "m.room.create"}

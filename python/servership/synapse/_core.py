@@ -68,6 +68,11 @@ def _servership() -> Any:
     return _cached
 
 
+def require() -> None:
+    """Raise ``CoreUnavailable`` unless the native core is installed (checked at start-up)."""
+    _servership()
+
+
 def native_available() -> bool:
     """True if the native core can be imported."""
     try:

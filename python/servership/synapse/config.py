@@ -72,7 +72,6 @@ class ServershipConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     pseudousers: bool = False
     allow_untested_synapse: bool = False
-    allow_missing_core: bool = False
 
 
 def _err(key: str, what: str) -> Exception:
@@ -163,7 +162,6 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
             "pseudousers",
             "audit",
             "allow_untested_synapse",
-            "allow_missing_core",
         },
     )
     store_path = _store_path(raw, synapse_db_paths or [])
@@ -240,7 +238,6 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         audit=audit,
         pseudousers=_bool(raw, "", "pseudousers", False),
         allow_untested_synapse=_bool(raw, "", "allow_untested_synapse", False),
-        allow_missing_core=_bool(raw, "", "allow_missing_core", False),
     )
 
 

@@ -60,15 +60,8 @@ class ServershipModule:
         config_mod.parse(
             {"store_path": config.store_path}, _compat.synapse_database_files(api)
         )
-        self._core_ok = _core.native_available()
-        if not self._core_ok:
-            if not config.allow_missing_core:
-                # Fail at start-up, not at the first federation request.
-                _core._servership()
-            logger.error(
-                "servership: native core missing; endpoints answer 501 and hooks allow "
-                "everything (allow_missing_core is set: test setups only)"
-            )
+        # Fail at start-up, not at the first federation request: the core does every check.
+        _core.require()
 
         self._open_lock = threading.Lock()
         self._tag_store: Any = None
@@ -95,7 +88,7 @@ class ServershipModule:
             _compat.register_admin_json_resource(api, ADMIN_AUDIT_PATH, self.handle_admin_audit)
         if config.invites.send_msc4329:
             _compat.send_invites_with(api, self.build_invite_request)
-        if self._core_ok and api.should_run_background_tasks():
+        if api.should_run_background_tasks():
             api.delayed_background_call(0, self.startup, desc="servership_startup")
         logger.info(
             "servership loaded (discovery=%s invites=%s knocks=%s audit=%s, store %s)",
@@ -191,10 +184,6 @@ class ServershipModule:
             extra["retry_after_ms"] = exc.retry_after_ms
         return _compat.matrix_error(exc.http_status, exc.message, exc.errcode, **extra)
 
-    @staticmethod
-    def _unavailable(exc: _core.CoreUnavailable) -> Exception:
-        return _compat.matrix_error(501, f"servership: {exc}", "M_UNRECOGNIZED")
-
     async def handle_discovery(self, origin: str, body: bytes) -> tuple[int, Any]:
         """``POST .../discover_common_rooms`` from an authenticated ``origin``."""
         try:
@@ -202,8 +191,6 @@ class ServershipModule:
             answer = await self._api.defer_to_thread(
                 _core.respond_discovery, responder, body, origin, _compat.now_ms(self._api)
             )
-        except _core.CoreUnavailable as exc:
-            raise self._unavailable(exc) from exc
         except _core.CoreError as exc:
             metrics.DISCOVERY_REQUESTS.labels(exc.errcode).inc()
             raise self._core_error(exc) from exc
@@ -218,8 +205,6 @@ class ServershipModule:
             check = await self._api.defer_to_thread(
                 _core.check_invite, room_id, body, self._server_name, origin
             )
-        except _core.CoreUnavailable as exc:
-            raise self._unavailable(exc) from exc
         except _core.CoreError as exc:
             metrics.INVITES_CHECKED.labels("v3", exc.errcode).inc()
             raise self._core_error(exc) from exc
@@ -256,7 +241,7 @@ class ServershipModule:
 
     async def federated_user_may_invite(self, event: Any) -> Any:
         """MSC4311 checks of spec (v1/v2) invites: ``invites.mode`` warn or reject."""
-        if event.event_id in self._v3_in_flight or not self._core_ok:
+        if event.event_id in self._v3_in_flight:
             return _compat.NOT_SPAM
         pdu = dict(event.get_pdu_json())
         unsigned = pdu.pop("unsigned", {}) or {}
@@ -280,8 +265,6 @@ class ServershipModule:
             metrics.INVITES_CHECKED.labels("spec", "warned").inc()
             logger.warning("servership: invite %s fails MSC4311 checks: %s", event.event_id, exc)
             return _compat.NOT_SPAM
-        except _core.CoreUnavailable:
-            return _compat.NOT_SPAM
         metrics.INVITES_CHECKED.labels("spec", "ok").inc()
         return _compat.NOT_SPAM
 
@@ -289,7 +272,7 @@ class ServershipModule:
         """Record our tag on a local member's join; audit rooms the server newly joined."""
         if event.type != "m.room.member" or event.membership != "join":
             return
-        if not self._api.is_mine(event.state_key) or not self._core_ok:
+        if not self._api.is_mine(event.state_key):
             return
         self._api.run_as_background_process(
             "servership_record_join", self.record_join, event.room_id
@@ -302,7 +285,7 @@ class ServershipModule:
             new = await self._api.defer_to_thread(
                 _core.record_join, store, room_id, _compat.now_ms(self._api)
             )
-        except (_core.CoreError, _core.CoreUnavailable) as exc:
+        except _core.CoreError as exc:
             logger.error("servership: could not record the tag for %s: %s", room_id, exc)
             return False
         if new:
@@ -330,7 +313,7 @@ class ServershipModule:
             allowed, reason = await self._api.defer_to_thread(
                 _core.join_allowed, state, _server_of(target), True
             )
-        except (_core.CoreError, _core.CoreUnavailable) as exc:
+        except _core.CoreError as exc:
             # Gated means closed unless proven open: fail closed.
             logger.error("servership: gated join check for %s failed: %s", event.room_id, exc)
             metrics.GATED_JOINS.labels("refused").inc()
@@ -356,10 +339,6 @@ class ServershipModule:
         except _core.CoreError as exc:
             metrics.KNOCKS_RECEIVED.labels("invalid").inc()
             logger.info("servership: dropped knock from %s: %s", origin, exc)
-            return
-        except _core.CoreUnavailable as exc:
-            metrics.KNOCKS_RECEIVED.labels("disabled").inc()
-            logger.error("servership: dropped knock from %s: %s", origin, exc)
             return
         metrics.KNOCKS_RECEIVED.labels("recorded").inc()
         logger.info("servership: %s knocked on %s", origin, room_id)

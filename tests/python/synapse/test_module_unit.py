@@ -85,14 +85,24 @@ def test_config_defaults_and_shorthands(store: str) -> None:
 
 def test_store_path_must_not_be_synapse_database(tmp_path: Path) -> None:
     db = str(tmp_path / "homeserver.db")
-    conf = parse({"store_path": db, "allow_missing_core": True})
+    conf = parse({"store_path": db})
     with pytest.raises(ConfigError, match="servership.store_path must not be Synapse's own"):
         ServershipModule(conf, FakeModuleApi(db_file=db))
 
 
-def test_missing_core_fails_start_unless_allowed(store: str) -> None:
+def test_missing_core_fails_start(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = _core.importlib.import_module
+
+    def no_native(name: str) -> object:
+        if name == "servership._native":
+            raise ImportError("No module named 'servership._native'")
+        return real_import(name)
+
+    monkeypatch.setattr(_core, "_cached", None)
+    monkeypatch.setattr(_core.importlib, "import_module", no_native)
     with pytest.raises(_core.CoreUnavailable, match="servership._native"):
         ServershipModule(parse({"store_path": store}), FakeModuleApi())
+    assert not _core.native_available()
 
 
 # --- registration --------------------------------------------------------------------------
@@ -110,7 +120,7 @@ def _servlet_paths() -> set[tuple[str, str]]:
 
 def test_registers_endpoints_and_hooks(store: str) -> None:
     api = FakeModuleApi()
-    ServershipModule(parse({"store_path": store, "allow_missing_core": True}), api)
+    ServershipModule(parse({"store_path": store}), api)
     assert _servlet_paths() == {
         ("POST", "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"),
         ("PUT", "/_matrix/federation/unstable/org.matrix.msc4329/invite/(?P<room_id>[^/]*)"),
@@ -125,7 +135,7 @@ def test_registers_endpoints_and_hooks(store: str) -> None:
 
 def test_stable_paths_and_disabled_features(store: str) -> None:
     api = FakeModuleApi()
-    ServershipModule(parse({"store_path": store, "allow_missing_core": True,
+    ServershipModule(parse({"store_path": store,
                             "discovery": {"stable_path": True},
                             "invites": {"stable_v3_path": True}, "knocks": False}), api)
     paths = {p for _, p in _servlet_paths()}
@@ -134,7 +144,7 @@ def test_stable_paths_and_disabled_features(store: str) -> None:
     assert api._hs.edu_handlers == {}
     _compat.unregister_servlet_group()
     api = FakeModuleApi()
-    ServershipModule(parse({"store_path": store, "allow_missing_core": True,
+    ServershipModule(parse({"store_path": store,
                             "discovery": False, "invites": False, "audit": False}), api)
     assert _servlet_paths() == set()
     assert api.spam == {}
@@ -156,6 +166,7 @@ class FakeCore:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         m = monkeypatch.setattr
         m(_core, "native_available", lambda: True)
+        m(_core, "require", lambda: None)
         m(_core, "open_tag_store", lambda path, name: self)
         m(_core, "make_responder", lambda store, *a: self)
         m(_core, "open_knock_store", lambda path, expiry: self)
@@ -287,18 +298,6 @@ def test_discovery_handler_answers_and_maps_errors(core: FakeCore, store: str) -
     assert err.value.error_dict(None)["retry_after_ms"] == 1234
 
 
-def test_handlers_without_core_answer_501(store: str) -> None:
-    from synapse.api.errors import SynapseError
-
-    module, _ = _module(store, allow_missing_core=True)
-    with pytest.raises(SynapseError) as err:
-        asyncio.run(module.handle_discovery("a.example", b"{}"))
-    assert err.value.code == 501 and "servership" in err.value.msg
-    with pytest.raises(SynapseError) as err:
-        asyncio.run(module.handle_invite_v3("a.example", "!r:a", b"{}"))
-    assert err.value.code == 501
-
-
 def test_v3_invite_goes_to_synapse_with_rewritten_state(core: FakeCore, store: str) -> None:
     from synapse.api.errors import SynapseError
 
@@ -349,8 +348,13 @@ def test_gated_room_join_needs_subscription(core: FakeCore, store: str) -> None:
     assert asyncio.run(module.check_event_allowed(other, {})) == (True, None)
 
 
-def test_gated_room_fails_closed_without_core(store: str) -> None:
-    module, _ = _module(store, gated_rooms=["!g:b.example"], allow_missing_core=True)
+def test_gated_room_fails_closed_when_the_check_fails(core: FakeCore, store: str) -> None:
+    def broken(state: list, server: str, gated: bool) -> tuple[bool, str]:
+        raise _core.CoreError("M_BAD_JSON", 400, "state[0] is not an event")
+
+    core.join_allowed = broken  # type: ignore[method-assign]
+    _core.join_allowed = broken  # the fixture's monkeypatch restores it
+    module, _ = _module(store, gated_rooms=["!g:b.example"])
     join = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!g:b.example",
                      {"membership": "join"})
     assert asyncio.run(module.check_event_allowed(join, {})) == (False, None)

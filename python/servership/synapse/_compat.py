@@ -168,6 +168,34 @@ async def process_invite(
     return {"event": signed}
 
 
+async def event_signature_problem(api: Any, pdu: dict, room_version_id: str) -> str | None:
+    """Why ``pdu`` fails Synapse's own signature and content-hash checks, or None if it passes.
+
+    The core checks an MSC4329 create event's shape and, in v12, that its hash is the room ID;
+    it leaves signatures to the caller (no key ring given). This is that caller: Synapse's
+    keyring fetches and caches the signing servers' keys as for any PDU.
+    """
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.crypto.event_signing import check_event_content_hash
+    from synapse.federation.federation_base import (
+        InvalidEventSignatureError,
+        _check_sigs_on_pdu,
+        event_from_pdu_json,
+    )
+
+    room_version = KNOWN_ROOM_VERSIONS.get(room_version_id)
+    if room_version is None:
+        return f"room version {room_version_id} is unknown to this Synapse"
+    try:
+        event = event_from_pdu_json(pdu, room_version)
+        await _check_sigs_on_pdu(homeserver(api).get_keyring(), room_version, event)
+    except (InvalidEventSignatureError, SynapseError) as exc:
+        return str(exc)
+    if not check_event_content_hash(event):
+        return "its content hash does not match its content"
+    return None
+
+
 def send_invites_with(
     api: Any,
     build_request: Callable[[dict, dict, list[dict]], Awaitable[tuple[str, dict]]],

@@ -236,10 +236,13 @@ class InviteResult:
     creator_servers: list[str]
     invite_room_state: list[dict]
     event: dict = field(repr=False)
+    #: The create PDU as received (MSC4329 only; its signatures are the caller's to verify).
+    create_event: dict = field(default_factory=dict, repr=False)
 
 
 def _invite_result(check: Any) -> InviteResult:
     return InviteResult(
+        create_event=dict(getattr(check, "create_event", None) or {}),
         event_id=str(check.event_id),
         room_version=str(check.room_version),
         room_id=str(check.room_id),

@@ -208,6 +208,15 @@ class ServershipModule:
         except _core.CoreError as exc:
             metrics.INVITES_CHECKED.labels("v3", exc.errcode).inc()
             raise self._core_error(exc) from exc
+        problem = await _compat.event_signature_problem(
+            self._api, check.create_event, check.room_version
+        )
+        if problem is not None:
+            metrics.INVITES_CHECKED.labels("v3", "M_INVALID_PARAM").inc()
+            raise _compat.matrix_error(
+                400, f"the m.room.create event in state does not verify: {problem}",
+                "M_INVALID_PARAM",
+            )
         metrics.INVITES_CHECKED.labels("v3", "ok").inc()
         event = dict(check.event)
         unsigned = event.get("unsigned")

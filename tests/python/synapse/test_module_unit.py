@@ -162,6 +162,8 @@ class FakeCore:
         self.discovery_error: _core.CoreError | None = None
         self.invite_error: _core.CoreError | None = None
         self.recognised: dict[str, list[str]] = {}
+        self.create_problem: str | None = None
+        self.verified: list[tuple] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         m = monkeypatch.setattr
@@ -179,6 +181,12 @@ class FakeCore:
         m(_core, "parse_knock", self.parse_knock)
         m(_core, "record_knock", lambda s, room, server, now: self.knocks.append((room, server)))
         m(_core, "join_allowed", self.join_allowed)
+
+        async def signature_problem(api: Any, pdu: dict, version: str) -> str | None:
+            self.verified.append((pdu, version))
+            return self.create_problem
+
+        m(_compat, "event_signature_problem", signature_problem)
         m(_core, "audit_plan", lambda room, servers, known, n: [p for p in known
                                                                  if p not in servers][:n])
         m(_core, "audit_requests", lambda me, peer, rooms, n: [{"rooms": rooms}])
@@ -205,7 +213,7 @@ class FakeCore:
             creator_servers=[origin],
             invite_room_state=[{"type": "m.room.create", "state_key": "", "sender": "@c:a",
                                 "content": {"room_version": "12"}}],
-            event=parsed["event"])
+            event=parsed["event"], create_event={"type": "m.room.create", "sender": "@c:a"})
 
     def check_spec_invite(self, room_id: str, body: bytes, me: str, origin: str) -> Any:
         if self.invite_error:
@@ -311,6 +319,14 @@ def test_v3_invite_goes_to_synapse_with_rewritten_state(core: FakeCore, store: s
     (call,) = api._hs.invites
     assert call["event_id"] == "$computed" and call["room_version"] == "12"
     assert call["event"]["unsigned"]["invite_room_state"][0]["type"] == "m.room.create"
+    assert core.verified == [({"type": "m.room.create", "sender": "@c:a"}, "12")]
+    core.create_problem = "Signature on create not valid"
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_invite_v3(
+            "a.example", "!r:a", json.dumps({"event": event, "state": []}).encode()))
+    assert (err.value.code, err.value.errcode) == (400, "M_INVALID_PARAM")
+    assert "does not verify: Signature on create" in err.value.msg
+    assert len(api._hs.invites) == 1  # never handed to Synapse
     core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "state[0].state_key must be \"\"")
     with pytest.raises(SynapseError) as err:
         asyncio.run(module.handle_invite_v3("a.example", "!r:a", b"{}"))

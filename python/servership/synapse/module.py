@@ -252,7 +252,7 @@ class ServershipModule:
         """MSC4311 checks of spec (v1/v2) invites: ``invites.mode`` warn or reject."""
         if event.event_id in self._v3_in_flight:
             return _compat.NOT_SPAM
-        pdu = dict(event.get_pdu_json())
+        pdu = _compat.plain_json(event.get_pdu_json())
         unsigned = pdu.pop("unsigned", {}) or {}
         body = json.dumps(
             {
@@ -317,7 +317,7 @@ class ServershipModule:
             return False, None
         if event.room_id not in self._config.knocks.gated_rooms:
             return True, None
-        state = [e.get_dict() for e in state_events.values()]
+        state = [_compat.plain_json(e.get_dict()) for e in state_events.values()]
         try:
             allowed, reason = await self._api.defer_to_thread(
                 _core.join_allowed, state, _server_of(target), True

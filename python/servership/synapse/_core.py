@@ -23,6 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _lock = threading.Lock()
+#: Bindings the module calls; a wheel without any of them is refused at start-up.
+_REQUIRED = (
+    "ServershipError",
+    "TagStore",
+    "Responder",
+    "check_invite",
+    "check_spec_invite",
+    "build_invite_request",
+    "KnockStore",
+    "parse_knock_edu",
+    "join_allowed",
+)
 _cached: Any = None
 
 
@@ -54,11 +66,11 @@ def _servership() -> Any:
     with _lock:
         if _cached is None:
             try:
-                importlib.import_module("servership._native")
+                native = importlib.import_module("servership._native")
                 mod = importlib.import_module("servership")
-                for name in ("ServershipError", "TagStore", "check_invite"):
-                    if not hasattr(mod, name):
-                        raise ImportError(f"servership.{name} is missing")
+                for name in _REQUIRED:
+                    if not hasattr(native, name):
+                        raise ImportError(f"servership._native.{name} is missing")
             except ImportError as exc:
                 raise CoreUnavailable(
                     "the servership native core is not installed (servership._native: "
@@ -71,6 +83,11 @@ def _servership() -> Any:
 def require() -> None:
     """Raise ``CoreUnavailable`` unless the native core is installed (checked at start-up)."""
     _servership()
+
+
+def _native() -> Any:
+    """The native module itself (every binding is there, whatever the package re-exports)."""
+    return _servership()._native
 
 
 def native_available() -> bool:
@@ -241,31 +258,45 @@ class InviteResult:
 
 
 def _invite_result(check: Any) -> InviteResult:
+    # InviteCheck (MSC4329) has event and create_event; SpecInviteCheck (MSC4311) has neither.
+    event = getattr(check, "event", None)
+    create = getattr(check, "create_event", None)
     return InviteResult(
-        create_event=dict(getattr(check, "create_event", None) or {}),
         event_id=str(check.event_id),
         room_version=str(check.room_version),
         room_id=str(check.room_id),
         creator_servers=list(check.creator_servers),
         invite_room_state=[dict(e) for e in check.invite_room_state],
-        event=dict(check.event),
+        event=dict(event) if event is not None else {},
+        create_event=dict(create) if create is not None else {},
     )
 
 
 def check_invite(path_room_id: str, body: bytes, receiving_server: str, origin: str) -> InviteResult:
-    """Check a v3 / MSC4329 invite request body; raises ``CoreError``."""
+    """Check an MSC4329 invite request body; raises ``CoreError``. Signatures are not checked
+    here (no key ring): the caller verifies the create event with Synapse's keyring, and
+    Synapse's own pipeline verifies the invite event."""
     return _invite_result(
-        _call(_servership().check_invite, path_room_id, body, receiving_server, origin)
+        _call(_native().check_invite, path_room_id, body, receiving_server, origin)
     )
 
 
 def check_spec_invite(
-    path_room_id: str, body: bytes, receiving_server: str, origin: str
+    path_room_id: str, path_event_id: str, body: bytes, receiving_server: str, origin: str
 ) -> InviteResult:
-    """Check a v1/v2 invite whose ``invite_room_state`` carries the full create PDU (MSC4311).
+    """Check a v2 invite whose ``invite_room_state`` should carry the full create PDU (MSC4311).
     ``body`` is the v2 request shape ``{room_version, event, invite_room_state}``."""
+    native = _native()
     return _invite_result(
-        _call(_servership().check_spec_invite, path_room_id, body, receiving_server, origin)
+        _call(
+            native.check_spec_invite,
+            native.SPEC_INVITE_V2,
+            path_room_id,
+            path_event_id,
+            body,
+            receiving_server,
+            origin,
+        )
     )
 
 
@@ -273,8 +304,8 @@ def build_invite_request(
     invite: dict, create: dict, stripped_state: list[dict]
 ) -> tuple[str, dict]:
     """The MSC4329 request for an invite we send: ``(path, body)``."""
-    parts = _call(_servership().build_invite_request, invite, create, [], stripped_state)
-    return str(parts.path), json.loads(parts.body)
+    path, body = _call(_native().build_invite_request, invite, create, [], stripped_state)
+    return str(path), json.loads(body)
 
 
 # --- subscriptions (MSC4099) -----------------------------------------------------------------
@@ -282,12 +313,12 @@ def build_invite_request(
 
 def parse_knock(content: dict) -> str:
     """Validate an ``m.server.knock`` EDU's content; returns its room ID."""
-    return str(_call(_servership().subscription.parse_knock_edu, content))
+    return str(_call(_native().parse_knock_edu, content))
 
 
 def open_knock_store(path: str, expiry_ms: int) -> Any:
     """Open the knock store (same SQLite file as the tags, its own tables)."""
-    return _call(_servership().KnockStore, path, expiry_ms)
+    return _call(_native().KnockStore, path, expiry_ms)
 
 
 def record_knock(store: Any, room_id: str, server: str, now_ms: int) -> None:
@@ -297,5 +328,5 @@ def record_knock(store: Any, room_id: str, server: str, now_ms: int) -> None:
 
 def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tuple[bool, str]:
     """Whether a join from ``server_name`` may proceed in a room with this current state."""
-    decision = _call(_servership().subscription.join_allowed, state_events, server_name, gated)
+    decision = _call(_native().join_allowed, state_events, server_name, gated)
     return bool(decision.allowed), str(decision.reason)

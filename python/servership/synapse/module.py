@@ -264,7 +264,12 @@ class ServershipModule:
         origin = _server_of(event.sender)
         try:
             await self._api.defer_to_thread(
-                _core.check_spec_invite, event.room_id, body, self._server_name, origin
+                _core.check_spec_invite,
+                event.room_id,
+                event.event_id,
+                body,
+                self._server_name,
+                origin,
             )
         except _core.CoreError as exc:
             if self._config.invites.mode == "reject":

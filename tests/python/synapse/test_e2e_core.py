@@ -130,8 +130,8 @@ def test_v3_invite_signed_by_the_test_is_accepted(lab: Lab) -> None:
     bob = lab.b.register(_uid("bob"))
     create, room_id = _v12_room(lab.a)
     invite = _invite_event(lab.a, room_id, create["sender"], bob.user_id)
-    parts = servership.build_invite_request(invite, create, [], [])
-    status, answer = lab.federation_request(lab.a, lab.b, "PUT", parts.path, raw=parts.body)
+    path, body = servership.build_invite_request(invite, create, [], [])
+    status, answer = lab.federation_request(lab.a, lab.b, "PUT", path, raw=body)
     assert status == 200, answer
     assert lab.b.server_name in answer["event"]["signatures"], answer
     _invited(bob, room_id)
@@ -146,9 +146,9 @@ def test_v3_invite_with_forged_create_event_is_invalid_param(lab: Lab) -> None:
     forged = _sign_event(lab.a, dict(
         {k: v for k, v in create.items() if k not in ("hashes", "signatures")},
         content={"room_version": "12", "m.federate": False}))
-    parts = servership.build_invite_request(invite, forged, [], [])
-    assert parts.path.startswith(INVITE_V3)
-    status, answer = lab.federation_request(lab.a, lab.b, "PUT", parts.path, raw=parts.body)
+    path, body = servership.build_invite_request(invite, forged, [], [])
+    assert path.startswith(INVITE_V3)
+    status, answer = lab.federation_request(lab.a, lab.b, "PUT", path, raw=body)
     assert status == 400 and answer["errcode"] == "M_INVALID_PARAM", answer
     assert "room" in answer["error"].lower(), answer
     # And nothing reached bob.

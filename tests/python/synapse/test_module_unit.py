@@ -215,7 +215,8 @@ class FakeCore:
                                 "content": {"room_version": "12"}}],
             event=parsed["event"], create_event={"type": "m.room.create", "sender": "@c:a"})
 
-    def check_spec_invite(self, room_id: str, body: bytes, me: str, origin: str) -> Any:
+    def check_spec_invite(self, room_id: str, event_id: str, body: bytes, me: str,
+                          origin: str) -> Any:
         if self.invite_error:
             raise self.invite_error
         return None

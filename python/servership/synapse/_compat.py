@@ -370,11 +370,14 @@ async def hosts_in_room(api: Any, room_id: str) -> set[str]:
 
 
 async def membership_history(api: Any, room_id: str) -> list[tuple[str, str]]:
-    """Every membership event we know in the room, as (user_id, membership)."""
+    """Every user who ever had a membership in the room, with their *current* membership
+    (``join``, ``leave``, ``ban``, ...), as (user_id, membership): a user who joined and left
+    appears once, as ``leave``. From ``current_state_events`` (one row per state key)."""
     rows = await api.run_db_interaction(
         "servership_membership_history",
         _rows,
-        "SELECT user_id, membership FROM room_memberships WHERE room_id = ?",
+        "SELECT state_key, membership FROM current_state_events"
+        " WHERE room_id = ? AND type = 'm.room.member'",
         (room_id,),
     )
     return [(str(u), str(m)) for (u, m) in rows]

@@ -148,9 +148,8 @@ def tag_count(store: Any) -> int:
 
 def make_responder(store: Any, max_tags: int, budget_tags: int, budget_window_ms: int) -> Any:
     """The ``discover_common_rooms`` responder with our limits."""
-    discovery = _servership().discovery
     return _call(
-        discovery.Responder,
+        _native().Responder,
         store,
         max_tags_per_request=max_tags,
         budget_tags=budget_tags,
@@ -175,68 +174,78 @@ class AuditOutcome:
     report_text: str
 
 
+#: What ``Auditor`` learnt from one peer: ``RECOGNISED``, ``NOT_RECOGNISED`` or
+#: ``FAILED_PREFIX + reason``.
+RECOGNISED = "recognised"
+NOT_RECOGNISED = "not_recognised"
+FAILED_PREFIX = "failed: "
+
+
 def audit_plan(
     room_id: str, room_servers: list[str], known_peers: list[str], max_peers: int
 ) -> list[str]:
-    """PLANNED ``discovery.plan_audit``: the peers to ask about ``room_id``: known peers not
-    visible in the room, at most ``max_peers``."""
-    discovery = _servership().discovery
-    return list(
-        _call(
-            discovery.plan_audit,
-            room_id=room_id,
-            room_servers=room_servers,
-            known_peers=known_peers,
-            max_peers=max_peers,
-        )
-    )
+    """The peers to ask about ``room_id``: ``known_peers`` (in the order given) that are not
+    visible in the room, without duplicates, at most ``max_peers``
+    (``Audit.plan(RoomView(..., visible=room_servers), ...)``)."""
+    native = _native()
+    view = _call(native.RoomView, room_id, "", visible=room_servers)
+    return list(_call(native.Audit.plan, view, known_peers, max_peers).peers)
 
 
 def audit_requests(server_name: str, peer: str, room_ids: list[str], max_tags: int) -> list[dict]:
-    """PLANNED ``discovery.build_requests``: request bodies (chunked to ``max_tags``) asking
-    ``peer`` about ``room_ids``."""
-    discovery = _servership().discovery
-    bodies = _call(
-        discovery.build_requests,
-        peer=peer,
-        room_ids=room_ids,
-        max_tags_per_request=max_tags,
-    )
-    return [json.loads(b) if isinstance(b, (bytes, str)) else dict(b) for b in bodies]
+    """Request bodies (chunked to ``max_tags``) asking ``peer`` about ``room_ids``
+    (``Requester(peer, room_ids, max_tags).bodies``). The tags are keyed by the *peer's* name;
+    ``server_name`` (ours) is not part of the question."""
+    requester = _call(_native().Requester, peer, room_ids, max(1, max_tags))
+    return [json.loads(body) for body in requester.bodies]
 
 
-def audit_read(peer: str, room_ids: list[str], request: dict, response: dict) -> list[str]:
-    """PLANNED ``discovery.read_response``: the room IDs ``peer`` recognised."""
-    discovery = _servership().discovery
-    return list(
-        _call(
-            discovery.read_response,
-            peer=peer,
-            room_ids=room_ids,
-            request=json.dumps(request).encode(),
-            response=json.dumps(response).encode(),
-        )
-    )
+def audit_read(peer: str, room_ids: list[str], request: dict, response: Any) -> list[str]:
+    """The room IDs ``peer`` recognised in ``response``, its answer to ``request`` (one body from
+    ``audit_requests``). Raises ``CoreError`` (``M_BAD_JSON``) for a malformed answer, including
+    one naming a tag that ``request`` did not ask."""
+    native = _native()
+    asked = request.get("room_participation_tags") if isinstance(request, dict) else None
+    if not isinstance(asked, list):
+        raise CoreError("M_BAD_JSON", 400, "the request has no room_participation_tags list")
+    asked_set = {t for t in asked if isinstance(t, str)}
+    tags = _call(native.participation_tags, peer, room_ids)
+    rooms = [room for room, tag in zip(room_ids, tags) if tag in asked_set]
+    requester = _call(native.Requester, peer, rooms, max(1, len(rooms)))
+    body = json.dumps(response).encode()
+    return list(_call(requester.map_response, 0, body))
 
 
 def audit_report(
-    room_id: str, recognised_by: list[str], membership: list[tuple[str, str]]
+    room_id: str,
+    server_name: str,
+    membership: list[tuple[str, str]],
+    room_servers: list[str],
+    answers: list[tuple[str, str]],
 ) -> AuditOutcome:
-    """PLANNED ``discovery.AuditReport``: classify the peers that recognised ``room_id``
-    against the room's membership history."""
-    discovery = _servership().discovery
-    report = _call(
-        discovery.AuditReport,
-        room_id=room_id,
-        recognised_by=recognised_by,
-        membership=membership,
-    )
+    """Classify every asked peer's answer against the room (``RoomView(room_id, server_name,
+    membership, visible=room_servers)``, ``Audit.report``): a peer that recognised the room with
+    no membership at all is *unexplained*; one whose users left or were banned is *explained*;
+    the report also lists peers that did not recognise it and peers that failed to answer."""
+    native = _native()
+    view = _call(native.RoomView, room_id, server_name, membership, visible=room_servers)
+    peers = [peer for peer, _ in answers]
+    audit = _call(native.Audit.plan, view, peers, max(1, len(peers)))
+
+    def answer(kind: str) -> Any:
+        if kind == RECOGNISED:
+            return native.PeerAnswer.recognised()
+        if kind == NOT_RECOGNISED:
+            return native.PeerAnswer.not_recognised()
+        return native.PeerAnswer.failed(kind[len(FAILED_PREFIX):] or "failed")
+
+    report = _call(audit.report, [(peer, answer(kind)) for peer, kind in answers])
     return AuditOutcome(
         room_id=room_id,
         unexplained=list(report.unexplained),
-        explained=list(report.explained),
-        report_json=report.to_json(),
-        report_text=report.to_text(),
+        explained=[server for server, _how in report.explained],
+        report_json=bytes(report.to_json()).decode(),
+        report_text=str(report.to_text()),
     )
 
 

@@ -121,8 +121,8 @@ class FakeModuleApi:
         self.db.executescript(
             "CREATE TABLE local_current_membership(room_id TEXT, user_id TEXT, event_id TEXT,"
             " membership TEXT);"
-            "CREATE TABLE room_memberships(event_id TEXT, user_id TEXT, sender TEXT,"
-            " room_id TEXT, membership TEXT);"
+            "CREATE TABLE current_state_events(event_id TEXT, room_id TEXT, type TEXT,"
+            " state_key TEXT, membership TEXT);"
         )
 
     def is_mine(self, id: str) -> bool:

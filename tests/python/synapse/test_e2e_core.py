@@ -22,7 +22,12 @@ import uuid
 from typing import Any, Callable
 
 import servership
+import servership._native
 from lab import Homeserver, Lab, LabError, User
+
+# The sending side's builder; re-exported at the package top level once bound there.
+_build_invite_request = getattr(servership, "build_invite_request",
+                                servership._native.build_invite_request)
 
 DISCOVER = "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"
 INVITE_V3 = "/_matrix/federation/unstable/org.matrix.msc4329/invite/"
@@ -130,7 +135,7 @@ def test_v3_invite_signed_by_the_test_is_accepted(lab: Lab) -> None:
     bob = lab.b.register(_uid("bob"))
     create, room_id = _v12_room(lab.a)
     invite = _invite_event(lab.a, room_id, create["sender"], bob.user_id)
-    path, body = servership.build_invite_request(invite, create, [], [])
+    path, body = _build_invite_request(invite, create, [], [])
     status, answer = lab.federation_request(lab.a, lab.b, "PUT", path, raw=body)
     assert status == 200, answer
     assert lab.b.server_name in answer["event"]["signatures"], answer
@@ -146,7 +151,7 @@ def test_v3_invite_with_forged_create_event_is_invalid_param(lab: Lab) -> None:
     forged = _sign_event(lab.a, dict(
         {k: v for k, v in create.items() if k not in ("hashes", "signatures")},
         content={"room_version": "12", "m.federate": False}))
-    path, body = servership.build_invite_request(invite, forged, [], [])
+    path, body = _build_invite_request(invite, forged, [], [])
     assert path.startswith(INVITE_V3)
     status, answer = lab.federation_request(lab.a, lab.b, "PUT", path, raw=body)
     assert status == 400 and answer["errcode"] == "M_INVALID_PARAM", answer
@@ -287,3 +292,29 @@ def test_gated_room_refuses_a_server_until_it_is_able_to_subscribe(lab: Lab) -> 
              {"is_able_to_subscribe": True})
     status, body = bob.call("POST", path, {})
     assert status == 200, body
+
+
+def test_admin_audit_classifies_a_departed_peer_and_a_stranger(lab: Lab) -> None:
+    """The seed's scenario with two servers: bob@B joins alice's council and leaves; alice's
+    attic B never saw. A's admin audits both through A's module (which asks B, signed): B
+    recognises the council and is *explained* (its user left), and does not recognise the
+    attic."""
+    alice, bob = lab.a.register(_uid("alice")), lab.b.register(_uid("bob"))
+    admin = lab.a.register(_uid("admin"), admin=True)
+    lobby = alice.create_room(preset="public_chat")
+    bob.join(lobby, via=lab.a.server_name)  # A and B now share a room: B is a known peer
+    council = alice.create_room(preset="public_chat")
+    bob.join(council, via=lab.a.server_name)
+    bob.ok("POST", f"/_matrix/client/v3/rooms/{urllib.parse.quote(council)}/leave", {})
+    attic = alice.create_room(preset="private_chat")
+    tag = _tag(lab.b.server_name, council)
+    _eventually(lambda: _discover(lab, lab.a, lab.b, [tag])[1].get("recognised_tags"),
+                what="B's council tag")
+    report = admin.ok("POST", "/_synapse/client/servership/v1/audit", {"room_id": council})
+    assert report["asked"] == [lab.b.server_name], report
+    assert report["unexplained"] == [] and report["verdict"] == "consistent", report
+    assert report["explained"] == [{"server": lab.b.server_name, "membership": "leave"}], report
+    report = admin.ok("POST", "/_synapse/client/servership/v1/audit", {"room_id": attic})
+    assert report["asked"] == [lab.b.server_name], report
+    assert report["not_recognising"] == [lab.b.server_name], report
+    assert report["unexplained"] == [] and report["explained"] == [], report

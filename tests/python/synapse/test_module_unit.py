@@ -232,7 +232,10 @@ class FakeCore:
                  for e in state)
         return ok, "able to subscribe" if ok else "not able to subscribe"
 
-    def report(self, room: str, recognised_by: list[str], membership: list) -> Any:
+    def report(self, room: str, me: str, membership: list, servers: list,
+               answers: list) -> Any:
+        self.answers = dict(answers)
+        recognised_by = [p for p, kind in answers if kind == _core.RECOGNISED]
         members = {u.split(":", 1)[1] for u, _ in membership}
         unexplained = [p for p in recognised_by if p not in members]
         explained = [p for p in recognised_by if p in members]
@@ -410,8 +413,8 @@ def test_audit_reports_unexplained_peers(core: FakeCore, store: str) -> None:
                         ("!old:x", "@me:b.example", "$2", "join")])
     hs.hosts = {"!new:x": {"b.example", "x"},
                 "!old:x": {"b.example", "x", "p1", "p2", "p3"}}
-    api.db.executemany("INSERT INTO room_memberships VALUES (?,?,?,?,?)",
-                       [("$3", "@gone:p2", "@gone:p2", "!new:x", "leave")])
+    api.db.executemany("INSERT INTO current_state_events VALUES (?,?,?,?,?)",
+                       [("$3", "!new:x", "m.room.member", "@gone:p2", "leave")])
     hs.post_answers = {"p1": {"recognised": ["!new:x"]}, "p2": {"recognised": ["!new:x"]},
                        "p3": RuntimeError("connection refused")}
     before = metrics.AUDIT_UNEXPLAINED._value.get()
@@ -419,6 +422,9 @@ def test_audit_reports_unexplained_peers(core: FakeCore, store: str) -> None:
     assert outcome is not None
     assert outcome.unexplained == ["p1"] and outcome.explained == ["p2"]
     assert {p[0] for p in hs.posts} == {"p1", "p2", "p3"}
+    assert core.answers["p1"] == core.answers["p2"] == _core.RECOGNISED
+    assert core.answers["p3"].startswith(_core.FAILED_PREFIX)
+    assert "connection refused" in core.answers["p3"]
     assert all(p[1].endswith("/org.matrix.msc4358/discover_common_rooms") for p in hs.posts)
     assert metrics.AUDIT_UNEXPLAINED._value.get() == before + 1
     assert hs.notices == [("@admin:b.example",
@@ -432,7 +438,7 @@ def test_audit_respects_max_peers_and_never_raises(core: FakeCore, store: str) -
     api._hs.post_answers = {}
     asyncio.run(module.auditor.run("!n:x"))
     assert len(api._hs.posts) == 1
-    api.db.execute("DROP TABLE room_memberships")  # a broken query must not kill the job
+    api.db.execute("DROP TABLE current_state_events")  # a broken query must not kill the job
     assert asyncio.run(module.auditor.run("!n:x")) is None
 
 

@@ -20,8 +20,25 @@
 #ifndef SERVERSHIP_H
 #define SERVERSHIP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+// `servership_check_spec_invite` endpoint: `PUT /_matrix/federation/v1/invite/{roomId}/{eventId}`
+// (the body is the event itself, room versions 1 and 2).
+#define SERVERSHIP_SPEC_INVITE_V1 1
+
+// `servership_check_spec_invite` endpoint: `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`
+// (the body is `{room_version, event, invite_room_state}`).
+#define SERVERSHIP_SPEC_INVITE_V2 2
+
+// Verify keys by server name, for the invite checks (opaque). Filling it (from the homeserver's
+// own key store) is the caller's job; servership never fetches keys.
+//
+// Thread safety: `servership_key_ring_add` needs exclusive access; once filled, one key ring may
+// be read by several threads at once (the checks take it as a `const` pointer). Free it once,
+// when no other thread uses it.
+typedef struct servership_key_ring servership_key_ring;
 
 // A server's Ed25519 signing key with its key ID (opaque).
 //
@@ -114,6 +131,147 @@ servership_status servership_room_id_from_create_event(const uint8_t *json, size
 // # Safety
 // Pointer/length pairs must be readable; `out` a valid `char **`; `out_len` `NULL` or valid.
 servership_status servership_redact(const uint8_t *json, size_t len, const char *room_version, size_t room_version_len, char **out, size_t *out_len);
+
+// Checks a server name (`host[:port]`: a DNS name, IPv4 address or bracketed IPv6 address, at
+// most 253 bytes before the port). `SERVERSHIP_INVALID_PARAM` when it is not valid.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_server_name(const char *value, size_t len);
+
+// Checks a user ID (`@localpart:server_name`, historical localparts accepted, at most 255 bytes).
+// Server pseudousers (`@:server`) are valid user IDs. `SERVERSHIP_INVALID_PARAM` otherwise.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_user_id(const char *value, size_t len);
+
+// Checks a room ID: legacy `!opaque:server_name` or the room version 12 form (`!` and 43 URL-safe
+// base64 characters). `SERVERSHIP_INVALID_PARAM` otherwise.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_room_id(const char *value, size_t len);
+
+// Checks an event ID: `$opaque:server_name` (room versions 1–2) or `$` and 43 characters of
+// standard (v3) or URL-safe (v4+) base64. `SERVERSHIP_INVALID_PARAM` otherwise.
+//
+// # Safety
+// `value` must point to `len` readable bytes (or be `NULL` with length 0).
+servership_status servership_validate_event_id(const char *value, size_t len);
+
+// `true` when `user_id` is a server pseudouser: `@:server_name` (empty localpart, valid server
+// name). Never fails: `NULL`, invalid UTF-8 and malformed IDs are simply `false`. It does not
+// change the last error.
+//
+// # Safety
+// `user_id` must point to `len` readable bytes (or be `NULL`).
+bool servership_is_server_pseudouser(const char *user_id, size_t len);
+
+// The server pseudouser of `server_name` (`@:server_name`), as a new string to free with
+// `servership_string_free`. `SERVERSHIP_INVALID_PARAM` for an invalid server name.
+//
+// # Safety
+// `server_name` must point to `len` readable bytes; `out` a valid `char **`; `out_len` `NULL` or
+// valid.
+servership_status servership_server_pseudouser(const char *server_name, size_t len, char **out, size_t *out_len);
+
+// Percent-decodes one URL path segment (`%21abc%3Aexample.org` → `!abc:example.org`), as a new
+// string to free with `servership_string_free`. Fails with `SERVERSHIP_INVALID_PARAM` for a
+// malformed escape, a decoded NUL or a result that is not UTF-8.
+//
+// # Safety
+// `segment` must point to `len` readable bytes; `out` a valid `char **`; `out_len` `NULL` or
+// valid.
+servership_status servership_percent_decode_path_segment(const char *segment, size_t len, char **out, size_t *out_len);
+
+// Percent-encodes text for one URL path segment (`!abc:example.org` → `%21abc%3Aexample.org`), as
+// a new string to free with `servership_string_free`.
+//
+// # Safety
+// `value` must point to `len` readable bytes; `out` a valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_percent_encode_path_segment(const char *value, size_t len, char **out, size_t *out_len);
+
+// Creates an empty key ring into `*out` (free with `servership_key_ring_free`).
+//
+// # Safety
+// `out` must be a valid `servership_key_ring **`.
+servership_status servership_key_ring_new(servership_key_ring **out);
+
+// Adds the Ed25519 key `key_id` (`ed25519:<version>`) of `server_name`, its public half given in
+// standard base64 (padded or not). `SERVERSHIP_INVALID_PARAM` for a malformed key ID or key; the
+// ring is unchanged then.
+//
+// # Safety
+// `ring` must be `NULL` or a live handle not used by another thread during the call; every
+// pointer/length pair must be readable.
+servership_status servership_key_ring_add(servership_key_ring *ring, const char *server_name, size_t server_name_len, const char *key_id, size_t key_id_len, const char *public_key_base64, size_t public_key_base64_len);
+
+// Creates a key ring from JSON grouped by server, shaped like the `verify_keys` of key server
+// responses: `{"origin.example": {"ed25519:1": {"key": "<base64>"}}}` (a bare base64 string in
+// place of the `{"key": …}` object is accepted too).
+//
+// # Safety
+// `json` must point to `len` readable bytes; `out` a valid `servership_key_ring **`.
+servership_status servership_key_ring_from_json(const uint8_t *json, size_t len, servership_key_ring **out);
+
+// Frees a key ring. `NULL` is a no-op.
+void servership_key_ring_free(servership_key_ring *ring);
+
+// Checks an MSC4329 invite request (`PUT …/org.matrix.msc4329/invite/{roomId}`, or the `v3`
+// path) and returns what the receiving server needs as a JSON object:
+// `{event_id, room_version, room_id, creators, creator_servers, event, invite_room_state,
+// promoted, dropped, signatures_checked}`. `invite_room_state` is the rewritten stripped state to
+// store for the invitee (the verified create event last); `event` is the invite to counter-sign.
+//
+// `path_room_id` is the percent-decoded `{roomId}` path segment, `body` the raw request body,
+// `receiving_server` our server name and `origin` the X-Matrix origin. With `keys` (not `NULL`)
+// signatures and content hashes are verified too; with `NULL` the caller verifies them as for
+// any PDU. On failure the status and `servership_last_error_json()` are the Matrix error to send
+// back (see `docs/invites.md` for the rules and errcodes).
+//
+// # Safety
+// Pointer/length pairs must be readable; `keys` `NULL` or live; `result_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_check_invite(const char *path_room_id, size_t path_room_id_len, const uint8_t *body, size_t body_len, const char *receiving_server, size_t receiving_server_len, const char *origin, size_t origin_len, const servership_key_ring *keys, char **result_json_out, size_t *out_len);
+
+// Checks a spec invite (`/v1/invite` or `/v2/invite`) whose `invite_room_state` carries the full
+// `m.room.create` PDU (MSC4311). `endpoint` is `SERVERSHIP_SPEC_INVITE_V1` or `_V2`;
+// `path_event_id` the percent-decoded `{eventId}` path segment. The result JSON is
+// `{event_id, room_version, room_id, creators, creator_servers, invite_room_state, dropped,
+// signatures_checked}`. Whether a failure rejects the invite or only warns (room versions 1–11)
+// is the caller's choice. An unknown `endpoint` is `SERVERSHIP_INVALID_PARAM`.
+//
+// # Safety
+// As for `servership_check_invite`.
+servership_status servership_check_spec_invite(int32_t endpoint, const char *path_room_id, size_t path_room_id_len, const char *path_event_id, size_t path_event_id_len, const uint8_t *body, size_t body_len, const char *receiving_server, size_t receiving_server_len, const char *origin, size_t origin_len, const servership_key_ring *keys, char **result_json_out, size_t *out_len);
+
+// Builds the MSC4329 request for the sending side: `*path_out` receives the path to `PUT`
+// (room ID percent-encoded, under the unstable prefix) and `*body_out` the canonical JSON body
+// `{event, invite_room_state, state}`.
+//
+// `invite_json` is the signed invite event, `create_json` the room's `m.room.create` PDU,
+// `extra_state_json` a JSON array of further full PDUs for `state` (`NULL`/0: none) and
+// `invite_room_state_json` a JSON array of stripped state (`NULL`/0: none; any
+// `m.room.create` in it is left out). Both outputs are written only on success; free both
+// with `servership_string_free`.
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `path_out` and `body_out`
+// valid `char **`; the lengths `NULL` or valid.
+servership_status servership_build_invite_request(const uint8_t *invite_json, size_t invite_json_len, const uint8_t *create_json, size_t create_json_len, const uint8_t *extra_state_json, size_t extra_state_json_len, const uint8_t *invite_room_state_json, size_t invite_room_state_json_len, char **path_out, size_t *path_out_len, char **body_out, size_t *body_out_len);
+
+// The MSC4329 unstable path prefix, `/_matrix/federation/unstable/org.matrix.msc4329/invite/`
+// (the percent-encoded room ID follows). A static string; do not free it.
+const char *servership_invite_path_unstable_prefix(void);
+
+// The placeholder path prefix of the seed, `/_matrix/federation/unstable/org.matrix.msc0000/invite/`,
+// served as an alias of the unstable prefix. A static string; do not free it.
+const char *servership_invite_path_unstable_alias_prefix(void);
+
+// The stable path prefix, `/_matrix/federation/v3/invite/`. Route it only when configured to:
+// another server family uses `v3/invite` for a different body. A static string; do not free it.
+const char *servership_invite_path_v3_prefix(void);
 
 // Parses `json` (`len` bytes, UTF-8, strict Matrix rules) and returns its canonical encoding.
 //
@@ -215,6 +373,38 @@ servership_status servership_verify_json(const uint8_t *json, size_t len, const 
 // A short, static description of a status code (for example `"M_BAD_JSON: JSON that Matrix
 // refuses"`). Unknown codes get `"unknown status code"`. Never `NULL`; never free it.
 const char *servership_status_description(servership_status status);
+
+// Signs a federation request and returns the `Authorization` header value
+// (`X-Matrix origin="…",destination="…",key="…",sig="…"`), as a new string to free with
+// `servership_string_free`.
+//
+// `uri` is the path and query exactly as sent (percent-encoded). `body`/`body_len` is the JSON
+// request body; `NULL`/0 means the request has no body. Fails with `SERVERSHIP_NOT_JSON` /
+// `SERVERSHIP_BAD_JSON` for a body that is not strict JSON and `SERVERSHIP_INVALID_PARAM` for an
+// invalid origin or destination server name.
+//
+// # Safety
+// Every pointer/length pair must be readable (or `NULL` with length 0); `key` `NULL` or live;
+// `header_out` a valid `char **`; `header_out_len` `NULL` or valid.
+servership_status servership_x_matrix_sign_request(const char *method, size_t method_len, const char *uri, size_t uri_len, const char *origin, size_t origin_len, const char *destination, size_t destination_len, const uint8_t *body, size_t body_len, const servership_signing_key *key, char **header_out, size_t *header_out_len);
+
+// Verifies the `Authorization` header of an incoming federation request and, on success, writes
+// the authenticated origin server name to `*origin_out` (free with `servership_string_free`).
+//
+// `keys_json` holds the origin's verify keys as `{"ed25519:1": "<base64>"}` (an object
+// `{"key": "<base64>"}` in place of the string is accepted too, as in a key server response's
+// `verify_keys`). `body` is the raw request body (`NULL`/0: none), parsed strictly.
+//
+// Fails with `SERVERSHIP_UNAUTHORIZED` (HTTP 401) for a malformed header, a destination that is
+// not `our_server_name`, an unknown key ID or a signature that does not verify; with
+// `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for a malformed body; with `SERVERSHIP_BAD_JSON` /
+// `SERVERSHIP_INVALID_PARAM` for malformed `keys_json` (a caller bug). `*origin_out` is written
+// only on success.
+//
+// # Safety
+// Every pointer/length pair must be readable (or `NULL` with length 0); `origin_out` a valid
+// `char **`; `origin_out_len` `NULL` or valid.
+servership_status servership_x_matrix_verify_request(const char *header, size_t header_len, const char *method, size_t method_len, const char *uri, size_t uri_len, const char *our_server_name, size_t our_server_name_len, const uint8_t *body, size_t body_len, const uint8_t *keys_json, size_t keys_json_len, char **origin_out, size_t *origin_out_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -167,9 +167,13 @@ impl RoomVersion {
             .find(|v| v.id == id)
             .copied()
             .ok_or_else(|| {
+                // Room version identifiers are at most 32 code points; a longer one is hostile
+                // input and is not echoed back whole.
+                let shown: String = id.chars().take(32).collect();
+                let more = if shown.len() < id.len() { "…" } else { "" };
                 Error::incompatible_room_version(
-                    format!("room version {id:?} is unknown to this server"),
-                    id,
+                    format!("room version {shown:?}{more} is unknown to this server"),
+                    &shown,
                 )
             })
     }

@@ -25,17 +25,23 @@
 
 pub mod boundary;
 pub mod event;
+pub mod ids;
+pub mod invite;
 pub mod json;
 pub mod last_error;
 pub mod signing;
 pub mod status;
+pub mod x_matrix;
 
 pub use boundary::*;
 pub use event::*;
+pub use ids::*;
+pub use invite::*;
 pub use json::*;
 pub use last_error::*;
 pub use signing::*;
 pub use status::*;
+pub use x_matrix::*;
 
 use std::ffi::{CStr, c_char};
 

@@ -20,6 +20,13 @@ pub struct servership_signing_key {
     key: SigningKey,
 }
 
+impl servership_signing_key {
+    /// The key inside, for the other C API modules.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+}
+
 /// Creates a signing key from its key ID (`ed25519:<version>`) and its 32-byte seed in standard
 /// base64 (padded or not), as Synapse's signing key file holds it.
 ///

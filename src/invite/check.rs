@@ -42,25 +42,27 @@ pub struct InviteCheck {
 impl InviteCheck {
     /// The result as a JSON object, for logs and for the C and Python layers.
     pub fn to_json(&self) -> Value {
-        let strings =
-            |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
-        let mut o = Object::new();
-        o.insert("event_id".into(), self.event_id.as_str().into());
-        o.insert("room_version".into(), self.room_version.id.into());
-        o.insert("room_id".into(), self.room_id.as_str().into());
-        o.insert("creators".into(), strings(&self.creators));
-        o.insert("creator_servers".into(), strings(&self.creator_servers));
+        let mut o = CommonJson {
+            event_id: &self.event_id,
+            room_version: self.room_version,
+            room_id: &self.room_id,
+            creators: &self.creators,
+            creator_servers: &self.creator_servers,
+            invite_room_state: &self.invite_room_state,
+            dropped: &self.dropped,
+            signatures_checked: self.signatures_checked,
+        }
+        .to_object();
         o.insert("event".into(), Value::Object(self.event.clone()));
         o.insert(
-            "invite_room_state".into(),
-            Value::Array(self.invite_room_state.clone()),
+            "promoted".into(),
+            Value::Array(
+                self.promoted
+                    .iter()
+                    .map(|s| Value::from(s.as_str()))
+                    .collect(),
+            ),
         );
-        o.insert("promoted".into(), strings(&self.promoted));
-        o.insert(
-            "dropped".into(),
-            Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()),
-        );
-        o.insert("signatures_checked".into(), self.signatures_checked.into());
         Value::Object(o)
     }
 }
@@ -89,12 +91,7 @@ pub fn check_invite_with(
     origin: &str,
     keys: Option<&KeyRing>,
 ) -> Result<InviteCheck> {
-    if body.len() > MAX_INVITE_BODY_BYTES {
-        return Err(Error::too_large(format!(
-            "the invite body is {} bytes; at most {MAX_INVITE_BODY_BYTES} are accepted",
-            body.len()
-        )));
-    }
+    check_body_size(body)?;
     let path_room = RoomId::parse(path_room_id)
         .map_err(|e| Error::invalid_param(format!("path room ID: {}", e.message())))?;
     let body = json::parse_object(body)?;
@@ -307,26 +304,7 @@ pub(crate) fn verify_create(
             )));
         }
     } else {
-        match create.get("room_id") {
-            Some(Value::String(id)) if id == room.as_str() => {}
-            Some(Value::String(id)) => {
-                return Err(Error::invalid_param(format!(
-                    "{place}.room_id is {id:?}, but the invite is for {:?}",
-                    room.as_str()
-                )));
-            }
-            Some(other) => {
-                return Err(Error::invalid_param(format!(
-                    "{place}.room_id must be a string, found {}",
-                    other.type_name()
-                )));
-            }
-            None => {
-                return Err(Error::invalid_param(format!(
-                    "{place}.room_id is required in this room version"
-                )));
-            }
-        }
+        require_room_id(create, place, room)?;
     }
 
     let event_id = event::event_id(create, room_version).map_err(as_param)?;
@@ -390,22 +368,7 @@ pub(crate) fn verify_invite_event(
     let place = "event";
     event::check_pdu_size(event).map_err(|e| e.at(place))?;
     check_pdu_format(event, room_version, place)?;
-    match event.get("room_id") {
-        Some(Value::String(id)) if id == room.as_str() => {}
-        Some(Value::String(id)) => {
-            return Err(Error::invalid_param(format!(
-                "event.room_id is {id:?}, but the request path names {:?}",
-                room.as_str()
-            )));
-        }
-        Some(other) => {
-            return Err(Error::invalid_param(format!(
-                "event.room_id must be a string, found {}",
-                other.type_name()
-            )));
-        }
-        None => return Err(Error::invalid_param("event.room_id is required")),
-    }
+    require_room_id(event, place, room)?;
     if event.get("type").and_then(Value::as_str) != Some("m.room.member") {
         return Err(Error::invalid_param(format!(
             "event.type must be \"m.room.member\", found {}",
@@ -444,6 +407,70 @@ pub(crate) fn verify_invite_event(
         verify_signed(event, origin, ring, room_version, place)?;
     }
     event::event_id(event, room_version).map_err(|e| invalid(e, place))
+}
+
+/// Checks that a PDU's `room_id` names `room`.
+pub(crate) fn require_room_id(pdu: &Object, place: &str, room: &RoomId) -> Result<()> {
+    match pdu.get("room_id") {
+        Some(Value::String(id)) if id == room.as_str() => Ok(()),
+        Some(Value::String(id)) => Err(Error::invalid_param(format!(
+            "{place}.room_id is {id:?}, but the invite is for {:?}",
+            room.as_str()
+        ))),
+        Some(other) => Err(Error::invalid_param(format!(
+            "{place}.room_id must be a string, found {}",
+            other.type_name()
+        ))),
+        None => Err(Error::invalid_param(format!(
+            "{place}.room_id is required in this room version"
+        ))),
+    }
+}
+
+/// Refuses bodies over [`MAX_INVITE_BODY_BYTES`] before parsing them.
+pub(crate) fn check_body_size(body: &[u8]) -> Result<()> {
+    if body.len() > MAX_INVITE_BODY_BYTES {
+        return Err(Error::too_large(format!(
+            "the invite body is {} bytes; at most {MAX_INVITE_BODY_BYTES} are accepted",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The members both kinds of invite result share, as JSON.
+pub(crate) struct CommonJson<'a> {
+    pub event_id: &'a str,
+    pub room_version: RoomVersion,
+    pub room_id: &'a str,
+    pub creators: &'a [String],
+    pub creator_servers: &'a [String],
+    pub invite_room_state: &'a [Value],
+    pub dropped: &'a [DroppedEvent],
+    pub signatures_checked: bool,
+}
+
+impl CommonJson<'_> {
+    pub(crate) fn to_object(&self) -> Object {
+        let strings =
+            |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
+        let mut o = Object::new();
+        o.insert("event_id".into(), self.event_id.into());
+        o.insert("room_version".into(), self.room_version.id.into());
+        o.insert("room_id".into(), self.room_id.into());
+        o.insert("creators".into(), strings(self.creators));
+        o.insert("creator_servers".into(), strings(self.creator_servers));
+        o.insert(
+            "invite_room_state".into(),
+            Value::Array(self.invite_room_state.to_vec()),
+        );
+        o.insert(
+            "dropped".into(),
+            Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()),
+        );
+        o.insert("signatures_checked".into(), self.signatures_checked.into());
+        o
+    }
 }
 
 /// Verifies `server`'s signature and the content hash of a PDU.

@@ -6,8 +6,10 @@ use crate::ids::RoomId;
 use crate::json::{self, Object, Value};
 use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
 
-use super::MAX_INVITE_BODY_BYTES;
-use super::check::{find_create, room_version_of_create, verify_create, verify_invite_event};
+use super::check::{
+    CommonJson, check_body_size, find_create, room_version_of_create, verify_create,
+    verify_invite_event,
+};
 use super::keys::KeyRing;
 use super::state::{DroppedEvent, prune, stripped};
 
@@ -47,24 +49,19 @@ pub struct SpecInviteCheck {
 impl SpecInviteCheck {
     /// The result as a JSON object.
     pub fn to_json(&self) -> Value {
-        let strings =
-            |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
-        let mut o = Object::new();
-        o.insert("event_id".into(), self.event_id.as_str().into());
-        o.insert("room_version".into(), self.room_version.id.into());
-        o.insert("room_id".into(), self.room_id.as_str().into());
-        o.insert("creators".into(), strings(&self.creators));
-        o.insert("creator_servers".into(), strings(&self.creator_servers));
-        o.insert(
-            "invite_room_state".into(),
-            Value::Array(self.invite_room_state.clone()),
-        );
-        o.insert(
-            "dropped".into(),
-            Value::Array(self.dropped.iter().map(DroppedEvent::to_json).collect()),
-        );
-        o.insert("signatures_checked".into(), self.signatures_checked.into());
-        Value::Object(o)
+        Value::Object(
+            CommonJson {
+                event_id: &self.event_id,
+                room_version: self.room_version,
+                room_id: &self.room_id,
+                creators: &self.creators,
+                creator_servers: &self.creator_servers,
+                invite_room_state: &self.invite_room_state,
+                dropped: &self.dropped,
+                signatures_checked: self.signatures_checked,
+            }
+            .to_object(),
+        )
     }
 }
 
@@ -83,12 +80,7 @@ pub fn check_spec_invite(
     origin: &str,
     keys: Option<&KeyRing>,
 ) -> Result<SpecInviteCheck> {
-    if body.len() > MAX_INVITE_BODY_BYTES {
-        return Err(Error::too_large(format!(
-            "the invite body is {} bytes; at most {MAX_INVITE_BODY_BYTES} are accepted",
-            body.len()
-        )));
-    }
+    check_body_size(body)?;
     let room = RoomId::parse(path_room_id)
         .map_err(|e| Error::invalid_param(format!("path room ID: {}", e.message())))?;
     let body = json::parse_object(body)?;

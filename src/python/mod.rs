@@ -18,8 +18,12 @@
 mod convert;
 mod errors;
 mod event;
+mod event_signing;
+mod ids;
+mod invite;
 mod json;
 mod signing;
+mod x_matrix;
 
 use pyo3::prelude::*;
 
@@ -34,5 +38,9 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     json::register(m)?;
     signing::register(m)?;
     event::register(m)?;
+    event_signing::register(m)?;
+    ids::register(m)?;
+    x_matrix::register(m)?;
+    invite::register(m)?;
     Ok(())
 }

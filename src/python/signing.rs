@@ -15,6 +15,13 @@ pub(crate) struct PySigningKey {
     key: SigningKey,
 }
 
+impl PySigningKey {
+    /// The key inside, for the other binding modules.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+}
+
 #[pymethods]
 impl PySigningKey {
     /// A key from its key ID (`ed25519:<version>`) and 32-byte seed in standard base64.
@@ -71,6 +78,31 @@ impl PySigningKey {
 #[derive(PartialEq)]
 pub(crate) struct PyVerifyKey {
     key: VerifyKey,
+}
+
+impl PyVerifyKey {
+    /// The key inside, for the other binding modules.
+    pub(crate) fn verify_key(&self) -> &VerifyKey {
+        &self.key
+    }
+
+    /// Wraps a core key.
+    pub(crate) fn from_key(key: VerifyKey) -> Self {
+        PyVerifyKey { key }
+    }
+}
+
+/// Reads a `VerifyKey` or an iterable of them (as `verify_json` takes them).
+pub(crate) fn verify_keys(value: &Bound<'_, PyAny>) -> PyResult<Vec<VerifyKey>> {
+    if let Ok(key) = value.cast::<PyVerifyKey>() {
+        return Ok(vec![key.get().key.clone()]);
+    }
+    let mut keys = Vec::new();
+    for item in value.try_iter()? {
+        let item = item?;
+        keys.push(item.cast::<PyVerifyKey>()?.get().key.clone());
+    }
+    Ok(keys)
 }
 
 #[pymethods]

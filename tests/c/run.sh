@@ -18,7 +18,7 @@ echo "-- compiling (cc ${CFLAGS[*]})"
 cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
     "${LDFLAGS[@]}" -o "$out/header_only_cpp"
-for src in examples/*.c tests/c/hostile.c; do
+for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c; do
     name=$(basename "$src" .c)
     cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
 done
@@ -42,6 +42,23 @@ run "$out/header_only_cpp"
 
 step "hostile input"
 run "$out/hostile"
+
+step "identifiers, X-Matrix and invites (tests/c/hostile_invite.c)"
+run "$out/hostile_invite" tests/c/fixtures
+
+step "examples/check_invite.c on the fixtures of tests/fixtures_invite.rs"
+fixture() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+    tests/c/fixtures/invite_v12_meta.json "$1"; }
+args=("$(fixture room_id)" "$(fixture receiving_server)" "$(fixture origin)")
+got=$(run "$out/check_invite" tests/c/fixtures/invite_v12.json "${args[@]}" tests/c/fixtures/keys.json)
+[[ "$got" == *"\"event_id\":\"$(fixture event_id)\""* ]] || fail "check_invite printed $got"
+[[ "$got" == *'"signatures_checked":true'* ]] || fail "check_invite did not check signatures"
+set +e
+err=$(run "$out/check_invite" tests/c/fixtures/invite_v12_tampered.json "${args[@]}" \
+    tests/c/fixtures/keys.json 2>&1 >/dev/null)
+code=$?
+set -e
+[[ $code == 1 && "$err" == "400 "*'"errcode":"M_INVALID_PARAM"'* ]] || fail "tampered: $code $err"
 
 step "examples/canonicalize.c"
 got=$(printf '{"b": 1, "a": [true, null, "\\u00e9"]}' | run "$out/canonicalize")
@@ -84,6 +101,22 @@ sys.stdout.write(blocks[0])
 cc "${CFLAGS[@]}" "$out/readme.c" "${LDFLAGS[@]}" -o "$out/readme"
 got=$(run "$out/readme")
 [[ "$got" == '{"a":[true,null],"b":1}' ]] || fail "README example printed $got"
+
+step "the C example in docs/invites.md"
+python3 -c '
+import re, sys
+blocks = re.findall(r"```c\n(.*?)```", open("docs/invites.md", encoding="utf-8").read(), re.S)
+assert blocks, "docs/invites.md has no C example"
+sys.stdout.write(blocks[0])
+' > "$out/invite_doc.c"
+cc "${CFLAGS[@]}" "$out/invite_doc.c" "${LDFLAGS[@]}" -o "$out/invite_doc"
+got=$(run "$out/invite_doc" tests/c/fixtures/invite_v12.json tests/c/fixtures/keys.json)
+[[ "$got" == *'"creator_servers":["origin.example"]'* ]] || fail "docs C example printed $got"
+set +e
+got=$(run "$out/invite_doc" tests/c/fixtures/invite_v12_tampered.json tests/c/fixtures/keys.json)
+code=$?
+set -e
+[[ $code == 1 && "$got" == '400 {"errcode":"M_INVALID_PARAM"'* ]] || fail "docs C example: $code $got"
 
 # Each step exits on failure, so reaching this line means all of them passed.
 echo "C tests: $steps passed, 0 failed"

@@ -1,0 +1,824 @@
+//! The invariants the fuzz targets assert, one function per target.
+//!
+//! Each function takes arbitrary bytes, feeds them to one network entry point of servership and
+//! panics (through `assert!`) when an invariant breaks; a panic inside the library is a finding
+//! too. The same file is compiled into `cargo test` (`tests/properties.rs` and
+//! `tests/fuzz_regressions.rs` include it with `#[path]`), so every invariant is also checked
+//! without libFuzzer, and a crashing input found by fuzzing becomes a regression test by calling
+//! the same function on it. It therefore depends on nothing but `servership` and `std`.
+
+use servership::ids::{self, EventId, EventIdFormat, RoomId, RoomIdFormat, ServerName, UserId};
+use servership::json::{self, Value};
+use servership::signing::SigningKey;
+use servership::{ErrCode, Error, x_matrix};
+
+/// Error messages quote hostile values shortened (80 characters, Rust-escaped), so a message is
+/// never anywhere near the size of the input. This is the bound asserted for the modules that
+/// promise it (identifiers, X-Matrix).
+const MAX_QUOTING_MESSAGE: usize = 1500;
+
+/// The input as text: the UTF-8 itself, or its lossy decoding so that invalid bytes still
+/// exercise the string parsers (as U+FFFD).
+fn text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data).into_owned()
+}
+
+fn assert_short_message(e: &Error, what: &str) {
+    assert!(
+        e.message().len() <= MAX_QUOTING_MESSAGE,
+        "{what}: error message is {} bytes long: {:.200}",
+        e.message().len(),
+        e.message()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// json_parse
+// ---------------------------------------------------------------------------------------------
+
+/// Strict JSON: whatever parses re-encodes to canonical JSON that parses to the same value and
+/// re-encodes byte-identically; canonical JSON is never longer than its input; errors are
+/// `M_NOT_JSON` or `M_BAD_JSON`.
+pub fn json_parse(data: &[u8]) {
+    let value = match json::parse(data) {
+        Ok(value) => value,
+        Err(e) => {
+            assert!(
+                matches!(e.errcode(), ErrCode::NotJson | ErrCode::BadJson),
+                "json::parse error has errcode {:?}: {}",
+                e.errcode(),
+                e.message()
+            );
+            assert!(
+                json::canonicalize(data).is_err(),
+                "canonicalize accepts what parse refuses"
+            );
+            assert!(json::parse_object(data).is_err());
+            let _ = e.to_json();
+            return;
+        }
+    };
+    let canonical = value.to_canonical();
+    assert!(
+        std::str::from_utf8(&canonical).is_ok(),
+        "canonical JSON is not UTF-8"
+    );
+    assert_eq!(
+        value.to_canonical_string().as_bytes(),
+        canonical.as_slice(),
+        "to_canonical_string differs from to_canonical"
+    );
+    assert!(
+        canonical.len() <= data.len(),
+        "canonical JSON ({} bytes) is longer than its input ({} bytes)",
+        canonical.len(),
+        data.len()
+    );
+    match json::canonicalize(data) {
+        Ok(c) => assert_eq!(
+            c, canonical,
+            "canonicalize differs from parse + to_canonical"
+        ),
+        Err(e) => panic!("canonicalize refuses what parse accepts: {}", e.message()),
+    }
+    let reparsed = match json::parse(&canonical) {
+        Ok(v) => v,
+        Err(e) => panic!(
+            "canonical output does not re-parse: {}: {:?}",
+            e.message(),
+            String::from_utf8_lossy(&canonical)
+        ),
+    };
+    assert_eq!(
+        reparsed, value,
+        "canonical output re-parses to another value"
+    );
+    assert_eq!(
+        reparsed.to_canonical(),
+        canonical,
+        "canonical output is not a fixed point"
+    );
+    let mut appended = b"prefix".to_vec();
+    json::encode_into(&value, &mut appended);
+    assert_eq!(appended.get(6..), Some(canonical.as_slice()));
+
+    match (&value, json::parse_object(data)) {
+        (Value::Object(object), Ok(parsed)) => {
+            assert_eq!(&parsed, object);
+            assert_eq!(json::canonical_object_without(object, &[]), canonical);
+            let skip = ["signatures", "unsigned"];
+            let mut stripped = object.clone();
+            for key in skip {
+                stripped.remove(key);
+            }
+            assert_eq!(
+                json::canonical_object_without(object, &skip),
+                Value::Object(stripped).to_canonical(),
+                "canonical_object_without differs from removing the keys"
+            );
+        }
+        (Value::Object(_), Err(e)) => panic!("parse_object refuses an object: {}", e.message()),
+        (_, Ok(_)) => panic!("parse_object accepts a non-object"),
+        (_, Err(e)) => assert_eq!(e.errcode(), ErrCode::BadJson),
+    }
+    check_value_invariants(&value, 0);
+}
+
+/// What the parser promises about every value it returns.
+fn check_value_invariants(value: &Value, depth: usize) {
+    assert!(depth <= json::MAX_DEPTH, "nesting deeper than MAX_DEPTH");
+    match value {
+        Value::Int(i) => assert!(
+            (-json::MAX_SAFE_INTEGER..=json::MAX_SAFE_INTEGER).contains(i),
+            "integer {i} out of range"
+        ),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| check_value_invariants(v, depth + 1)),
+        Value::Object(object) => object
+            .values()
+            .for_each(|v| check_value_invariants(v, depth + 1)),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// identifiers
+// ---------------------------------------------------------------------------------------------
+
+/// Every identifier parser on the input as text, bare and behind each sigil (so the fuzzer need
+/// not discover the sigils), plus percent coding.
+pub fn identifiers(data: &[u8]) {
+    let s = text(data);
+    for candidate in [
+        s.clone(),
+        format!("@{s}"),
+        format!("@:{s}"),
+        format!("!{s}"),
+        format!("${s}"),
+    ] {
+        check_server_name(&candidate);
+        check_user_id(&candidate);
+        check_room_id(&candidate);
+        check_event_id(&candidate);
+    }
+    check_percent(&s);
+}
+
+fn check_server_name(s: &str) {
+    match ServerName::parse(s) {
+        Ok(name) => {
+            assert_eq!(name.as_str(), s);
+            assert!(s.len() <= ids::MAX_SERVER_NAME_BYTES);
+            assert!(s.is_ascii(), "non-ASCII server name accepted: {s:?}");
+            let host = name.host();
+            assert!(!host.is_empty(), "empty host in {s:?}");
+            // What follows the host is nothing, or ':' and the digits of the port (leading
+            // zeros allowed: the grammar is 1*5DIGIT).
+            let after_host = s.strip_prefix(host).unwrap_or("?");
+            match name.port() {
+                Some(port) => {
+                    assert_ne!(port, 0, "port 0 accepted in {s:?}");
+                    let digits = after_host.strip_prefix(':').unwrap_or("?");
+                    assert!((1..=5).contains(&digits.len()), "port {digits:?} in {s:?}");
+                    assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+                    assert_eq!(digits.parse::<u16>().ok(), Some(port));
+                }
+                None => assert_eq!(after_host, "", "unparsed text after the host in {s:?}"),
+            }
+            if let Some(ip) = name.ip() {
+                let shown = match ip {
+                    std::net::IpAddr::V4(_) => ip.to_string(),
+                    std::net::IpAddr::V6(_) => format!("[{ip}]"),
+                };
+                // The address is what the host says (the literal may spell it differently,
+                // e.g. IPv6 zero compression, so compare parsed forms).
+                assert_eq!(
+                    ServerName::parse(&shown).ok().and_then(|n| n.ip()),
+                    Some(ip)
+                );
+            }
+            assert!(host.starts_with('[') == name.ip().is_some_and(|ip| ip.is_ipv6()));
+            // A server's pseudouser always fits in a user ID.
+            let pseudo = ids::server_pseudouser(&name);
+            assert!(pseudo.is_server_pseudouser());
+            assert_eq!(UserId::parse(pseudo.as_str()).ok().as_ref(), Some(&pseudo));
+            assert!(ids::is_server_pseudouser(pseudo.as_str()));
+            assert!(UserId::parse_not_pseudouser(pseudo.as_str()).is_err());
+        }
+        Err(e) => check_id_error(&e, s),
+    }
+}
+
+fn check_user_id(s: &str) {
+    let predicate = ids::is_server_pseudouser(s);
+    match UserId::parse(s) {
+        Ok(user) => {
+            assert_eq!(user.as_str(), s);
+            assert_eq!(
+                format!("@{}:{}", user.localpart(), user.server_name()),
+                s,
+                "localpart and server name do not rebuild the user ID"
+            );
+            assert!(!user.localpart().contains(':'), "localpart holds ':'");
+            assert_eq!(
+                ServerName::parse(user.server_name().as_str()).ok().as_ref(),
+                Some(user.server_name())
+            );
+            assert_eq!(user.is_server_pseudouser(), user.localpart().is_empty());
+            assert_eq!(
+                predicate,
+                user.is_server_pseudouser(),
+                "is_server_pseudouser({s:?}) disagrees with UserId::parse"
+            );
+            assert_eq!(
+                UserId::parse_not_pseudouser(s).is_ok(),
+                !user.is_server_pseudouser()
+            );
+            if user.is_strict() {
+                assert!(!user.localpart().is_empty());
+            }
+        }
+        Err(e) => {
+            assert!(
+                !predicate,
+                "is_server_pseudouser({s:?}) is true but UserId::parse refuses it"
+            );
+            assert!(UserId::parse_not_pseudouser(s).is_err());
+            check_id_error(&e, s);
+        }
+    }
+}
+
+fn check_room_id(s: &str) {
+    match RoomId::parse(s) {
+        Ok(room) => {
+            assert_eq!(room.as_str(), s);
+            assert!(s.len() <= ids::MAX_ID_BYTES && !s.contains('\0'));
+            match room.format() {
+                RoomIdFormat::Legacy => {
+                    let server = room.server_name_str().unwrap_or_default();
+                    assert_eq!(format!("!{}:{server}", room.opaque_id()), s);
+                    assert!(!room.opaque_id().is_empty());
+                    assert_eq!(
+                        room.server_name().as_ref().map(ServerName::as_str),
+                        Some(server)
+                    );
+                    assert!(ServerName::parse(server).is_ok());
+                }
+                RoomIdFormat::Hash => {
+                    assert!(room.server_name().is_none());
+                    assert_eq!(room.opaque_id().len(), 43);
+                    assert_eq!(format!("!{}", room.opaque_id()), s);
+                    // A v12 room ID is the hash of its create event: the matching event ID must
+                    // parse, fit v4, and lead back to the same room.
+                    let event = format!("${}", room.opaque_id());
+                    let event_id = EventId::parse(&event);
+                    assert!(event_id.is_ok(), "{event:?} is refused as an event ID");
+                    if let Ok(event_id) = event_id {
+                        assert!(event_id.format().fits_v4());
+                        let back = RoomId::from_create_event_id(&event_id);
+                        assert_eq!(back.ok().as_ref(), Some(&room));
+                    }
+                }
+            }
+        }
+        Err(e) => check_id_error(&e, s),
+    }
+}
+
+fn check_event_id(s: &str) {
+    match EventId::parse(s) {
+        Ok(event) => {
+            assert_eq!(event.as_str(), s);
+            assert!(s.len() <= ids::MAX_ID_BYTES && !s.contains('\0'));
+            let format = event.format();
+            assert_eq!(
+                format == EventIdFormat::V1,
+                event.server_name_str().is_some()
+            );
+            if let Some(server) = event.server_name_str() {
+                assert!(ServerName::parse(server).is_ok());
+            } else {
+                assert_eq!(s.len(), 44);
+            }
+            match RoomId::from_create_event_id(&event) {
+                Ok(room) => {
+                    assert!(format.fits_v4());
+                    assert_eq!(RoomId::parse(room.as_str()).ok().as_ref(), Some(&room));
+                    assert_eq!(room.format(), RoomIdFormat::Hash);
+                }
+                Err(e) => {
+                    assert!(!format.fits_v4());
+                    check_id_error(&e, s);
+                }
+            }
+        }
+        Err(e) => check_id_error(&e, s),
+    }
+}
+
+fn check_id_error(e: &Error, s: &str) {
+    assert_eq!(e.errcode(), ErrCode::InvalidParam, "{s:?}: {}", e.message());
+    assert_short_message(e, "identifier");
+}
+
+fn check_percent(s: &str) {
+    let encoded = ids::percent_encode_path_segment(s);
+    assert!(
+        encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+        "encoding left a reserved character: {encoded:?}"
+    );
+    match ids::percent_decode_path_segment(&encoded) {
+        Ok(decoded) => assert_eq!(decoded, s, "decode(encode(s)) != s"),
+        Err(e) => {
+            assert!(
+                s.contains('\0'),
+                "decode(encode({s:?})) fails: {}",
+                e.message()
+            );
+            check_id_error(&e, s);
+        }
+    }
+    match ids::percent_decode_path_segment(s) {
+        Ok(decoded) => {
+            assert!(!decoded.contains('\0'));
+            assert!(decoded.len() <= s.len());
+            let again = ids::percent_encode_path_segment(&decoded);
+            assert_eq!(
+                ids::percent_decode_path_segment(&again).ok().as_deref(),
+                Some(decoded.as_str())
+            );
+        }
+        Err(e) => check_id_error(&e, s),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// x_matrix_header
+// ---------------------------------------------------------------------------------------------
+
+/// The server name every fuzzed request is addressed to.
+const OUR_NAME: &str = "dest.example";
+
+/// `Authorization` header parsing (the whole input as a header, and the input up to the first
+/// newline as a header with the rest as the request body): parse → `to_header` → parse is the
+/// identity and `to_header` is stable; no forged request authenticates; a request we sign with
+/// the parsed origin and the fuzzed body and URI verifies, and stops verifying when the URI
+/// changes.
+pub fn x_matrix_header(data: &[u8]) {
+    let whole = text(data);
+    check_header(&whole);
+
+    let (head, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (data.get(..i).unwrap_or_default(), data.get(i + 1..)),
+        None => (data, None),
+    };
+    let header = text(head);
+    let parsed = check_header(&header);
+
+    let key = signing_key();
+    let uri = "/_matrix/federation/v1/send/fuzz";
+    match x_matrix::verify_request_body(&header, "PUT", uri, OUR_NAME, body, &[key.verify_key()]) {
+        Ok((x, _)) => panic!("a forged request authenticated as {}", x.origin),
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.errcode(),
+                    ErrCode::Unauthorized | ErrCode::NotJson | ErrCode::BadJson
+                ),
+                "verify_request_body: errcode {:?}: {}",
+                e.errcode(),
+                e.message()
+            );
+            if e.errcode() == ErrCode::Unauthorized {
+                assert_eq!(e.status(), 401);
+            }
+        }
+    }
+
+    // Sign a real request from the parsed origin, with the fuzzed body and a URI made of the
+    // header text, and check that it verifies (and only for that URI).
+    let Some(parsed) = parsed else { return };
+    let content = body.filter(|b| !b.is_empty()).map(json::parse);
+    let content = match content {
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return,
+        None => None,
+    };
+    let uri = format!("/_matrix/federation/v1/{}", header.escape_default());
+    let signed = x_matrix::sign_request(
+        "PUT",
+        &uri,
+        parsed.origin.as_str(),
+        OUR_NAME,
+        content.as_ref(),
+        &key,
+    );
+    let body_bytes = content.as_ref().map(Value::to_canonical);
+    match x_matrix::verify_request_body(
+        &signed,
+        "PUT",
+        &uri,
+        OUR_NAME,
+        body_bytes.as_deref(),
+        &[key.verify_key()],
+    ) {
+        Ok((x, back)) => {
+            assert_eq!(x.origin, parsed.origin);
+            assert_eq!(back, content);
+        }
+        Err(e) => panic!("our own signed request does not verify: {}", e.message()),
+    }
+    let other = format!("{uri}x");
+    assert!(
+        x_matrix::verify_request(
+            &signed,
+            "PUT",
+            &other,
+            OUR_NAME,
+            content.as_ref(),
+            &[key.verify_key()]
+        )
+        .is_err(),
+        "a signature verified for another URI"
+    );
+}
+
+/// Parses one header and checks the round trip; returns the parsed header.
+fn check_header(header: &str) -> Option<x_matrix::XMatrix> {
+    match x_matrix::parse_header(header) {
+        Ok(x) => {
+            let written = x.to_header();
+            match x_matrix::parse_header(&written) {
+                Ok(again) => {
+                    assert_eq!(again, x, "parse(to_header(x)) != x for {written:?}");
+                    assert_eq!(again.to_header(), written, "to_header is not stable");
+                }
+                Err(e) => panic!(
+                    "to_header output {written:?} does not parse: {}",
+                    e.message()
+                ),
+            }
+            assert!(ServerName::parse(x.origin.as_str()).is_ok());
+            Some(x)
+        }
+        Err(e) => {
+            assert_eq!(e.errcode(), ErrCode::Unauthorized, "{}", e.message());
+            assert_eq!(e.status(), 401);
+            assert_short_message(&e, "X-Matrix");
+            None
+        }
+    }
+}
+
+/// A fixed signing key (the fuzzer must not be able to learn its seed from the input).
+fn signing_key() -> SigningKey {
+    match SigningKey::from_seed("ed25519:fuzz", &[7; 32]) {
+        Ok(key) => key,
+        Err(e) => panic!("fixed key: {}", e.message()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// event_id
+// ---------------------------------------------------------------------------------------------
+
+/// Event IDs and redaction for every room version: `event_id_from_json` agrees with parsing then
+/// `event_id`, and hash-based IDs are valid event IDs of the version's format; redaction is
+/// idempotent, keeps no key the event did not have, leaves the event ID unchanged, and its
+/// signing bytes are the redacted event's canonical JSON without `signatures`.
+pub fn event_id(data: &[u8]) {
+    use servership::event;
+    use servership::redaction;
+    use servership::room_version::{EventIdFormat as Format, RoomVersion};
+
+    let parsed = json::parse_object(data);
+    for &version in RoomVersion::all() {
+        let from_bytes = event::event_id_from_json(data, version);
+        let Ok(object) = &parsed else {
+            assert!(
+                from_bytes.is_err(),
+                "event_id_from_json accepts a non-object"
+            );
+            continue;
+        };
+        let from_object = event::event_id(object, version);
+        assert_eq!(
+            from_bytes, from_object,
+            "event_id_from_json and event_id disagree (v{})",
+            version.id
+        );
+        if let Ok(id) = &from_object {
+            match version.event_id_format {
+                Format::Opaque => assert_eq!(
+                    object.get("event_id").and_then(Value::as_str),
+                    Some(id.as_str())
+                ),
+                Format::Base64 | Format::UrlSafeBase64 => {
+                    let parsed_id = EventId::parse(id);
+                    assert!(parsed_id.is_ok(), "computed event ID {id:?} does not parse");
+                    let format = parsed_id.map(|e| e.format()).ok();
+                    if version.event_id_format == Format::Base64 {
+                        assert!(format.is_some_and(EventIdFormat::fits_v3), "{id} for v3");
+                    } else {
+                        assert!(format.is_some_and(EventIdFormat::fits_v4), "{id} for v4+");
+                    }
+                }
+            }
+        }
+        let _ = event::content_hash(object);
+        let _ = event::check_content_hash(object);
+        let _ = event::check_pdu_size(object);
+        let _ = event::required_signers(object, version);
+        let _ = event::room_id_from_create_event(object);
+        let _ = RoomVersion::from_create_event(object);
+
+        let redacted = match redaction::redact(object, version) {
+            Ok(redacted) => redacted,
+            Err(e) => {
+                assert!(redaction::redacted_signing_bytes(object, version).is_err());
+                let _ = e.to_json();
+                continue;
+            }
+        };
+        for key in redacted.keys() {
+            assert!(
+                object.contains_key(key) || key == "content",
+                "redaction added the key {key:?}"
+            );
+        }
+        match redaction::redact(&redacted, version) {
+            Ok(again) => assert_eq!(
+                again, redacted,
+                "redaction is not idempotent (v{})",
+                version.id
+            ),
+            Err(e) => panic!(
+                "a redacted event cannot be redacted again (v{}): {}",
+                version.id,
+                e.message()
+            ),
+        }
+        match redaction::redacted_signing_bytes(object, version) {
+            Ok(bytes) => assert_eq!(
+                bytes,
+                json::canonical_object_without(&redacted, &["signatures", "unsigned"]),
+                "redacted_signing_bytes differs from redact (v{})",
+                version.id
+            ),
+            Err(e) => panic!(
+                "redact accepts but redacted_signing_bytes refuses: {}",
+                e.message()
+            ),
+        }
+        if version.event_id_format != Format::Opaque {
+            assert_eq!(
+                event::event_id(&redacted, version).ok(),
+                from_object.as_ref().ok().cloned(),
+                "redaction changed the event ID (v{})",
+                version.id
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// invite_check
+// ---------------------------------------------------------------------------------------------
+
+/// The server sending the fuzzed invites (as the vectors' create events are by `alpha.example`).
+const INVITE_ORIGIN: &str = "alpha.example";
+/// The server receiving them.
+const INVITE_RECEIVER: &str = "receiver.example";
+
+/// MSC4329 invite checks on the input as the request body. The path room ID is the first line
+/// when the input starts with `!`, otherwise the body's `event.room_id` (so the fuzzer reaches
+/// the deep checks). Run without keys, and with a key ring that holds only an unrelated key for
+/// the origin: anything accepted with keys is accepted without them and gives the same answer;
+/// an accepted invite is consistent with itself (computed event ID, valid IDs, create event last
+/// in `invite_room_state`); errors carry the documented codes.
+pub fn invite_check(data: &[u8]) {
+    use servership::invite::{self, KeyRing};
+
+    let (path, body) = match data.split(|&b| b == b'\n').next() {
+        Some(first) if data.first() == Some(&b'!') => {
+            (text(first), data.get(first.len() + 1..).unwrap_or_default())
+        }
+        _ => {
+            let path = json::parse(data)
+                .ok()
+                .and_then(|v| {
+                    v.get("event")
+                        .and_then(|e| e.get("room_id"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| format!("!fuzz:{INVITE_ORIGIN}"));
+            (path, data)
+        }
+    };
+
+    let unchecked = invite::check_invite(&path, body, INVITE_RECEIVER, INVITE_ORIGIN, None);
+    check_invite_result(&path, &unchecked, false);
+
+    let mut ring = KeyRing::new();
+    ring.add(INVITE_ORIGIN, signing_key().verify_key());
+    let checked = invite::check_invite(&path, body, INVITE_RECEIVER, INVITE_ORIGIN, Some(&ring));
+    check_invite_result(&path, &checked, true);
+    if let Ok(with_keys) = &checked {
+        match &unchecked {
+            Ok(without) => {
+                assert_eq!(with_keys.event_id, without.event_id);
+                assert_eq!(with_keys.room_id, without.room_id);
+            }
+            Err(e) => panic!("accepted with keys, refused without: {}", e.message()),
+        }
+    }
+}
+
+fn check_invite_result(
+    path: &str,
+    result: &servership::Result<servership::invite::InviteCheck>,
+    with_keys: bool,
+) {
+    use servership::event;
+
+    let check = match result {
+        Ok(check) => check,
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.errcode(),
+                    ErrCode::TooLarge
+                        | ErrCode::NotJson
+                        | ErrCode::BadJson
+                        | ErrCode::MissingParam
+                        | ErrCode::InvalidParam
+                        | ErrCode::IncompatibleRoomVersion
+                ),
+                "invite error with errcode {:?}: {}",
+                e.errcode(),
+                e.message()
+            );
+            assert!(matches!(e.status(), 400 | 413), "status {}", e.status());
+            let _ = e.to_json();
+            return;
+        }
+    };
+    assert_eq!(check.signatures_checked, with_keys);
+    assert_eq!(check.room_id, path);
+    assert!(RoomId::parse(&check.room_id).is_ok());
+    assert!(!matches!(check.room_version.id, "1" | "2"));
+    assert_eq!(
+        event::event_id(&check.event, check.room_version)
+            .ok()
+            .as_ref(),
+        Some(&check.event_id),
+        "the event ID is not the invite event's"
+    );
+    assert!(EventId::parse(&check.event_id).is_ok());
+    assert!(!check.creators.is_empty());
+    for creator in &check.creators {
+        let user = UserId::parse(creator);
+        assert!(user.is_ok(), "creator {creator:?} is not a user ID");
+        if let Ok(user) = user {
+            assert!(
+                check
+                    .creator_servers
+                    .iter()
+                    .any(|s| s == user.server_name().as_str())
+            );
+        }
+    }
+    // The verified create event comes last, in stripped form.
+    let last = check.invite_room_state.last();
+    for key in ["type", "state_key", "sender", "content"] {
+        assert_eq!(
+            last.and_then(|v| v.get(key)),
+            check.create_event.get(key),
+            "the verified create event is not last in invite_room_state ({key})"
+        );
+    }
+    let encoded = check.to_json().to_canonical();
+    assert!(json::parse(&encoded).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// knock_edu
+// ---------------------------------------------------------------------------------------------
+
+/// `m.server.knock` EDU parsing: never panics; what it accepts has a room ID that the identifier
+/// module accepts too; errors carry the documented codes.
+pub fn knock_edu(data: &[u8]) {
+    use servership::subscription::knock;
+
+    match knock::parse_knock(data) {
+        Ok(k) => {
+            let room = RoomId::parse(&k.room_id);
+            assert!(
+                room.is_ok(),
+                "a knock for {:?} is accepted, but ids::RoomId refuses it: {}",
+                k.room_id,
+                room.err()
+                    .map(|e| e.message().to_owned())
+                    .unwrap_or_default()
+            );
+            assert!(knock::is_valid_room_id(&k.room_id));
+            if let Ok(value) = json::parse(data) {
+                assert_eq!(knock::parse_knock_value(&value).ok(), Some(k));
+            }
+        }
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.errcode(),
+                    ErrCode::TooLarge
+                        | ErrCode::NotJson
+                        | ErrCode::BadJson
+                        | ErrCode::MissingParam
+                        | ErrCode::InvalidParam
+                ),
+                "knock error with errcode {:?}: {}",
+                e.errcode(),
+                e.message()
+            );
+        }
+    }
+}
+
+/// `discover_common_rooms`: the responder over a small real store. Never panics; an answer is a
+/// subset of the request, in request order, each tag once; errors use the documented codes.
+pub fn discover_common_rooms(data: &[u8]) {
+    use servership::discovery::{Responder, ResponderConfig, participation_tag};
+    use servership::store::TagStore;
+    use std::sync::{Arc, OnceLock};
+
+    static RESPONDER: OnceLock<Option<Responder>> = OnceLock::new();
+    let responder = RESPONDER.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("servership-fuzz-discovery-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let store = TagStore::open(dir.join("tags.sqlite3"), "fuzz.example").ok()?;
+        store
+            .backfill(&["!a:fuzz.example", "!b:other.example"], 1)
+            .ok()?;
+        let config = ResponderConfig {
+            budget_tags: u64::MAX / 2,
+            ..ResponderConfig::default()
+        };
+        Responder::new(Arc::new(store), config).ok()
+    });
+    let Some(responder) = responder else {
+        panic!("could not set up the discovery store");
+    };
+    // Known tags are recognised: prove the responder is not answering "nothing" to everything.
+    let known = participation_tag("fuzz.example", "!a:fuzz.example").to_base64();
+    let probe = format!(r#"{{"room_participation_tags":["{known}"]}}"#);
+    let answer = responder.respond(probe.as_bytes(), "peer.example", 1);
+    assert_eq!(
+        answer.ok().and_then(|a| json::parse(&a).ok()),
+        json::parse(format!(r#"{{"recognised_tags":["{known}"]}}"#).as_bytes()).ok()
+    );
+
+    match responder.respond(data, "peer.example", 1) {
+        Ok(out) => {
+            let answer = json::parse(&out).expect("the responder answers JSON");
+            let request = json::parse(data).expect("an answered request was JSON");
+            let asked: Vec<&str> = request
+                .get("room_participation_tags")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let got: Vec<&str> = answer
+                .get("recognised_tags")
+                .and_then(Value::as_array)
+                .expect("recognised_tags is an array")
+                .iter()
+                .map(|v| v.as_str().expect("tags are strings"))
+                .collect();
+            let mut last = 0;
+            for (n, tag) in got.iter().enumerate() {
+                assert!(!got[..n].contains(tag), "{tag} answered twice");
+                let at = asked.iter().skip(last).position(|a| a == tag);
+                assert!(at.is_some(), "{tag} answered out of order or never asked");
+                last += at.unwrap_or(0) + 1;
+            }
+        }
+        Err(e) => assert!(
+            matches!(
+                e.errcode(),
+                ErrCode::NotJson
+                    | ErrCode::BadJson
+                    | ErrCode::InvalidParam
+                    | ErrCode::MissingParam
+                    | ErrCode::TooLarge
+            ),
+            "discovery error with errcode {:?}: {}",
+            e.errcode(),
+            e.message()
+        ),
+    }
+}

@@ -40,11 +40,25 @@
 // when no other thread uses it.
 typedef struct servership_key_ring servership_key_ring;
 
+// The `discover_common_rooms` endpoint over a tag store, with per-request limits and per-origin
+// budgets (opaque).
+//
+// Thread safety: one responder may answer requests from several threads at once (the budgets
+// are behind a lock). Free it once, when no other thread uses it.
+typedef struct servership_responder servership_responder;
+
 // A server's Ed25519 signing key with its key ID (opaque).
 //
 // Thread safety: immutable once created; one key may be used from several threads at once
 // (through `const` pointers). Free it once, when no other thread uses it.
 typedef struct servership_signing_key servership_signing_key;
+
+// A server's permanent store of room participation tags in its own SQLite file (opaque).
+//
+// Thread safety: one handle may be used from several threads at once (calls are serialised
+// inside), and several handles or processes may open the same file. Free it once, when no other
+// thread uses it; responders made from it keep the store open on their own.
+typedef struct servership_tag_store servership_tag_store;
 
 // The status returned by every fallible C function: `SERVERSHIP_OK` (0) or a failure code.
 typedef int32_t servership_status;
@@ -106,6 +120,94 @@ const char *servership_version(void);
 // # Safety
 // `string` must be `NULL` or a pointer servership returned and that has not been freed yet.
 void servership_string_free(char *string);
+
+// The room participation tag `server_name` keeps for `room_id` (HMAC-SHA256 keyed by the server
+// name exactly as written in Matrix IDs), as unpadded standard base64 (43 characters), in a new
+// string to free with `servership_string_free`.
+//
+// Fails with `SERVERSHIP_INVALID_UTF8` for text that is not UTF-8.
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `out` a valid `char **`;
+// `out_len` `NULL` or valid.
+servership_status servership_participation_tag(const char *server_name, size_t server_name_len, const char *room_id, size_t room_id_len, char **out, size_t *out_len);
+
+// Opens (creating if needed) the tag store at the file `path` for `server_name`.
+//
+// On success `*out` receives a handle to free with `servership_tag_store_free`. Fails with
+// `SERVERSHIP_INVALID_PARAM` if the file belongs to another server name (every tag depends on
+// the name) or the path is empty, and `SERVERSHIP_UNKNOWN` if SQLite cannot open it.
+//
+// # Safety
+// Pointer/length pairs must be readable; `out` a valid `servership_tag_store **`.
+servership_status servership_tag_store_open(const char *path, size_t path_len, const char *server_name, size_t server_name_len, servership_tag_store **out);
+
+// Closes a tag store handle. `NULL` is a no-op. Responders made from it stay usable.
+void servership_tag_store_free(servership_tag_store *store);
+
+// Records that this server joined `room_id` at `joined_at_ms` (milliseconds since the Unix
+// epoch). `*newly_added_out` (if not `NULL`) receives whether the room is new; a room already
+// recorded keeps its first-joined time. The write is durable when this returns.
+//
+// Fails with `SERVERSHIP_INVALID_PARAM` for a room ID that does not start with `!`, is longer
+// than 255 bytes or contains control characters.
+//
+// # Safety
+// `store` `NULL` or live; `room_id` readable; `newly_added_out` `NULL` or a valid `bool *`.
+servership_status servership_tag_store_record_join(const servership_tag_store *store, const char *room_id, size_t room_id_len, int64_t joined_at_ms, bool *newly_added_out);
+
+// Records many rooms in one transaction, all first joined at `now_ms`: `room_ids_json` is a
+// JSON array of room ID strings. `*added_out` (if not `NULL`) receives how many were new.
+// All or nothing.
+//
+// Fails with `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for input that is not a JSON array of
+// strings (the message names the index) and `SERVERSHIP_INVALID_PARAM` for a bad room ID.
+//
+// # Safety
+// `store` `NULL` or live; `room_ids_json` readable; `added_out` `NULL` or a valid `size_t *`.
+servership_status servership_tag_store_backfill(const servership_tag_store *store, const char *room_ids_json, size_t room_ids_json_len, int64_t now_ms, size_t *added_out);
+
+// Whether this server has ever joined `room_id`, into `*out`.
+//
+// # Safety
+// `store` `NULL` or live; `room_id` readable; `out` a valid `bool *`.
+servership_status servership_tag_store_contains_room(const servership_tag_store *store, const char *room_id, size_t room_id_len, bool *out);
+
+// How many rooms the store holds (including other processes' latest commits), into `*out`.
+//
+// # Safety
+// `store` `NULL` or live; `out` a valid `size_t *`.
+servership_status servership_tag_store_len(const servership_tag_store *store, size_t *out);
+
+// Creates a responder answering from `store` with at most `max_tags_per_request` tags a request
+// and `budget_tags` tags per `budget_window_ms` per origin (the defaults are 1000, 10000 and
+// 60000). Only the unstable path is served.
+//
+// The responder keeps the store alive (a shared reference), so `servership_tag_store_free` may
+// be called before `servership_responder_free`. Fails with `SERVERSHIP_INVALID_PARAM` for limits
+// that do not fit together (a zero, or `budget_tags` below `max_tags_per_request`).
+//
+// # Safety
+// `store` `NULL` or live; `out` a valid `servership_responder **`.
+servership_status servership_responder_new(const servership_tag_store *store, size_t max_tags_per_request, uint64_t budget_tags, uint64_t budget_window_ms, servership_responder **out);
+
+// Frees a responder. `NULL` is a no-op.
+void servership_responder_free(servership_responder *responder);
+
+// Answers one `discover_common_rooms` request: `body` as received, `origin` the server
+// authenticated by X-Matrix, `now_ms` the current time (ms since the Unix epoch). On success
+// `*out` receives the response body (canonical JSON, `200`).
+//
+// On failure nothing is written; answer with `servership_last_error_http_status()` and
+// `servership_last_error_json()`: `SERVERSHIP_TOO_LARGE` (413, body or tag count over the
+// limit), `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` (400), `SERVERSHIP_MISSING_PARAM` and
+// `SERVERSHIP_INVALID_PARAM` (400, e.g. `room_participation_tags[3] is not 32 bytes of base64`),
+// `SERVERSHIP_LIMIT_EXCEEDED` (429, the error JSON carries `retry_after_ms`).
+//
+// # Safety
+// `responder` `NULL` or live; pointer/length pairs readable; `out` a valid `char **`; `out_len`
+// `NULL` or valid.
+servership_status servership_responder_respond(const servership_responder *responder, const uint8_t *body, size_t body_len, const char *origin, size_t origin_len, uint64_t now_ms, char **out, size_t *out_len);
 
 // The event ID of a PDU (`json`, strict canonical JSON) in room version `room_version`
 // (e.g. `"12"`): `$` + the reference hash for v3 and later; for v1/v2 the PDU's own `event_id`.

@@ -39,6 +39,8 @@ from servership._native import (
     sign_request,
     verify_event_signature,
     verify_request,
+    DISCOVER_COMMON_ROOMS_PATH,
+    DISCOVER_COMMON_ROOMS_STABLE_PATH,
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
     BadJsonError,
@@ -51,6 +53,7 @@ from servership._native import (
     ServershipError,
     SigningKey,
     StorageError,
+    TagStore,
     TooLargeError,
     UnauthorizedError,
     VerifyKey,
@@ -66,7 +69,10 @@ from servership._native import (
     parse_json,
     sign_json,
     verify_json,
+    participation_tag,
+    participation_tags,
 )
+from servership import discovery  # noqa: E402,F401  (the submodule, as servership.discovery)
 
 __all__ = [
     "INVITE_PATH_UNSTABLE_PREFIX",
@@ -96,6 +102,8 @@ __all__ = [
     "sign_request",
     "verify_event_signature",
     "verify_request",
+    "DISCOVER_COMMON_ROOMS_PATH",
+    "DISCOVER_COMMON_ROOMS_STABLE_PATH",
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "BadJsonError",
@@ -108,6 +116,7 @@ __all__ = [
     "ServershipError",
     "SigningKey",
     "StorageError",
+    "TagStore",
     "TooLargeError",
     "UnauthorizedError",
     "VerifyKey",
@@ -123,4 +132,6 @@ __all__ = [
     "parse_json",
     "sign_json",
     "verify_json",
+    "participation_tag",
+    "participation_tags",
 ]

@@ -24,6 +24,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod boundary;
+pub mod discovery;
 pub mod event;
 pub mod ids;
 pub mod invite;
@@ -34,6 +35,7 @@ pub mod status;
 pub mod x_matrix;
 
 pub use boundary::*;
+pub use discovery::*;
 pub use event::*;
 pub use ids::*;
 pub use invite::*;

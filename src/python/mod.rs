@@ -16,6 +16,7 @@
 //!   `mypy.stubtest` in CI).
 
 mod convert;
+mod discovery;
 mod errors;
 mod event;
 mod event_signing;
@@ -42,5 +43,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ids::register(m)?;
     x_matrix::register(m)?;
     invite::register(m)?;
+    discovery::register(m)?;
     Ok(())
 }

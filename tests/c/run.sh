@@ -18,7 +18,7 @@ echo "-- compiling (cc ${CFLAGS[*]})"
 cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
     "${LDFLAGS[@]}" -o "$out/header_only_cpp"
-for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c; do
+for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c; do
     name=$(basename "$src" .c)
     cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
 done
@@ -59,6 +59,42 @@ err=$(run "$out/check_invite" tests/c/fixtures/invite_v12_tampered.json "${args[
 code=$?
 set -e
 [[ $code == 1 && "$err" == "400 "*'"errcode":"M_INVALID_PARAM"'* ]] || fail "tampered: $code $err"
+step "discovery hostile input"
+rm -rf "$out/discovery" && mkdir -p "$out/discovery"
+run "$out/discovery_hostile" "$out/discovery"
+
+step "examples/discovery_store.c"
+# The request is built twice: by the example (library tags) and by Python's hmac; they must agree.
+rooms=('!council:blue.example' '!lobby:green.example' '!never:gray.example')
+request=$(run "$out/discovery_store" --request green.example "${rooms[@]}")
+want_request=$(python3 -c '
+import base64, hashlib, hmac, json, sys
+tags = [base64.b64encode(hmac.new(b"green.example", r.encode(), hashlib.sha256).digest())
+        .decode().rstrip("=") for r in sys.argv[1:]]
+print(json.dumps({"room_participation_tags": tags}, separators=(",", ":")))
+' "${rooms[@]}")
+[[ "$request" == "$want_request" ]] || fail "discovery_store --request printed $request"
+store="$out/discovery/green.sqlite"
+got=$(printf '%s' "$request" | run "$out/discovery_store" "$store" green.example \
+    '!council:blue.example' '!lobby:green.example' 2>/dev/null)
+want=$(python3 -c 'import json, sys; t = json.loads(sys.argv[1])["room_participation_tags"]
+print(json.dumps({"recognised_tags": t[:2]}, separators=(",", ":")))' "$request")
+[[ "$got" == "$want" ]] || fail "discovery_store answered $got, want $want"
+# The store is permanent: a second run without room arguments still recognises both.
+got=$(printf '%s' "$request" | run "$out/discovery_store" "$store" green.example 2>/dev/null)
+[[ "$got" == "$want" ]] || fail "discovery_store after reopening answered $got"
+for bad in 'not json' '{"room_participation_tags":["c2hvcnQ"]}' '{}'; do
+    set +e
+    err=$(printf '%s' "$bad" | run "$out/discovery_store" "$store" green.example 2>&1 >/dev/null)
+    code=$?
+    set -e
+    [[ $code == 1 && "$err" == *'400 {"errcode":"M_'* ]] || fail "discovery_store on $bad: $code $err"
+done
+set +e
+err=$(printf '%s' "$request" | run "$out/discovery_store" "$store" other.example 2>&1 >/dev/null)
+code=$?
+set -e
+[[ $code == 1 && "$err" == *M_INVALID_PARAM* ]] || fail "store opened under another name: $err"
 
 step "examples/canonicalize.c"
 got=$(printf '{"b": 1, "a": [true, null, "\\u00e9"]}' | run "$out/canonicalize")

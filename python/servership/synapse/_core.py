@@ -11,7 +11,7 @@ All functions here are blocking (SQLite, hashing, signature checks): callers run
 ``api.defer_to_thread``, never on the reactor thread.
 
 Names marked PLANNED are the agreed binding names whose exact argument lists will be confirmed
-at integration (see ``docs/synapse-internals.md``).
+at integration (see ``docs/synapse-internals.md``). The discovery section is integrated.
 """
 
 from __future__ import annotations

@@ -1,0 +1,750 @@
+//! Out-of-room server discovery (MSC4358, `docs/discovery.md`) from Python.
+//!
+//! `participation_tag(s)` and `TagStore` live in the flat `servership` namespace; the endpoint,
+//! the requesting side and the audit are re-exported by the pure-Python submodule
+//! `servership.discovery` (`python/servership/discovery.py`), which is where their classes say
+//! they live (`module = "servership.discovery"`).
+//!
+//! Decisions:
+//! - Times are optional: `None` means "now" (milliseconds since the Unix epoch), so tests and
+//!   replays can pass a clock and servers need not.
+//! - Every call that reaches SQLite or hashes a batch runs without holding the interpreter, so
+//!   Synapse's threads (`defer_to_thread`) really run in parallel.
+//! - A `str` where a sequence of room IDs is expected is a `TypeError`, never a sequence of
+//!   one-character room IDs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use super::convert::json_input;
+use crate::discovery::{
+    self, Audit, AuditReport, Departure, ParticipationTag, PeerAnswer, Requester, Responder,
+    ResponderConfig, RoomView, Tagger,
+};
+use crate::error::Error;
+use crate::store::TagStore;
+
+/// Batches at least this long are tagged without holding the interpreter; shorter ones finish
+/// faster than the hand-over costs.
+const DETACH_BATCH: usize = 256;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A time given by the caller, or now.
+fn time_or_now(given: Option<i64>) -> i64 {
+    given.unwrap_or_else(|| i64::try_from(now_ms()).unwrap_or(i64::MAX))
+}
+
+/// Reads a sequence (any iterable but `str`/`bytes`) of `str`, naming the bad element.
+fn strings(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a sequence of str, not a single {}",
+            obj.get_type().name()?
+        )));
+    }
+    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    for (i, item) in obj.try_iter()?.enumerate() {
+        let item = item?;
+        let Ok(text) = item.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(format!(
+                "{name}[{i}] must be a str, not {}",
+                item.get_type().name()?
+            )));
+        };
+        let text = text
+            .to_str()
+            .map_err(|_| Error::invalid_param(format!("{name}[{i}] contains a lone surrogate")))?;
+        out.push(text.to_owned());
+    }
+    Ok(out)
+}
+
+/// The room participation tag `server_name` keeps for `room_id`, as unpadded standard base64
+/// (43 characters): HMAC-SHA256 keyed by the server name exactly as written in Matrix IDs.
+#[pyfunction]
+fn participation_tag(server_name: &str, room_id: &str) -> String {
+    discovery::participation_tag(server_name, room_id).to_base64()
+}
+
+/// The tags of many rooms under one server name, in order (the HMAC key schedule is done once;
+/// large batches run without holding the interpreter).
+#[pyfunction]
+fn participation_tags(
+    py: Python<'_>,
+    server_name: &str,
+    room_ids: &Bound<'_, PyAny>,
+) -> PyResult<Vec<String>> {
+    let rooms = strings(room_ids, "room_ids")?;
+    let tag = |rooms: &[String]| {
+        let tagger = Tagger::new(server_name);
+        rooms.iter().map(|r| tagger.tag(r).to_base64()).collect()
+    };
+    if rooms.len() >= DETACH_BATCH {
+        Ok(py.detach(|| tag(&rooms)))
+    } else {
+        Ok(tag(&rooms))
+    }
+}
+
+/// A server's permanent store of room participation tags, in its own SQLite file.
+///
+/// Durable (every write is committed before the call returns), shared (several processes may
+/// open one file and write at once) and fresh (other processes' writes are seen without
+/// reopening). Safe to share between threads.
+#[pyclass(frozen, module = "servership", name = "TagStore")]
+pub(crate) struct PyTagStore {
+    store: Arc<TagStore>,
+    path: String,
+}
+
+#[pymethods]
+impl PyTagStore {
+    /// Opens (creating if needed) the store at `path` for `server_name`; raises
+    /// `InvalidParamError` if the file belongs to another server name.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf, server_name: &str) -> PyResult<Self> {
+        let store = py.detach(|| TagStore::open(&path, server_name))?;
+        Ok(PyTagStore {
+            store: Arc::new(store),
+            path: path.to_string_lossy().into_owned(),
+        })
+    }
+
+    /// Records that this server joined `room_id` at `joined_at_ms` (default: now); `True` if the
+    /// room is new. Durable when it returns.
+    #[pyo3(signature = (room_id, joined_at_ms=None))]
+    fn record_join(
+        &self,
+        py: Python<'_>,
+        room_id: &str,
+        joined_at_ms: Option<i64>,
+    ) -> PyResult<bool> {
+        let at = time_or_now(joined_at_ms);
+        Ok(py.detach(|| self.store.record_join(room_id, at))?)
+    }
+
+    /// Records many rooms in one transaction, all first joined at `now_ms` (default: now);
+    /// returns how many were new. All or nothing.
+    #[pyo3(signature = (room_ids, now_ms=None))]
+    fn backfill(
+        &self,
+        py: Python<'_>,
+        room_ids: &Bound<'_, PyAny>,
+        now_ms: Option<i64>,
+    ) -> PyResult<usize> {
+        let rooms = strings(room_ids, "room_ids")?;
+        let at = time_or_now(now_ms);
+        Ok(py.detach(|| self.store.backfill(&rooms, at))?)
+    }
+
+    /// Whether this server has ever joined `room_id`.
+    fn contains_room(&self, py: Python<'_>, room_id: &str) -> PyResult<bool> {
+        Ok(py.detach(|| self.store.contains_room(room_id))?)
+    }
+
+    /// For each tag (base64, as on the wire), whether this server holds it; raises
+    /// `InvalidParamError` naming the first tag that is not 32 bytes of base64.
+    fn recognise(&self, py: Python<'_>, tags: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
+        let texts = strings(tags, "tags")?;
+        let parsed = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                ParticipationTag::from_base64(t).ok_or_else(|| {
+                    Error::invalid_param(format!("tags[{i}] is not 32 bytes of base64"))
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(py.detach(|| self.store.recognise(&parsed))?)
+    }
+
+    /// Every recorded room with its first-joined time (ms), in the order they were recorded.
+    fn rooms(&self, py: Python<'_>) -> PyResult<Vec<(String, i64)>> {
+        Ok(py.detach(|| self.store.rooms())?)
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(py.detach(|| self.store.len())?)
+    }
+
+    fn __contains__(&self, py: Python<'_>, room_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        // Like a set: anything but a room ID string is simply not in the store.
+        let Ok(room_id) = room_id.cast::<PyString>() else {
+            return Ok(false);
+        };
+        let room_id = room_id.to_cow()?;
+        Ok(py.detach(|| self.store.contains_room(&room_id))?)
+    }
+
+    /// Approximate memory used by the in-memory index, in bytes.
+    #[getter]
+    fn index_bytes(&self) -> usize {
+        self.store.index_bytes()
+    }
+
+    /// The server name the store is bound to.
+    #[getter]
+    fn server_name(&self) -> &str {
+        self.store.server_name()
+    }
+
+    /// The file the store lives in, as given when it was opened.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let rooms = match py.detach(|| self.store.len()) {
+            Ok(n) => n.to_string(),
+            Err(_) => "?".to_owned(),
+        };
+        // Python's own quoting of the name, as a `str` repr would show it.
+        let name = self
+            .store
+            .server_name()
+            .replace('\\', "\\\\")
+            .replace('\'', "\\'");
+        format!("<TagStore '{name}' {rooms} rooms at {}>", self.path)
+    }
+}
+
+/// Serves `POST .../discover_common_rooms` from a `TagStore`: request body bytes and the
+/// authenticated origin in, response bytes out. Limits per request and budgets per origin as in
+/// `docs/discovery.md`. Safe to share between threads; keeps the store alive.
+#[pyclass(frozen, module = "servership.discovery", name = "Responder")]
+pub(crate) struct PyResponder {
+    responder: Responder,
+}
+
+#[pymethods]
+impl PyResponder {
+    /// A responder answering from `store`; raises `InvalidParamError` for limits that do not fit
+    /// together (e.g. `budget_tags` below `max_tags_per_request`).
+    #[new]
+    #[pyo3(signature = (
+        store,
+        *,
+        max_tags_per_request=1000,
+        budget_tags=10_000,
+        budget_window_ms=60_000,
+        stable_path=false,
+        max_body_bytes=None,
+        max_tracked_origins=100_000,
+    ))]
+    fn new(
+        store: &PyTagStore,
+        max_tags_per_request: usize,
+        budget_tags: u64,
+        budget_window_ms: u64,
+        stable_path: bool,
+        max_body_bytes: Option<usize>,
+        max_tracked_origins: usize,
+    ) -> PyResult<Self> {
+        let config = ResponderConfig {
+            max_tags_per_request,
+            max_body_bytes,
+            budget_tags,
+            budget_window_ms,
+            max_tracked_origins,
+            stable_path,
+        };
+        Ok(PyResponder {
+            responder: Responder::new(Arc::clone(&store.store), config)?,
+        })
+    }
+
+    /// Answers one request body from `origin` at `now_ms` (default: now) with the canonical JSON
+    /// response. Raises `TooLargeError` (413), `BadJsonError` (M_NOT_JSON / M_BAD_JSON),
+    /// `InvalidParamError` (M_INVALID_PARAM / M_MISSING_PARAM) or `LimitExceededError` (429, with
+    /// `retry_after_ms`); each carries `http_status` and `matrix_error` to answer with.
+    #[pyo3(signature = (body, origin, now_ms=None))]
+    fn respond<'py>(
+        &self,
+        py: Python<'py>,
+        body: &Bound<'py, PyAny>,
+        origin: &str,
+        now_ms: Option<u64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let Some(input) = json_input(body)? else {
+            return Err(PyTypeError::new_err(format!(
+                "body must be bytes, not {}",
+                body.get_type().name()?
+            )));
+        };
+        let at = now_ms.unwrap_or_else(self::now_ms);
+        let bytes = input.bytes();
+        let answer = py.detach(|| self.responder.respond(bytes, origin, at))?;
+        Ok(PyBytes::new(py, &answer))
+    }
+
+    /// How many tags `origin` may still ask about in its current window.
+    #[pyo3(signature = (origin, now_ms=None))]
+    fn remaining_budget(&self, origin: &str, now_ms: Option<u64>) -> u64 {
+        self.responder
+            .remaining_budget(origin, now_ms.unwrap_or_else(self::now_ms))
+    }
+
+    /// The paths to serve: the unstable one always, the stable one with `stable_path=True`.
+    #[getter]
+    fn paths(&self) -> Vec<&'static str> {
+        self.responder.paths()
+    }
+
+    /// Most tags one request may carry.
+    #[getter]
+    fn max_tags_per_request(&self) -> usize {
+        self.responder.config().max_tags_per_request
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.responder.config();
+        format!(
+            "<Responder for {:?}: {} tags a request, {} tags per {} ms per origin>",
+            self.responder.store().server_name(),
+            c.max_tags_per_request,
+            c.budget_tags,
+            c.budget_window_ms
+        )
+    }
+}
+
+/// Questions for one peer about a set of rooms: the tags are computed under the peer's name,
+/// duplicates dropped, and split into request bodies of at most `max_tags_per_request` tags.
+#[pyclass(frozen, module = "servership.discovery", name = "Requester")]
+pub(crate) struct PyRequester {
+    requester: Requester,
+}
+
+#[pymethods]
+impl PyRequester {
+    #[new]
+    #[pyo3(signature = (target, room_ids, max_tags_per_request=1000))]
+    fn new(
+        py: Python<'_>,
+        target: &str,
+        room_ids: &Bound<'_, PyAny>,
+        max_tags_per_request: usize,
+    ) -> PyResult<Self> {
+        let rooms = strings(room_ids, "room_ids")?;
+        let requester = if rooms.len() >= DETACH_BATCH {
+            py.detach(|| Requester::new(target, &rooms, max_tags_per_request))
+        } else {
+            Requester::new(target, &rooms, max_tags_per_request)
+        };
+        Ok(PyRequester { requester })
+    }
+
+    /// The server being asked.
+    #[getter]
+    fn target(&self) -> &str {
+        self.requester.target()
+    }
+
+    /// The request bodies (canonical JSON), one per chunk, in order.
+    #[getter]
+    fn bodies<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        self.requester
+            .request_bodies()
+            .iter()
+            .map(|b| PyBytes::new(py, b))
+            .collect()
+    }
+
+    /// The room IDs the peer recognised in its answer `body` to request `index`, in request
+    /// order. Raises `BadJsonError` for a malformed answer (nothing from it is used) and
+    /// `InvalidParamError` for an index past the last request.
+    fn map_response(
+        &self,
+        py: Python<'_>,
+        index: usize,
+        body: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<String>> {
+        let Some(input) = json_input(body)? else {
+            return Err(PyTypeError::new_err(format!(
+                "body must be bytes, not {}",
+                body.get_type().name()?
+            )));
+        };
+        let bytes = input.bytes();
+        Ok(py.detach(|| self.requester.map_response(index, bytes))?)
+    }
+
+    fn __len__(&self) -> usize {
+        self.requester.chunk_count()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Requester to {:?}: {} request(s)>",
+            self.requester.target(),
+            self.requester.chunk_count()
+        )
+    }
+}
+
+/// Reads `"leave"` / `"ban"`.
+fn departure(text: &str, place: &str) -> PyResult<Departure> {
+    match text {
+        "leave" => Ok(Departure::Left),
+        "ban" => Ok(Departure::Banned),
+        other => Err(Error::invalid_param(format!(
+            "{place} must be \"leave\" or \"ban\", not {other:?}"
+        ))
+        .into()),
+    }
+}
+
+/// What we can see of a room we just joined: which servers are in it (visible) and which were
+/// and left or were banned (departed). Immutable.
+///
+/// `memberships` are `(user_id, membership)` pairs (current state and, if known, history): a
+/// `join` makes the user's server visible, `leave`/`ban` departed; `visible` and `departed`
+/// (`{server: "leave" | "ban"}`) add servers directly.
+#[pyclass(frozen, module = "servership.discovery", name = "RoomView")]
+#[derive(Clone)]
+pub(crate) struct PyRoomView {
+    view: RoomView,
+}
+
+#[pymethods]
+impl PyRoomView {
+    #[new]
+    #[pyo3(signature = (room_id, own_server, memberships=None, *, visible=None, departed=None))]
+    fn new(
+        room_id: &str,
+        own_server: &str,
+        memberships: Option<&Bound<'_, PyAny>>,
+        visible: Option<&Bound<'_, PyAny>>,
+        departed: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        if let Some(memberships) = memberships {
+            for (i, item) in memberships.try_iter()?.enumerate() {
+                let (user, membership): (String, String) = item?.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "memberships[{i}] must be a (user_id, membership) pair of str"
+                    ))
+                })?;
+                pairs.push((user, membership));
+            }
+        }
+        let mut view = RoomView::from_memberships(room_id, own_server, &pairs);
+        if let Some(visible) = visible {
+            for server in strings(visible, "visible")? {
+                view.add_visible(&server);
+            }
+        }
+        if let Some(departed) = departed {
+            for (server, how) in departed.iter() {
+                let server: String = server.extract()?;
+                let how: String = how.extract()?;
+                view.add_departed(&server, departure(&how, &format!("departed[{server:?}]"))?);
+            }
+        }
+        Ok(PyRoomView { view })
+    }
+
+    /// The room.
+    #[getter]
+    fn room_id(&self) -> &str {
+        self.view.room_id()
+    }
+
+    /// The server doing the audit.
+    #[getter]
+    fn own_server(&self) -> &str {
+        self.view.own_server()
+    }
+
+    /// Whether `server` has a joined user in the room.
+    fn is_visible(&self, server: &str) -> bool {
+        self.view.is_visible(server)
+    }
+
+    /// `"leave"` or `"ban"` if our view shows `server`'s users departing, else `None`.
+    fn departure(&self, server: &str) -> Option<&'static str> {
+        self.view.departure(server).map(Departure::as_str)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<RoomView of {} by {}>",
+            self.view.room_id(),
+            self.view.own_server()
+        )
+    }
+}
+
+/// One peer's answer to an audit question: recognised, not recognised, or failed (with why).
+#[pyclass(frozen, eq, module = "servership.discovery", name = "PeerAnswer")]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyPeerAnswer {
+    answer: PeerAnswer,
+}
+
+#[pymethods]
+impl PyPeerAnswer {
+    /// The peer recognised the room's tag.
+    #[staticmethod]
+    fn recognised() -> Self {
+        PyPeerAnswer {
+            answer: PeerAnswer::Recognised,
+        }
+    }
+
+    /// The peer answered without the room's tag.
+    #[staticmethod]
+    fn not_recognised() -> Self {
+        PyPeerAnswer {
+            answer: PeerAnswer::NotRecognised,
+        }
+    }
+
+    /// No usable answer (timeout, HTTP error, malformed body), with the reason.
+    #[staticmethod]
+    fn failed(reason: &str) -> Self {
+        PyPeerAnswer {
+            answer: PeerAnswer::Failed(reason.to_owned()),
+        }
+    }
+
+    /// `"recognised"`, `"not_recognised"` or `"failed"`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.answer {
+            PeerAnswer::Recognised => "recognised",
+            PeerAnswer::NotRecognised => "not_recognised",
+            PeerAnswer::Failed(_) => "failed",
+        }
+    }
+
+    /// Why a failed answer failed; `None` otherwise.
+    #[getter]
+    fn reason(&self) -> Option<&str> {
+        match &self.answer {
+            PeerAnswer::Failed(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Whether the peer recognised the room.
+    #[getter]
+    fn is_recognised(&self) -> bool {
+        self.answer == PeerAnswer::Recognised
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.answer {
+            PeerAnswer::Failed(why) => format!("PeerAnswer.failed({why:?})"),
+            _ => format!("PeerAnswer.{}()", self.kind()),
+        }
+    }
+}
+
+/// An audit of one room (see `docs/discovery.md`): plan it, send `request_body(peer)` to each of
+/// `peers`, read each answer with `read_response`, then `report(answers)`.
+#[pyclass(frozen, module = "servership.discovery", name = "Audit")]
+pub(crate) struct PyAudit {
+    audit: Audit,
+}
+
+#[pymethods]
+impl PyAudit {
+    /// Plans the audit of `view`: up to `max_peers` of `known_peers` (in the order given, so rank
+    /// them) that are neither us nor visible in the room, without duplicates.
+    #[staticmethod]
+    fn plan(view: &PyRoomView, known_peers: &Bound<'_, PyAny>, max_peers: usize) -> PyResult<Self> {
+        let peers = strings(known_peers, "known_peers")?;
+        Ok(PyAudit {
+            audit: Audit::plan(view.view.clone(), &peers, max_peers),
+        })
+    }
+
+    /// The peers to ask, in order.
+    #[getter]
+    fn peers(&self) -> Vec<String> {
+        self.audit.peers().to_vec()
+    }
+
+    /// The room view being audited.
+    #[getter]
+    fn view(&self) -> PyRoomView {
+        PyRoomView {
+            view: self.audit.view().clone(),
+        }
+    }
+
+    /// The `discover_common_rooms` request body asking `peer` about this room.
+    fn request_body<'py>(&self, py: Python<'py>, peer: &str) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.audit.request_body(peer))
+    }
+
+    /// Reads `peer`'s response body; a malformed answer is `PeerAnswer.failed(reason)`, never an
+    /// exception (a hostile peer cannot stop the audit).
+    fn read_response(&self, peer: &str, body: &Bound<'_, PyAny>) -> PyResult<PyPeerAnswer> {
+        let Some(input) = json_input(body)? else {
+            return Err(PyTypeError::new_err(format!(
+                "body must be bytes, not {}",
+                body.get_type().name()?
+            )));
+        };
+        Ok(PyPeerAnswer {
+            answer: self.audit.read_response(peer, input.bytes()),
+        })
+    }
+
+    /// The report from `answers`: a `dict` `{peer: PeerAnswer}` or an iterable of
+    /// `(peer, PeerAnswer)` pairs. Planned peers without an answer count as failed.
+    fn report(&self, answers: &Bound<'_, PyAny>) -> PyResult<PyAuditReport> {
+        let items = match answers.cast::<PyDict>() {
+            Ok(dict) => dict.items().into_any(),
+            Err(_) => answers.clone(),
+        };
+        let mut pairs = Vec::new();
+        for (i, item) in items.try_iter()?.enumerate() {
+            let item = item?;
+            let (peer, answer): (String, Bound<'_, PyAny>) = item.extract().map_err(|_| {
+                PyTypeError::new_err(format!("answers[{i}] must be a (peer, PeerAnswer) pair"))
+            })?;
+            let answer = answer.cast::<PyPeerAnswer>().map_err(|_| {
+                PyTypeError::new_err(format!("answers[{i}] must hold a PeerAnswer"))
+            })?;
+            pairs.push((peer, answer.get().answer.clone()));
+        }
+        Ok(PyAuditReport {
+            report: self.audit.report(&pairs),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Audit of {}: {} peer(s) to ask>",
+            self.audit.view().room_id(),
+            self.audit.peers().len()
+        )
+    }
+}
+
+/// What an audit found. `verdict` is `"hidden_branch_suspected"` (some server recognises the
+/// room with no membership in our view), `"inconclusive"` (nobody answered usably) or
+/// `"consistent"`.
+#[pyclass(frozen, module = "servership.discovery", name = "AuditReport")]
+pub(crate) struct PyAuditReport {
+    report: AuditReport,
+}
+
+#[pymethods]
+impl PyAuditReport {
+    /// The audited room.
+    #[getter]
+    fn room_id(&self) -> &str {
+        &self.report.room_id
+    }
+
+    /// The server that ran the audit.
+    #[getter]
+    fn server(&self) -> &str {
+        &self.report.server
+    }
+
+    /// Every peer in the report, in order.
+    #[getter]
+    fn asked(&self) -> Vec<String> {
+        self.report.asked.clone()
+    }
+
+    /// Peers visible in the room that recognise it.
+    #[getter]
+    fn visible(&self) -> Vec<String> {
+        self.report.visible.clone()
+    }
+
+    /// Peers not visible that recognise the room, each with `"leave"` or `"ban"`.
+    #[getter]
+    fn explained(&self) -> Vec<(String, &'static str)> {
+        self.report
+            .explained
+            .iter()
+            .map(|(s, how)| (s.clone(), how.as_str()))
+            .collect()
+    }
+
+    /// Peers that recognise the room with no membership at all in our view.
+    #[getter]
+    fn unexplained(&self) -> Vec<String> {
+        self.report.unexplained.clone()
+    }
+
+    /// Peers that answered without recognising the room.
+    #[getter]
+    fn not_recognising(&self) -> Vec<String> {
+        self.report.not_recognising.clone()
+    }
+
+    /// Peers without a usable answer, each with the reason.
+    #[getter]
+    fn failed(&self) -> Vec<(String, String)> {
+        self.report.failed.clone()
+    }
+
+    /// `"hidden_branch_suspected"`, `"inconclusive"` or `"consistent"`.
+    #[getter]
+    fn verdict(&self) -> &'static str {
+        self.report.verdict()
+    }
+
+    /// True when some server recognises the room with no membership in our view.
+    #[getter]
+    fn hidden_branch_suspected(&self) -> bool {
+        self.report.hidden_branch_suspected()
+    }
+
+    /// The report as canonical JSON (shape in `docs/discovery.md`).
+    fn to_json<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.report.to_json())
+    }
+
+    /// A few lines for people (no trailing newline).
+    fn to_text(&self) -> String {
+        self.report.to_text()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<AuditReport of {} by {}: {}, {} asked, {} unexplained>",
+            self.report.room_id,
+            self.report.server,
+            self.report.verdict(),
+            self.report.asked.len(),
+            self.report.unexplained.len()
+        )
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(participation_tag, m)?)?;
+    m.add_function(wrap_pyfunction!(participation_tags, m)?)?;
+    m.add_class::<PyTagStore>()?;
+    m.add_class::<PyResponder>()?;
+    m.add_class::<PyRequester>()?;
+    m.add_class::<PyRoomView>()?;
+    m.add_class::<PyPeerAnswer>()?;
+    m.add_class::<PyAudit>()?;
+    m.add_class::<PyAuditReport>()?;
+    m.add("DISCOVER_COMMON_ROOMS_PATH", discovery::UNSTABLE_PATH)?;
+    m.add("DISCOVER_COMMON_ROOMS_STABLE_PATH", discovery::STABLE_PATH)?;
+    Ok(())
+}

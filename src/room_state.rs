@@ -219,62 +219,14 @@ impl RoomState {
     }
 }
 
-/// The server name of a user ID: everything after the first `:` (user ID grammar: the localpart
-/// cannot contain `:`). `None` if the ID does not start with `@`, has no `:`, or names an
-/// empty server.
-// TODO(ids): use crate::ids once the identifier module lands.
+/// The server name of a user ID (validated with [`crate::ids::UserId`]): everything after the
+/// first `:`. `None` if `user_id` is not a valid user ID.
 pub(crate) fn user_server(user_id: &str) -> Option<&str> {
-    let rest = user_id.strip_prefix('@')?;
-    let (_, server) = rest.split_once(':')?;
-    if server.is_empty() {
-        None
-    } else {
-        Some(server)
-    }
+    crate::ids::UserId::parse(user_id).ok()?;
+    user_id.split_once(':').map(|(_, server)| server)
 }
 
-/// The localpart of a user ID (between `@` and the first `:`).
-// TODO(ids): use crate::ids.
-pub(crate) fn user_localpart(user_id: &str) -> Option<&str> {
-    let rest = user_id.strip_prefix('@')?;
-    rest.split_once(':').map(|(l, _)| l)
-}
-
-/// A light server-name check: at most 255 bytes; a host (`[IPv6]`, or letters, digits, `.` and
-/// `-`) optionally followed by `:port` (1–5 digits).
-// TODO(ids): use crate::ids::ServerName parsing.
-pub(crate) fn is_plausible_server_name(name: &str) -> bool {
-    if name.is_empty() || name.len() > 255 {
-        return false;
-    }
-    let (host_ok, port) = match name.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((inside, after)) => (
-                !inside.is_empty()
-                    && inside
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
-                after,
-            ),
-            None => return false,
-        },
-        None => {
-            let (host, port) = match name.split_once(':') {
-                Some((h, _)) => (h, name.get(h.len()..).unwrap_or("")),
-                None => (name, ""),
-            };
-            (
-                !host.is_empty()
-                    && host
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
-                port,
-            )
-        }
-    };
-    let port_ok = match port.strip_prefix(':') {
-        Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
-        None => port.is_empty(),
-    };
-    host_ok && port_ok
+/// True if `name` is a valid server name ([`crate::ids::ServerName`]).
+pub(crate) fn is_server_name(name: &str) -> bool {
+    crate::ids::ServerName::parse(name).is_ok()
 }

@@ -1,7 +1,9 @@
 """servership: Matrix homeservers treating servers as room participants.
 
 The heavy lifting happens in Rust (``servership._native``); this package re-exports it with
-one flat namespace::
+one flat namespace, plus the submodules ``servership.discovery``, ``servership.peeking``,
+``servership.s2s`` and
+``servership.subscription`` by concept::
 
     >>> import servership
     >>> servership.canonical_json({"b": 1, "a": [True, None]})
@@ -104,6 +106,14 @@ __all__ = [
     "verify_request",
     "DISCOVER_COMMON_ROOMS_PATH",
     "DISCOVER_COMMON_ROOMS_STABLE_PATH",
+from servership._native import Decision, KnockStore, RoomState
+# The members capabilities by concept (not in __all__, which lists the flat native names).
+from servership import peeking, s2s, subscription  # noqa: E402,F401
+
+__all__ = [
+    "Decision",
+    "KnockStore",
+    "RoomState",
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "BadJsonError",

@@ -15,49 +15,43 @@
 //! Decisions taken where the seed is silent:
 //! - A banned pseudouser may not join even in a peekable room (bans keep their meaning).
 //! - Leaving (`leave`, `ban`) is never refused by these rules; the room's auth rules still apply.
-//! - Only the exact form `@:server` is a pseudouser; `@ :server`, `@:` and `@::x` are not.
+//! - Only the exact form `@:server` with a valid server name ([`crate::ids`]) is a pseudouser;
+//!   `@ :server`, `@:` and `@::x` are not.
 
 pub mod names;
 pub mod tracker;
 
 use crate::decision::{Decision, ReasonCode};
-use crate::error::{Error, Result};
-use crate::room_state::{RoomState, is_plausible_server_name, user_localpart, user_server};
+use crate::error::Result;
+use crate::ids::{self, RoomId, ServerName};
+use crate::room_state::{RoomState, user_server};
 use crate::subscription::glob::Glob;
 
 /// The join rule that lets pseudousers in (MSC1777).
 pub const JOIN_RULE_PEEKABLE: &str = "peekable";
 
-/// The pseudouser of `server`: `@:server`. The server name must be plausible (non-empty, at most
-/// 255 bytes, server-name characters) and the whole ID at most 255 bytes.
+/// The pseudouser of `server`: `@:server`. The server name must be valid
+/// ([`ServerName`]); the pseudouser then always fits the 255-byte limit.
 pub fn pseudouser_id(server: &str) -> Result<String> {
-    if !is_plausible_server_name(server) {
-        return Err(Error::invalid_param(format!(
-            "{server:?} is not a valid server name"
-        )));
-    }
-    let id = format!("@:{server}");
-    if id.len() > 255 {
-        return Err(Error::invalid_param("a user ID must not exceed 255 bytes"));
-    }
-    Ok(id)
+    let server = ServerName::parse(server)?;
+    Ok(ids::server_pseudouser(&server).into_string())
 }
 
-/// True exactly for `@:server` with a plausible server name.
+/// True exactly for `@:server` with a valid server name ([`ids::is_server_pseudouser`]).
 pub fn is_pseudouser(user_id: &str) -> bool {
-    pseudouser_server(user_id).is_some()
+    ids::is_server_pseudouser(user_id)
 }
 
 /// The server a pseudouser stands for, or `None` if `user_id` is not a pseudouser.
 pub fn pseudouser_server(user_id: &str) -> Option<&str> {
-    if user_id.len() > 255 || !user_localpart(user_id)?.is_empty() {
-        return None;
+    if ids::is_server_pseudouser(user_id) {
+        user_id.strip_prefix("@:")
+    } else {
+        None
     }
-    let server = user_server(user_id)?;
-    is_plausible_server_name(server).then_some(server)
 }
 
-/// The server of any user ID (ordinary or pseudouser): everything after the first `:`.
+/// The server of any valid user ID (ordinary or pseudouser): everything after the first `:`.
 pub fn server_of_user(user_id: &str) -> Option<&str> {
     user_server(user_id)
 }
@@ -164,8 +158,8 @@ impl OperatorPolicy {
                 format!("room {room_id} is on the operator's deny list"),
             ));
         }
-        let server = room_id.strip_prefix('!')?.split_once(':')?.1;
-        self.server_denied(server)
+        let room = RoomId::parse(room_id).ok()?;
+        self.server_denied(room.server_name_str()?)
     }
 
     /// [`check_pseudouser_join`] for a remote pseudouser joining one of this server's rooms, with

@@ -23,6 +23,7 @@ mod event_signing;
 mod ids;
 mod invite;
 mod json;
+mod members;
 mod signing;
 mod x_matrix;
 
@@ -44,5 +45,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     x_matrix::register(m)?;
     invite::register(m)?;
     discovery::register(m)?;
+    members::register(m)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::json::{Object, Value};
 use crate::pseudouser::{check_pseudouser_join, pseudouser_id, pseudouser_server};
 use crate::room_state::RoomState;
+use crate::room_version::RoomVersion;
 
 /// The stable room type.
 pub const ROOM_TYPE: &str = "m.s2s";
@@ -142,11 +143,6 @@ fn template(event_type: &str, state_key: &str, sender: &str, content: Object) ->
     o
 }
 
-/// True for room versions whose creators are outside power levels (v12+, MSC4289).
-fn creators_model(room_version: &str) -> bool {
-    room_version.parse::<u32>().is_ok_and(|v| v >= 12)
-}
-
 /// The initial state, in sending order, for `local_server` to create an s2s room with
 /// `peer_server`: create (room type, room version; in v12+ the peer's pseudouser as an
 /// `additional_creators` entry), the local pseudouser's join, power levels (both pseudousers at
@@ -167,7 +163,10 @@ pub fn initial_state(
             "an s2s room needs two different servers",
         ));
     }
-    let v12 = creators_model(room_version);
+    // v12+ (MSC4289): creators hold power through the create event, not power levels, and the
+    // room ID is the create event's hash; unknown versions are refused rather than guessed at.
+    let version = RoomVersion::from_id(room_version)?;
+    let v12 = version.privileged_creators;
     let mut create = Object::new();
     create.insert(
         "type".into(),

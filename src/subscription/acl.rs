@@ -21,7 +21,7 @@ use super::glob::Glob;
 pub fn strip_port(server: &str) -> &str {
     if server.starts_with('[') {
         return match server.find(']') {
-            Some(end) => &server[..=end],
+            Some(end) => server.get(..=end).unwrap_or(server),
             None => server,
         };
     }

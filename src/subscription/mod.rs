@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use crate::decision::{Decision, ReasonCode};
 use crate::error::{Error, Result};
 use crate::json::{Object, Value};
-use crate::room_state::{RoomState, is_plausible_server_name, user_server};
+use crate::room_state::{RoomState, is_server_name, user_server};
 
 /// The state event type that grants the capability.
 pub const ABLE_TO_SUBSCRIBE: &str = "m.server.is_able_to_subscribe";
@@ -77,7 +77,7 @@ pub fn check_subscription_event(state: &RoomState, event: &Object) -> Decision {
             "state_key must be a string (a server name)",
         );
     };
-    if !is_plausible_server_name(server) {
+    if !is_server_name(server) {
         return Decision::deny(
             ReasonCode::MalformedEvent,
             format!("state_key {server:?} is not a server name"),

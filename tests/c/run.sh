@@ -18,7 +18,7 @@ echo "-- compiling (cc ${CFLAGS[*]})"
 cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
     "${LDFLAGS[@]}" -o "$out/header_only_cpp"
-for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c; do
+for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c; do
     name=$(basename "$src" .c)
     cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
 done
@@ -95,6 +95,18 @@ err=$(printf '%s' "$request" | run "$out/discovery_store" "$store" other.example
 code=$?
 set -e
 [[ $code == 1 && "$err" == *M_INVALID_PARAM* ]] || fail "store opened under another name: $err"
+step "members hostile input"
+rm -f "$out/members_hostile.db"*
+run "$out/members_hostile" "$out/members_hostile.db"
+
+step "examples/members_flow.c"
+rm -f "$out/members_flow.db"*
+got=$(run "$out/members_flow" "$out/members_flow.db")
+[[ "$got" == *"recorded (seen 1 times)"* ]] || fail "members_flow: $got"
+[[ "$got" == *'knock decision: {"decision":{"allowed":false,"detail":'*'"reason":"awaiting_moderator","verdict":"pending"},"outward_event":null}'* ]] \
+    || fail "members_flow decision: $got"
+[[ "$got" == *'join before: {"allowed":false,'*'"reason":"not_able_to_subscribe"'* ]] || fail "members_flow before: $got"
+[[ "$got" == *'join after: {"allowed":true,'*'"reason":"able_to_subscribe"'* ]] || fail "members_flow after: $got"
 
 step "examples/canonicalize.c"
 got=$(printf '{"b": 1, "a": [true, null, "\\u00e9"]}' | run "$out/canonicalize")

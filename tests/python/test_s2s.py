@@ -1,0 +1,178 @@
+"""Server-to-server rooms and upgrade negotiation (MSC3348) through Python."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import servership
+from servership import s2s
+from servership.s2s import Negotiation, NegotiationPolicy, ServerUserPolicy
+
+
+def ev(event_type: str, state_key: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": event_type, "state_key": state_key, "sender": "@a:origin.example", "content": content}
+
+
+NORMAL = [
+    ev("m.room.create", "", {"room_version": "11"}),
+    ev("m.room.join_rules", "", {"join_rule": "public"}),
+    ev("m.room.member", "@a:origin.example", {"membership": "join"}),
+]
+S2S = [ev("m.room.create", "", {"room_version": "11", "type": "m.s2s"})]
+
+
+def test_is_s2s_room() -> None:
+    assert s2s.is_s2s_room(S2S)
+    assert not s2s.is_s2s_room(NORMAL)
+    assert s2s.is_s2s_room({"type": "support.feline.s2s"})
+    assert s2s.is_s2s_room(S2S[0])  # a whole create event
+    assert not s2s.is_s2s_room({"room_version": "11"})
+    assert s2s.is_s2s_room(servership.RoomState.from_events(S2S))
+
+
+@pytest.mark.parametrize(
+    ("policy", "allowed", "reason"),
+    [
+        ("s2s_only", False, "not_s2s_room"),
+        ("peeking", False, "no_user_of_server"),
+        ("either", False, "no_user_of_server"),
+        (ServerUserPolicy.S2S_ONLY, False, "not_s2s_room"),
+    ],
+)
+def test_server_user_in_a_normal_room(policy: str, allowed: bool, reason: str) -> None:
+    d = s2s.check_server_user_membership(NORMAL, "@:peer.example", "join", policy)
+    assert d.allowed is allowed and d.reason == reason
+
+
+def test_server_user_in_a_normal_room_with_a_user_of_its_server() -> None:
+    state = NORMAL + [ev("m.room.member", "@bob:peer.example", {"membership": "join"})]
+    got = {p.value: s2s.check_server_user_membership(state, "@:peer.example", "join", p) for p in ServerUserPolicy}
+    assert not got["s2s_only"] and got["s2s_only"].reason == "not_s2s_room"
+    assert got["peeking"] and got["peeking"].reason == "server_has_joined_user"
+    assert got["either"] and got["either"].reason == "server_has_joined_user"
+    # Default policy is "either"; s2s rooms allow under s2s_only and either.
+    assert s2s.check_server_user_membership(S2S, "@:peer.example", "join").reason == "s2s_room"
+    assert s2s.check_server_user_membership(NORMAL, "@:peer.example", "leave", "s2s_only").reason == "leaving_always_allowed"
+    with pytest.raises(servership.InvalidParamError, match="policy"):
+        s2s.check_server_user_membership(NORMAL, "@:peer.example", "join", "sometimes")
+
+
+def test_initial_state() -> None:
+    events = s2s.initial_state("a.example", "b.example", "11")
+    assert events[0]["type"] == "m.room.create" and events[0]["content"]["type"] == "m.s2s"
+    assert events[-1] == {
+        "type": "m.room.member",
+        "state_key": "@:b.example",
+        "sender": "@:a.example",
+        "content": {"membership": "invite"},
+    }
+    v12 = s2s.initial_state("a.example", "b.example", "12", unstable=True)
+    assert v12[0]["content"]["additional_creators"] == ["@:b.example"]
+    assert v12[0]["content"]["type"] == "support.feline.s2s"
+    with pytest.raises(servership.IncompatibleRoomVersionError):
+        s2s.initial_state("a.example", "b.example", "99")
+    with pytest.raises(servership.InvalidParamError):
+        s2s.initial_state("a.example", "a.example", "11")
+
+
+class Wire:
+    """Carries events between two negotiations, numbering event IDs."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def event(self, event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        self.n += 1
+        return {"event_id": f"$e{self.n}", "type": event_type, "content": content}
+
+
+def test_negotiation_agrees() -> None:
+    wire = Wire()
+    a_policy = NegotiationPolicy([("10", 5), ("11", 10), ("12", 8)])
+    b_policy = NegotiationPolicy([("11", 7), ("12", 9)])
+    a, content = Negotiation.initiate(a_policy)
+    proposal = wire.event(s2s.PROPOSAL, content)
+    a.sent(proposal["event_id"])
+    b, step = Negotiation.respond(b_policy, proposal)
+    assert step.outcome == "in_progress" and step.send is not None
+    assert step.send["type"] == s2s.REPLY
+    reply = wire.event(step.send["type"], step.send["content"])
+    b.sent(reply["event_id"])
+    step = a.handle(reply)
+    assert step.send is not None and step.send["type"] == s2s.ACCEPT
+    assert step.send["content"]["version"] == "12"
+    accept = wire.event(step.send["type"], step.send["content"])
+    a.sent(accept["event_id"])
+    step = b.handle(accept)
+    assert step.send is not None and step.send["type"] == s2s.ACK
+    ack = wire.event(step.send["type"], step.send["content"])
+    b.sent(ack["event_id"])
+    step = a.handle(ack)
+    assert step.outcome == "agreed:12" and step.agreed_version == "12"
+    assert step.send is not None
+    step = b.handle(wire.event(step.send["type"], step.send["content"]))
+    assert step.outcome == "agreed:12" and step.send is None
+    assert a.outcome == b.outcome == "agreed:12"
+    with pytest.raises(servership.InvalidParamError, match="finished"):
+        a.handle(ack)
+
+
+def test_negotiation_no_match() -> None:
+    wire = Wire()
+    a, content = Negotiation.initiate(NegotiationPolicy([("10", 5)]))
+    proposal = wire.event(s2s.PROPOSAL, content)
+    b, step = Negotiation.respond(NegotiationPolicy([("11", 5)]), proposal)
+    assert step.send is not None and step.send["type"] == s2s.REPLY
+    a.sent(proposal["event_id"])
+    step = a.handle(wire.event(step.send["type"], step.send["content"]))
+    assert step.outcome == "failed:no match"
+    assert step.send is not None and step.send["content"]["error"] == "no match"
+
+
+def test_negotiation_would_downgrade_below_floor() -> None:
+    wire = Wire()
+    ours = NegotiationPolicy([("9", 10), ("11", 1)], floor="11")
+    assert ours.advertised() == [("11", 1)]
+    a, content = Negotiation.initiate(ours)
+    assert [v["version"] for v in content["versions"]] == ["11"]
+    proposal = wire.event(s2s.PROPOSAL, content)
+    a.sent(proposal["event_id"])
+    # The peer only supports 9: the floor keeps us from going there.
+    _, step = Negotiation.respond(NegotiationPolicy([("9", 10)]), proposal)
+    assert step.send is not None
+    step = a.handle(wire.event(step.send["type"], step.send["content"]))
+    assert step.outcome == "failed:no match"
+    # A responder whose floor is above every offer fails the same way.
+    proposal = wire.event(s2s.PROPOSAL, {"versions": [{"version": "9", "rating": 10}]})
+    _, step = Negotiation.respond(NegotiationPolicy([("9", 10), ("11", 1)], floor="10"), proposal)
+    assert step.send is not None and step.send["type"] == s2s.REPLY
+
+
+def test_negotiation_unknown_vendor_method() -> None:
+    opening = {"event_id": "$v", "type": s2s.VENDOR, "content": {"method": "org.example.x"}}
+    n, step = Negotiation.respond(NegotiationPolicy([("11", 1)], vendor_methods=["org.example.y"]), opening)
+    assert step.outcome == "failed:invalid method" and n.outcome == "failed:invalid method"
+    assert step.send == {
+        "type": s2s.FAIL,
+        "content": {"error": "invalid method", "m.relates_to": {"rel_type": "m.reference", "event_id": "$v"}},
+    }
+    _, step = Negotiation.respond(NegotiationPolicy([("11", 1)], vendor_methods=["org.example.x"]), opening)
+    assert step.outcome == "vendor:org.example.x" and step.send is None
+
+
+def test_negotiation_refuses_malformed_events() -> None:
+    with pytest.raises(servership.InvalidParamError):
+        Negotiation.respond(NegotiationPolicy([("11", 1)]), {"event_id": "$x", "type": "m.room.message", "content": {}})
+    with pytest.raises(servership.BadJsonError):
+        Negotiation.respond(NegotiationPolicy([("11", 1)]), {"event_id": "$x", "type": s2s.PROPOSAL, "content": {"versions": "11"}})
+    with pytest.raises(servership.BadJsonError):
+        Negotiation.respond(NegotiationPolicy([("11", 1)]), b"{not json")
+    with pytest.raises(servership.InvalidParamError):
+        Negotiation.initiate(NegotiationPolicy([("9", 1)], floor="10"))
+
+
+def test_choice_rule() -> None:
+    assert s2s.negotiation_choose([("11", 10), ("12", 1)], [("11", 1), ("12", 10)]) == "12"
+    assert s2s.negotiation_choose([("11", 5)], [("12", 5)]) is None

@@ -74,7 +74,10 @@ from servership._native import (
     participation_tag,
     participation_tags,
 )
+from servership._native import Decision, KnockStore, RoomState
+# The capabilities by concept (not in __all__, which lists the flat native names).
 from servership import discovery  # noqa: E402,F401  (the submodule, as servership.discovery)
+from servership import peeking, s2s, subscription  # noqa: E402,F401
 
 __all__ = [
     "INVITE_PATH_UNSTABLE_PREFIX",
@@ -106,11 +109,6 @@ __all__ = [
     "verify_request",
     "DISCOVER_COMMON_ROOMS_PATH",
     "DISCOVER_COMMON_ROOMS_STABLE_PATH",
-from servership._native import Decision, KnockStore, RoomState
-# The members capabilities by concept (not in __all__, which lists the flat native names).
-from servership import peeking, s2s, subscription  # noqa: E402,F401
-
-__all__ = [
     "Decision",
     "KnockStore",
     "RoomState",

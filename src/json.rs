@@ -307,6 +307,42 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// The length of the leading run of `bytes` that holds no `"`, `\` or C0 control: the bytes a
+/// string parser or encoder copies through untouched.
+///
+/// Both the parser and the encoder spend most of their time walking strings, so this looks at
+/// eight bytes a step. Each mask below has its high bit set in every lane that matches; a lane can
+/// also be flagged by a borrow from a lower lane, but only above a lane that truly matched, so
+/// the lowest flagged lane is always the first real match.
+#[inline]
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(lanes);
+        let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let q = w ^ (ONES * u64::from(b'"'));
+        let quote = q.wrapping_sub(ONES) & !q;
+        let s = w ^ (ONES * u64::from(b'\\'));
+        let slash = s.wrapping_sub(ONES) & !s;
+        let found = (control | quote | slash) & HIGH;
+        if found != 0 {
+            return offset + (found.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    offset
+        + chunks
+            .remainder()
+            .iter()
+            .position(|&b| needs_escape(b))
+            .unwrap_or(chunks.remainder().len())
+}
+
 /// Appends a canonical JSON string: only `"`, `\` and U+0000–U+001F are escaped, with the short
 /// escapes where they exist and lower-case `\u00xx` otherwise. Everything else is raw UTF-8.
 pub fn encode_str(s: &str, out: &mut Vec<u8>) {
@@ -315,10 +351,9 @@ pub fn encode_str(s: &str, out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !needs_escape(b) {
-            continue;
-        }
+    loop {
+        let i = start + plain_run(&bytes[start..]);
+        let Some(&b) = bytes.get(i) else { break };
         out.extend_from_slice(&bytes[start..i]);
         start = i + 1;
         match b {
@@ -338,6 +373,65 @@ pub fn encode_str(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// The members of an object being parsed.
+///
+/// Objects usually arrive with their keys already in canonical order (most senders write
+/// canonical JSON). While that holds, each key only has to be compared with the previous one to
+/// know it is new, and the map is built in one pass at the end; the first key out of order moves
+/// everything into a map and every later key is checked against it.
+enum Members {
+    Sorted(Vec<(String, Value)>),
+    Map(Object),
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Sorted(Vec::new())
+    }
+}
+
+impl Members {
+    fn insert(&mut self, key: String, value: Value, key_pos: usize) -> Result<()> {
+        match self {
+            Members::Sorted(list) => {
+                match list.last() {
+                    Some((last, _)) if key.as_str() <= last.as_str() => {
+                        let mut map: Object = std::mem::take(list).into_iter().collect();
+                        let result = insert_new(&mut map, key, value, key_pos);
+                        *self = Members::Map(map);
+                        return result;
+                    }
+                    _ => list.push((key, value)),
+                }
+                Ok(())
+            }
+            Members::Map(map) => insert_new(map, key, value, key_pos),
+        }
+    }
+
+    fn into_object(self) -> Object {
+        match self {
+            // Sorted and unique: `collect` recognises the order and builds the tree in bulk.
+            Members::Sorted(list) => list.into_iter().collect(),
+            Members::Map(map) => map,
+        }
+    }
+}
+
+/// Inserts a member that must not already be present.
+fn insert_new(map: &mut Object, key: String, value: Value, key_pos: usize) -> Result<()> {
+    match map.entry(key) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(value);
+            Ok(())
+        }
+        std::collections::btree_map::Entry::Occupied(slot) => Err(Error::bad_json(format!(
+            "duplicate key {} at byte {key_pos}",
+            Value::String(slot.key().clone()).to_canonical_string()
+        ))),
+    }
 }
 
 struct Parser<'a> {
@@ -465,11 +559,11 @@ impl Parser<'_> {
             return Err(self.bad_json(&format!("nesting deeper than {MAX_DEPTH} levels")));
         }
         self.pos += 1; // '{'
-        let mut map = Object::new();
+        let mut members = Members::default();
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Value::Object(map));
+            return Ok(Value::Object(Object::new()));
         }
         loop {
             self.skip_ws();
@@ -485,19 +579,13 @@ impl Parser<'_> {
             self.pos += 1;
             self.skip_ws();
             let v = self.value(depth)?;
-            if map.contains_key(&key) {
-                return Err(Error::bad_json(format!(
-                    "duplicate key {} at byte {key_pos}",
-                    Value::String(key).to_canonical_string()
-                )));
-            }
-            map.insert(key, v);
+            members.insert(key, v, key_pos)?;
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Value::Object(map));
+                    return Ok(Value::Object(members.into_object()));
                 }
                 None => return Err(self.not_json("unexpected end of input in an object")),
                 Some(_) => return Err(self.not_json("expected ',' or '}'")),
@@ -509,22 +597,16 @@ impl Parser<'_> {
         self.pos += 1; // opening quote
         let start = self.pos;
         // Fast path: no escapes, the common case for Matrix events.
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if b == b'"' {
+        self.pos += plain_run(self.bytes.get(start..).unwrap_or_default());
+        match self.peek() {
+            Some(b'"') => {
                 let s = self.utf8(start, self.pos)?.to_owned();
                 self.pos += 1;
                 return Ok(s);
             }
-            if b == b'\\' {
-                break;
-            }
-            if b < 0x20 {
-                return Err(self.not_json("raw control character in a string"));
-            }
-            self.pos += 1;
-        }
-        if self.pos >= self.bytes.len() {
-            return Err(self.not_json("unterminated string"));
+            Some(b'\\') => {}
+            Some(_) => return Err(self.not_json("raw control character in a string")),
+            None => return Err(self.not_json("unterminated string")),
         }
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
@@ -665,6 +747,45 @@ mod tests {
         assert!(parse(b"-9007199254740992").is_err());
         assert!(parse(b"123456789012345678901234567890").is_err());
         assert_eq!(parse(b"-0").ok(), Some(Value::Int(0)));
+    }
+
+    #[test]
+    fn plain_run_finds_the_first_special_byte_in_every_lane() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for special in [b'"', b'\\', 0x00, 0x1F] {
+                    // Non-ASCII and high bytes around the special one must not hide it.
+                    let mut bytes: Vec<u8> = (0..len)
+                        .map(|i| [b'a', 0xC3, 0xA9, 0x7F, b' '][i % 5])
+                        .collect();
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    let expected = bytes.iter().position(|&b| needs_escape(b)).unwrap_or(len);
+                    assert_eq!(
+                        plain_run(&bytes),
+                        expected,
+                        "len {len} at {at} byte {special}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_in_and_out_of_order() {
+        for text in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"b":2,"a":3}"#,
+            r#"{"b":1,"a":2,"b":3}"#,
+            r#"{"c":1,"a":2,"b":3,"a":4}"#,
+            r#"{"\t":1,"\u0009":2}"#,
+        ] {
+            let e = parse(text.as_bytes()).err().map(|e| e.errcode());
+            assert_eq!(e, Some(crate::ErrCode::BadJson), "{text}");
+        }
+        let v = parse(br#"{"c":1,"a":{"z":1,"y":2},"b":3}"#).unwrap_or_default();
+        assert_eq!(v.to_canonical(), br#"{"a":{"y":2,"z":1},"b":3,"c":1}"#);
     }
 
     #[test]

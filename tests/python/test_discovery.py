@@ -594,12 +594,18 @@ def test_synapse_core_discovery_calls(tmp_path: pathlib.Path) -> None:
 
     outcome = core.audit_report(
         ROOM,
-        ["green.example", "gray.example"],
+        "purple.example",
         [("@blue:blue.example", "join"), ("@gray:gray.example", "leave")],
+        ["blue.example"],
+        [("green.example", core.RECOGNISED), ("gray.example", core.RECOGNISED),
+         ("white.example", core.NOT_RECOGNISED), ("black.example", core.FAILED_PREFIX + "timeout")],
     )
     assert outcome.unexplained == ["green.example"]
     assert outcome.explained == ["gray.example"]
-    assert json.loads(outcome.report_json)["verdict"] == "hidden_branch_suspected"
+    report = json.loads(outcome.report_json)
+    assert report["verdict"] == "hidden_branch_suspected"
+    assert report["not_recognising"] == ["white.example"]
+    assert report["failed"] == [{"server": "black.example", "error": "timeout"}]
     assert "HIDDEN BRANCH SUSPECTED" in outcome.report_text
 
     with pytest.raises(core.CoreError) as info:

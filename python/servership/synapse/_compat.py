@@ -168,6 +168,115 @@ async def process_invite(
     return {"event": signed}
 
 
+async def event_signature_problem(api: Any, pdu: dict, room_version_id: str) -> str | None:
+    """Why ``pdu`` fails Synapse's own signature and content-hash checks, or None if it passes.
+
+    The core checks an MSC4329 create event's shape and, in v12, that its hash is the room ID;
+    it leaves signatures to the caller (no key ring given). This is that caller: Synapse's
+    keyring fetches and caches the signing servers' keys as for any PDU.
+    """
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.crypto.event_signing import check_event_content_hash
+    from synapse.federation.federation_base import (
+        InvalidEventSignatureError,
+        _check_sigs_on_pdu,
+        event_from_pdu_json,
+    )
+
+    room_version = KNOWN_ROOM_VERSIONS.get(room_version_id)
+    if room_version is None:
+        return f"room version {room_version_id} is unknown to this Synapse"
+    try:
+        event = event_from_pdu_json(pdu, room_version)
+        await _check_sigs_on_pdu(homeserver(api).get_keyring(), room_version, event)
+    except (InvalidEventSignatureError, SynapseError) as exc:
+        return str(exc)
+    if not check_event_content_hash(event):
+        return "its content hash does not match its content"
+    return None
+
+
+def send_invites_with(
+    api: Any,
+    build_request: Callable[[dict, dict, list[dict]], Awaitable[tuple[str, dict]]],
+) -> None:
+    """Make Synapse send invites to remote users as ``build_request`` says (MSC4329), falling
+    back to its own v2 invite when the peer does not serve that path.
+
+    Synapse has no hook for the outgoing invite request, so this wraps the private
+    ``FederationClient._do_send_invite(destination, pdu, context, room_version)`` of this
+    process's client (1.163.2). ``build_request(invite_pdu, create_pdu, stripped_state)`` returns
+    ``(path, body)``; the answer must be the v2 shape ``{"event": ...}``, which Synapse then
+    checks (our co-signature) as for v2.
+    """
+    from synapse.api.errors import HttpResponseException
+    from synapse.events.utils import strip_event
+    from synapse.http.client import is_unknown_endpoint
+
+    hs = homeserver(api)
+    client = hs.get_federation_client()
+    store = hs.get_datastores().main
+    clock = hs.get_clock()
+    original = client._do_send_invite
+
+    async def do_send_invite(destination: str, pdu: Any, context: Any, room_version: Any) -> Any:
+        if room_version.identifier in ("1", "2"):
+            # MSC4329 needs event IDs computed from the event (room version 3 and later).
+            return await original(destination, pdu, context, room_version)
+        now = clock.time_msec()
+        # The same state Synapse would send as invite_room_state (MSC4311), as full events.
+        state_ids = await store.get_stripped_room_state_ids_from_event_context(pdu, context)
+        events = await store.get_events(state_ids)
+        creates = [e for e in events.values() if e.type == "m.room.create"]
+        if not creates:
+            logger.warning("servership: no create event for %s; sending a v2 invite", pdu.room_id)
+            return await original(destination, pdu, context, room_version)
+        stripped = [dict(strip_event(e)) for e in events.values() if e.type != "m.room.create"]
+        path, body = await build_request(
+            pdu.get_pdu_json(now), creates[0].get_pdu_json(now), stripped
+        )
+        try:
+            answer = await client.transport_layer.client.put_json(
+                destination=destination, path=path, data=body, ignore_backoff=True
+            )
+        except HttpResponseException as exc:
+            if not is_unknown_endpoint(exc):
+                raise
+            logger.info(
+                "servership: %s does not serve MSC4329 invites; sending a v2 invite", destination
+            )
+            return await original(destination, pdu, context, room_version)
+        logger.info("servership: sent MSC4329 invite %s to %s", pdu.event_id, destination)
+        return answer
+
+    client._do_send_invite = do_send_invite
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin resources (client listener)
+# ---------------------------------------------------------------------------------------------
+
+
+def register_admin_json_resource(
+    api: Any, path: str, handler: Callable[[str, dict], Awaitable[dict]]
+) -> None:
+    """Serve ``POST path`` (JSON in, JSON out) to server admins only; ``handler(admin_user_id,
+    body)``. Uses the public module API (``register_web_resource``, ``get_user_by_req``)."""
+    from synapse.module_api import DirectServeJsonResource
+    from synapse.http.servlet import parse_json_object_from_request
+
+    class AdminResource(DirectServeJsonResource):  # type: ignore[misc, valid-type]
+        async def _async_render_POST(self, request: Any) -> tuple[int, dict]:
+            requester = await api.get_user_by_req(request)
+            user_id = requester.user.to_string()
+            if not await api.is_user_admin(user_id):
+                raise SynapseError(403, "server admins only", "M_FORBIDDEN")
+            body = parse_json_object_from_request(request)
+            return 200, await handler(user_id, body)
+
+    api.register_web_resource(path, AdminResource())
+
+
 # ---------------------------------------------------------------------------------------------
 # EDUs
 # ---------------------------------------------------------------------------------------------
@@ -261,11 +370,14 @@ async def hosts_in_room(api: Any, room_id: str) -> set[str]:
 
 
 async def membership_history(api: Any, room_id: str) -> list[tuple[str, str]]:
-    """Every membership event we know in the room, as (user_id, membership)."""
+    """Every user who ever had a membership in the room, with their *current* membership
+    (``join``, ``leave``, ``ban``, ...), as (user_id, membership): a user who joined and left
+    appears once, as ``leave``. From ``current_state_events`` (one row per state key)."""
     rows = await api.run_db_interaction(
         "servership_membership_history",
         _rows,
-        "SELECT user_id, membership FROM room_memberships WHERE room_id = ?",
+        "SELECT state_key, membership FROM current_state_events"
+        " WHERE room_id = ? AND type = 'm.room.member'",
         (room_id,),
     )
     return [(str(u), str(m)) for (u, m) in rows]
@@ -291,6 +403,18 @@ def synapse_database_files(api: Any) -> list[str]:
             if isinstance(path, str):
                 files.append(path)
     return files
+
+
+def plain_json(value: Any) -> Any:
+    """A copy of ``value`` made of plain ``dict``/``list``/scalars: Synapse's events hold
+    immutable mappings and tuples, which the core's strict converter does not take."""
+    from collections.abc import Mapping
+
+    if isinstance(value, Mapping):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value
 
 
 def now_ms(api: Any) -> int:

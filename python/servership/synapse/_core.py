@@ -23,6 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _lock = threading.Lock()
+#: Bindings the module calls; a wheel without any of them is refused at start-up.
+_REQUIRED = (
+    "ServershipError",
+    "TagStore",
+    "Responder",
+    "check_invite",
+    "check_spec_invite",
+    "build_invite_request",
+    "KnockStore",
+    "parse_knock_edu",
+    "join_allowed",
+)
 _cached: Any = None
 
 
@@ -54,11 +66,11 @@ def _servership() -> Any:
     with _lock:
         if _cached is None:
             try:
-                importlib.import_module("servership._native")
+                native = importlib.import_module("servership._native")
                 mod = importlib.import_module("servership")
-                for name in ("ServershipError", "TagStore", "check_invite"):
-                    if not hasattr(mod, name):
-                        raise ImportError(f"servership.{name} is missing")
+                for name in _REQUIRED:
+                    if not hasattr(native, name):
+                        raise ImportError(f"servership._native.{name} is missing")
             except ImportError as exc:
                 raise CoreUnavailable(
                     "the servership native core is not installed (servership._native: "
@@ -66,6 +78,16 @@ def _servership() -> Any:
                 ) from exc
             _cached = mod
     return _cached
+
+
+def require() -> None:
+    """Raise ``CoreUnavailable`` unless the native core is installed (checked at start-up)."""
+    _servership()
+
+
+def _native() -> Any:
+    """The native module itself (every binding is there, whatever the package re-exports)."""
+    return _servership()._native
 
 
 def native_available() -> bool:
@@ -126,9 +148,8 @@ def tag_count(store: Any) -> int:
 
 def make_responder(store: Any, max_tags: int, budget_tags: int, budget_window_ms: int) -> Any:
     """The ``discover_common_rooms`` responder with our limits."""
-    discovery = _servership().discovery
     return _call(
-        discovery.Responder,
+        _native().Responder,
         store,
         max_tags_per_request=max_tags,
         budget_tags=budget_tags,
@@ -153,24 +174,29 @@ class AuditOutcome:
     report_text: str
 
 
+#: What ``Auditor`` learnt from one peer: ``RECOGNISED``, ``NOT_RECOGNISED`` or
+#: ``FAILED_PREFIX + reason``.
+RECOGNISED = "recognised"
+NOT_RECOGNISED = "not_recognised"
+FAILED_PREFIX = "failed: "
+
+
 def audit_plan(
     room_id: str, room_servers: list[str], known_peers: list[str], max_peers: int
 ) -> list[str]:
     """The peers to ask about ``room_id``: ``known_peers`` (in the order given) that are not
     visible in the room, without duplicates, at most ``max_peers``
-    (``discovery.Audit.plan(discovery.RoomView(..., visible=room_servers), ...)``)."""
-    discovery = _servership().discovery
-    view = _call(discovery.RoomView, room_id, "", visible=room_servers)
-    audit = _call(discovery.Audit.plan, view, known_peers, max_peers)
-    return list(audit.peers)
+    (``Audit.plan(RoomView(..., visible=room_servers), ...)``)."""
+    native = _native()
+    view = _call(native.RoomView, room_id, "", visible=room_servers)
+    return list(_call(native.Audit.plan, view, known_peers, max_peers).peers)
 
 
 def audit_requests(server_name: str, peer: str, room_ids: list[str], max_tags: int) -> list[dict]:
     """Request bodies (chunked to ``max_tags``) asking ``peer`` about ``room_ids``
-    (``discovery.Requester(peer, room_ids, max_tags).bodies``). The tags are keyed by the
-    *peer's* name; ``server_name`` (ours) is not part of the question."""
-    discovery = _servership().discovery
-    requester = _call(discovery.Requester, peer, room_ids, max(1, max_tags))
+    (``Requester(peer, room_ids, max_tags).bodies``). The tags are keyed by the *peer's* name;
+    ``server_name`` (ours) is not part of the question."""
+    requester = _call(_native().Requester, peer, room_ids, max(1, max_tags))
     return [json.loads(body) for body in requester.bodies]
 
 
@@ -178,38 +204,48 @@ def audit_read(peer: str, room_ids: list[str], request: dict, response: Any) -> 
     """The room IDs ``peer`` recognised in ``response``, its answer to ``request`` (one body from
     ``audit_requests``). Raises ``CoreError`` (``M_BAD_JSON``) for a malformed answer, including
     one naming a tag that ``request`` did not ask."""
-    discovery = _servership().discovery
+    native = _native()
     asked = request.get("room_participation_tags") if isinstance(request, dict) else None
     if not isinstance(asked, list):
         raise CoreError("M_BAD_JSON", 400, "the request has no room_participation_tags list")
     asked_set = {t for t in asked if isinstance(t, str)}
-    tags = _call(_servership().participation_tags, peer, room_ids)
+    tags = _call(native.participation_tags, peer, room_ids)
     rooms = [room for room, tag in zip(room_ids, tags) if tag in asked_set]
-    requester = _call(discovery.Requester, peer, rooms, max(1, len(rooms)))
+    requester = _call(native.Requester, peer, rooms, max(1, len(rooms)))
     body = json.dumps(response).encode()
     return list(_call(requester.map_response, 0, body))
 
 
 def audit_report(
     room_id: str,
-    recognised_by: list[str],
+    server_name: str,
     membership: list[tuple[str, str]],
-    server_name: str = "",
+    room_servers: list[str],
+    answers: list[tuple[str, str]],
 ) -> AuditOutcome:
-    """Classify the peers that recognised ``room_id`` against the room's membership history
-    (``discovery.RoomView(room_id, server_name, membership)``, ``Audit.report``): a peer with no
-    membership at all is *unexplained*, one whose users left or were banned is *explained*."""
-    discovery = _servership().discovery
-    view = _call(discovery.RoomView, room_id, server_name, membership)
-    audit = _call(discovery.Audit.plan, view, recognised_by, len(recognised_by))
-    recognised = discovery.PeerAnswer.recognised()
-    report = _call(audit.report, [(peer, recognised) for peer in recognised_by])
+    """Classify every asked peer's answer against the room (``RoomView(room_id, server_name,
+    membership, visible=room_servers)``, ``Audit.report``): a peer that recognised the room with
+    no membership at all is *unexplained*; one whose users left or were banned is *explained*;
+    the report also lists peers that did not recognise it and peers that failed to answer."""
+    native = _native()
+    view = _call(native.RoomView, room_id, server_name, membership, visible=room_servers)
+    peers = [peer for peer, _ in answers]
+    audit = _call(native.Audit.plan, view, peers, max(1, len(peers)))
+
+    def answer(kind: str) -> Any:
+        if kind == RECOGNISED:
+            return native.PeerAnswer.recognised()
+        if kind == NOT_RECOGNISED:
+            return native.PeerAnswer.not_recognised()
+        return native.PeerAnswer.failed(kind[len(FAILED_PREFIX):] or "failed")
+
+    report = _call(audit.report, [(peer, answer(kind)) for peer, kind in answers])
     return AuditOutcome(
         room_id=room_id,
         unexplained=list(report.unexplained),
         explained=[server for server, _how in report.explained],
-        report_json=report.to_json().decode(),
-        report_text=report.to_text(),
+        report_json=bytes(report.to_json()).decode(),
+        report_text=str(report.to_text()),
     )
 
 
@@ -226,34 +262,59 @@ class InviteResult:
     creator_servers: list[str]
     invite_room_state: list[dict]
     event: dict = field(repr=False)
+    #: The create PDU as received (MSC4329 only; its signatures are the caller's to verify).
+    create_event: dict = field(default_factory=dict, repr=False)
 
 
 def _invite_result(check: Any) -> InviteResult:
+    # InviteCheck (MSC4329) has event and create_event; SpecInviteCheck (MSC4311) has neither.
+    event = getattr(check, "event", None)
+    create = getattr(check, "create_event", None)
     return InviteResult(
         event_id=str(check.event_id),
         room_version=str(check.room_version),
         room_id=str(check.room_id),
         creator_servers=list(check.creator_servers),
         invite_room_state=[dict(e) for e in check.invite_room_state],
-        event=dict(check.event),
+        event=dict(event) if event is not None else {},
+        create_event=dict(create) if create is not None else {},
     )
 
 
 def check_invite(path_room_id: str, body: bytes, receiving_server: str, origin: str) -> InviteResult:
-    """Check a v3 / MSC4329 invite request body; raises ``CoreError``."""
+    """Check an MSC4329 invite request body; raises ``CoreError``. Signatures are not checked
+    here (no key ring): the caller verifies the create event with Synapse's keyring, and
+    Synapse's own pipeline verifies the invite event."""
     return _invite_result(
-        _call(_servership().check_invite, path_room_id, body, receiving_server, origin)
+        _call(_native().check_invite, path_room_id, body, receiving_server, origin)
     )
 
 
 def check_spec_invite(
-    path_room_id: str, body: bytes, receiving_server: str, origin: str
+    path_room_id: str, path_event_id: str, body: bytes, receiving_server: str, origin: str
 ) -> InviteResult:
-    """Check a v1/v2 invite whose ``invite_room_state`` carries the full create PDU (MSC4311).
+    """Check a v2 invite whose ``invite_room_state`` should carry the full create PDU (MSC4311).
     ``body`` is the v2 request shape ``{room_version, event, invite_room_state}``."""
+    native = _native()
     return _invite_result(
-        _call(_servership().check_spec_invite, path_room_id, body, receiving_server, origin)
+        _call(
+            native.check_spec_invite,
+            native.SPEC_INVITE_V2,
+            path_room_id,
+            path_event_id,
+            body,
+            receiving_server,
+            origin,
+        )
     )
+
+
+def build_invite_request(
+    invite: dict, create: dict, stripped_state: list[dict]
+) -> tuple[str, dict]:
+    """The MSC4329 request for an invite we send: ``(path, body)``."""
+    path, body = _call(_native().build_invite_request, invite, create, [], stripped_state)
+    return str(path), json.loads(body)
 
 
 # --- subscriptions (MSC4099) -----------------------------------------------------------------
@@ -261,12 +322,12 @@ def check_spec_invite(
 
 def parse_knock(content: dict) -> str:
     """Validate an ``m.server.knock`` EDU's content; returns its room ID."""
-    return str(_call(_servership().subscription.parse_knock_edu, content))
+    return str(_call(_native().parse_knock_edu, content))
 
 
 def open_knock_store(path: str, expiry_ms: int) -> Any:
     """Open the knock store (same SQLite file as the tags, its own tables)."""
-    return _call(_servership().KnockStore, path, expiry_ms)
+    return _call(_native().KnockStore, path, expiry_ms)
 
 
 def record_knock(store: Any, room_id: str, server: str, now_ms: int) -> None:
@@ -276,5 +337,5 @@ def record_knock(store: Any, room_id: str, server: str, now_ms: int) -> None:
 
 def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tuple[bool, str]:
     """Whether a join from ``server_name`` may proceed in a room with this current state."""
-    decision = _call(_servership().subscription.join_allowed, state_events, server_name, gated)
+    decision = _call(_native().join_allowed, state_events, server_name, gated)
     return bool(decision.allowed), str(decision.reason)

@@ -73,9 +73,6 @@ class Auditor:
         """Audit one room now. Never raises: failures are logged and counted."""
         try:
             return await self._run(room_id)
-        except _core.CoreUnavailable as exc:
-            metrics.AUDITS.labels("failed").inc()
-            logger.error("servership audit of %s skipped: %s", room_id, exc)
         except Exception:  # noqa: BLE001 - a background job must not die silently
             metrics.AUDITS.labels("failed").inc()
             logger.exception("servership audit of %s failed", room_id)
@@ -90,19 +87,24 @@ class Auditor:
         peers = await api.defer_to_thread(
             _core.audit_plan, room_id, room_servers, known, self._config.max_peers
         )
-        recognised_by: list[str] = []
-        for peer in peers[: self._config.max_peers]:
-            if await self._ask(peer, room_id):
-                recognised_by.append(peer)
+        peers = list(peers)[: self._config.max_peers]
+        logger.info(
+            "servership audit of %s: asking %d peer(s): %s",
+            room_id, len(peers), ", ".join(peers) or "none",
+        )
+        answers: list[tuple[str, str]] = []
+        for peer in peers:
+            answers.append((peer, await self._ask(peer, room_id)))
         membership = await _compat.membership_history(api, room_id)
         outcome = await api.defer_to_thread(
-            _core.audit_report, room_id, recognised_by, membership
+            _core.audit_report, room_id, api.server_name, membership, room_servers, answers
         )
         await self._report(outcome)
         return outcome
 
-    async def _ask(self, peer: str, room_id: str) -> bool:
-        """Ask one peer about one room; True if it recognised it."""
+    async def _ask(self, peer: str, room_id: str) -> str:
+        """Ask one peer about one room: ``_core.RECOGNISED``, ``NOT_RECOGNISED`` or
+        ``FAILED_PREFIX + reason``. A peer's failure is data for the report, never a crash."""
         api = self._api
         bodies = await api.defer_to_thread(
             _core.audit_requests, api.server_name, peer, [room_id], self._max_tags
@@ -116,14 +118,19 @@ class Auditor:
                 status, reason = _compat.http_request_error_details(exc)
                 metrics.AUDIT_REQUESTS.labels("error").inc()
                 logger.info("servership audit: %s did not answer (%s %s)", peer, status, reason)
-                return False
+                return f"{_core.FAILED_PREFIX}{status or ''} {reason}".strip()
+            try:
+                recognised = await api.defer_to_thread(
+                    _core.audit_read, peer, [room_id], body, answer
+                )
+            except _core.CoreError as exc:
+                metrics.AUDIT_REQUESTS.labels("bad_answer").inc()
+                logger.info("servership audit: %s answered badly: %s", peer, exc)
+                return f"{_core.FAILED_PREFIX}{exc}"
             metrics.AUDIT_REQUESTS.labels("ok").inc()
-            recognised = await api.defer_to_thread(
-                _core.audit_read, peer, [room_id], body, answer
-            )
             if room_id in recognised:
-                return True
-        return False
+                return _core.RECOGNISED
+        return _core.NOT_RECOGNISED
 
     async def _report(self, outcome: _core.AuditOutcome) -> None:
         metrics.AUDIT_LAST_UNEXPLAINED.set(len(outcome.unexplained))

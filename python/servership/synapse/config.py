@@ -38,6 +38,7 @@ class InvitesConfig:
     enabled: bool = True
     stable_v3_path: bool = False
     mode: str = "warn"  # for spec (v1/v2) invites: "warn" or "reject"
+    send_msc4329: bool = False  # send our invites with the create event (fallback: v2)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,6 @@ class ServershipConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     pseudousers: bool = False
     allow_untested_synapse: bool = False
-    allow_missing_core: bool = False
 
 
 def _err(key: str, what: str) -> Exception:
@@ -162,7 +162,6 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
             "pseudousers",
             "audit",
             "allow_untested_synapse",
-            "allow_missing_core",
         },
     )
     store_path = _store_path(raw, synapse_db_paths or [])
@@ -187,7 +186,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         )
 
     i = _section(raw.get("invites"), "invites")
-    _known(i, "invites", {"enabled", "stable_v3_path", "mode"})
+    _known(i, "invites", {"enabled", "stable_v3_path", "mode", "send_msc4329"})
     mode = i.get("mode", "warn")
     if mode not in ("warn", "reject"):
         raise _err("invites.mode", 'must be "warn" or "reject"')
@@ -195,6 +194,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         enabled=_bool(i, "invites", "enabled", True),
         stable_v3_path=_bool(i, "invites", "stable_v3_path", False),
         mode=mode,
+        send_msc4329=_bool(i, "invites", "send_msc4329", False),
     )
 
     k = _section(raw.get("knocks"), "knocks")
@@ -238,7 +238,6 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         audit=audit,
         pseudousers=_bool(raw, "", "pseudousers", False),
         allow_untested_synapse=_bool(raw, "", "allow_untested_synapse", False),
-        allow_missing_core=_bool(raw, "", "allow_missing_core", False),
     )
 
 

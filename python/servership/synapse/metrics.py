@@ -23,6 +23,11 @@ INVITES_CHECKED = Counter(
     "Invites checked, by endpoint (v3, spec) and outcome (ok, warned, or the errcode)",
     ["endpoint", "outcome"],
 )
+INVITES_SENT = Counter(
+    "servership_invites_sent_total",
+    "Invites to remote users sent by us, by protocol (msc4329)",
+    ["protocol"],
+)
 KNOCKS_RECEIVED = Counter(
     "servership_knocks_received_total",
     "m.server.knock EDUs received, by outcome (recorded, invalid, disabled)",

@@ -27,6 +27,10 @@ INVITE_UNSTABLE_PREFIXES = (
     "/_matrix/federation/unstable/org.matrix.msc0000",
 )
 INVITE_STABLE_PREFIX = "/_matrix/federation/v3"
+#: Admin API on the client listener (server admins only): ``POST`` ``{room_id, destination}``.
+ADMIN_KNOCK_PATH = "/_synapse/client/servership/v1/knock"
+#: Admin API: ``POST`` ``{room_id}``: audit that room now, answer with the report.
+ADMIN_AUDIT_PATH = "/_synapse/client/servership/v1/audit"
 
 
 def _is_server_pseudouser(user_id: str) -> bool:
@@ -56,15 +60,8 @@ class ServershipModule:
         config_mod.parse(
             {"store_path": config.store_path}, _compat.synapse_database_files(api)
         )
-        self._core_ok = _core.native_available()
-        if not self._core_ok:
-            if not config.allow_missing_core:
-                # Fail at start-up, not at the first federation request.
-                _core._servership()
-            logger.error(
-                "servership: native core missing; endpoints answer 501 and hooks allow "
-                "everything (allow_missing_core is set: test setups only)"
-            )
+        # Fail at start-up, not at the first federation request: the core does every check.
+        _core.require()
 
         self._open_lock = threading.Lock()
         self._tag_store: Any = None
@@ -86,7 +83,12 @@ class ServershipModule:
             )
         if config.knocks.enabled:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
-        if self._core_ok and api.should_run_background_tasks():
+            _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock)
+        if config.discovery.enabled:
+            _compat.register_admin_json_resource(api, ADMIN_AUDIT_PATH, self.handle_admin_audit)
+        if config.invites.send_msc4329:
+            _compat.send_invites_with(api, self.build_invite_request)
+        if api.should_run_background_tasks():
             api.delayed_background_call(0, self.startup, desc="servership_startup")
         logger.info(
             "servership loaded (discovery=%s invites=%s knocks=%s audit=%s, store %s)",
@@ -182,10 +184,6 @@ class ServershipModule:
             extra["retry_after_ms"] = exc.retry_after_ms
         return _compat.matrix_error(exc.http_status, exc.message, exc.errcode, **extra)
 
-    @staticmethod
-    def _unavailable(exc: _core.CoreUnavailable) -> Exception:
-        return _compat.matrix_error(501, f"servership: {exc}", "M_UNRECOGNIZED")
-
     async def handle_discovery(self, origin: str, body: bytes) -> tuple[int, Any]:
         """``POST .../discover_common_rooms`` from an authenticated ``origin``."""
         try:
@@ -193,8 +191,6 @@ class ServershipModule:
             answer = await self._api.defer_to_thread(
                 _core.respond_discovery, responder, body, origin, _compat.now_ms(self._api)
             )
-        except _core.CoreUnavailable as exc:
-            raise self._unavailable(exc) from exc
         except _core.CoreError as exc:
             metrics.DISCOVERY_REQUESTS.labels(exc.errcode).inc()
             raise self._core_error(exc) from exc
@@ -209,11 +205,18 @@ class ServershipModule:
             check = await self._api.defer_to_thread(
                 _core.check_invite, room_id, body, self._server_name, origin
             )
-        except _core.CoreUnavailable as exc:
-            raise self._unavailable(exc) from exc
         except _core.CoreError as exc:
             metrics.INVITES_CHECKED.labels("v3", exc.errcode).inc()
             raise self._core_error(exc) from exc
+        problem = await _compat.event_signature_problem(
+            self._api, check.create_event, check.room_version
+        )
+        if problem is not None:
+            metrics.INVITES_CHECKED.labels("v3", "M_INVALID_PARAM").inc()
+            raise _compat.matrix_error(
+                400, f"the m.room.create event in state does not verify: {problem}",
+                "M_INVALID_PARAM",
+            )
         metrics.INVITES_CHECKED.labels("v3", "ok").inc()
         event = dict(check.event)
         unsigned = event.get("unsigned")
@@ -229,13 +232,27 @@ class ServershipModule:
             self._v3_in_flight.discard(check.event_id)
         return 200, result
 
+    async def build_invite_request(
+        self, invite: dict, create: dict, stripped_state: list[dict]
+    ) -> tuple[str, dict]:
+        """The MSC4329 request (path, body) for an invite we send: the create event goes in
+        ``state``, the stripped state (without the create event) in ``invite_room_state``."""
+        path, body = await self._api.defer_to_thread(
+            _core.build_invite_request,
+            _compat.plain_json(invite),
+            _compat.plain_json(create),
+            _compat.plain_json(stripped_state),
+        )
+        metrics.INVITES_SENT.labels("msc4329").inc()
+        return path, body
+
     # -- hooks ----------------------------------------------------------------------------------
 
     async def federated_user_may_invite(self, event: Any) -> Any:
         """MSC4311 checks of spec (v1/v2) invites: ``invites.mode`` warn or reject."""
-        if event.event_id in self._v3_in_flight or not self._core_ok:
+        if event.event_id in self._v3_in_flight:
             return _compat.NOT_SPAM
-        pdu = dict(event.get_pdu_json())
+        pdu = _compat.plain_json(event.get_pdu_json())
         unsigned = pdu.pop("unsigned", {}) or {}
         body = json.dumps(
             {
@@ -247,7 +264,12 @@ class ServershipModule:
         origin = _server_of(event.sender)
         try:
             await self._api.defer_to_thread(
-                _core.check_spec_invite, event.room_id, body, self._server_name, origin
+                _core.check_spec_invite,
+                event.room_id,
+                event.event_id,
+                body,
+                self._server_name,
+                origin,
             )
         except _core.CoreError as exc:
             if self._config.invites.mode == "reject":
@@ -257,8 +279,6 @@ class ServershipModule:
             metrics.INVITES_CHECKED.labels("spec", "warned").inc()
             logger.warning("servership: invite %s fails MSC4311 checks: %s", event.event_id, exc)
             return _compat.NOT_SPAM
-        except _core.CoreUnavailable:
-            return _compat.NOT_SPAM
         metrics.INVITES_CHECKED.labels("spec", "ok").inc()
         return _compat.NOT_SPAM
 
@@ -266,7 +286,7 @@ class ServershipModule:
         """Record our tag on a local member's join; audit rooms the server newly joined."""
         if event.type != "m.room.member" or event.membership != "join":
             return
-        if not self._api.is_mine(event.state_key) or not self._core_ok:
+        if not self._api.is_mine(event.state_key):
             return
         self._api.run_as_background_process(
             "servership_record_join", self.record_join, event.room_id
@@ -279,7 +299,7 @@ class ServershipModule:
             new = await self._api.defer_to_thread(
                 _core.record_join, store, room_id, _compat.now_ms(self._api)
             )
-        except (_core.CoreError, _core.CoreUnavailable) as exc:
+        except _core.CoreError as exc:
             logger.error("servership: could not record the tag for %s: %s", room_id, exc)
             return False
         if new:
@@ -302,12 +322,12 @@ class ServershipModule:
             return False, None
         if event.room_id not in self._config.knocks.gated_rooms:
             return True, None
-        state = [e.get_dict() for e in state_events.values()]
+        state = [_compat.plain_json(e.get_dict()) for e in state_events.values()]
         try:
             allowed, reason = await self._api.defer_to_thread(
                 _core.join_allowed, state, _server_of(target), True
             )
-        except (_core.CoreError, _core.CoreUnavailable) as exc:
+        except _core.CoreError as exc:
             # Gated means closed unless proven open: fail closed.
             logger.error("servership: gated join check for %s failed: %s", event.room_id, exc)
             metrics.GATED_JOINS.labels("refused").inc()
@@ -334,12 +354,34 @@ class ServershipModule:
             metrics.KNOCKS_RECEIVED.labels("invalid").inc()
             logger.info("servership: dropped knock from %s: %s", origin, exc)
             return
-        except _core.CoreUnavailable as exc:
-            metrics.KNOCKS_RECEIVED.labels("disabled").inc()
-            logger.error("servership: dropped knock from %s: %s", origin, exc)
-            return
         metrics.KNOCKS_RECEIVED.labels("recorded").inc()
         logger.info("servership: %s knocked on %s", origin, room_id)
+
+    async def handle_admin_knock(self, admin: str, body: dict) -> dict:
+        """``POST /_synapse/client/servership/v1/knock`` ``{"room_id", "destination"}``: send
+        ``m.server.knock`` for the room to that server (server admins only)."""
+        room_id, destination = body.get("room_id"), body.get("destination")
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        if not isinstance(destination, str) or not config_mod.server_name_ok(destination):
+            raise _compat.matrix_error(400, "destination must be a server name", "M_INVALID_PARAM")
+        if destination == self._server_name:
+            raise _compat.matrix_error(400, "destination is this server", "M_INVALID_PARAM")
+        self.send_knock(destination, room_id)
+        logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
+        return {"sent": True}
+
+    async def handle_admin_audit(self, admin: str, body: dict) -> dict:
+        """``POST /_synapse/client/servership/v1/audit`` ``{"room_id"}``: audit the room now
+        (server admins only); answers with the report."""
+        room_id = body.get("room_id")
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        logger.info("servership: %s asked for an audit of %s", admin, room_id)
+        outcome = await self._auditor.run(room_id)
+        if outcome is None:
+            raise _compat.matrix_error(500, "the audit failed; see the server log", "M_UNKNOWN")
+        return json.loads(outcome.report_json)
 
     def send_knock(self, destination: str, room_id: str) -> None:
         """Send ``m.server.knock`` for ``room_id`` to ``destination`` (main process or

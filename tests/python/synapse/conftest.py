@@ -6,45 +6,61 @@ stops them. It needs ``matrix-synapse`` importable by this interpreter; nothing 
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+# Only this directory (for lab.py, fake_api.py): the module under test is the installed wheel,
+# never the source tree (test_installed_wheel.py checks this).
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[2] / "python"))
 
 from lab import Lab  # noqa: E402
 
 
 def native_core_present() -> bool:
     """True if the servership native core is importable."""
-    try:
-        return importlib.util.find_spec("servership._native") is not None
-    except ImportError:
-        return False
+    from servership.synapse import _core
+
+    return _core.native_available()
+
+
+_labs: list[Lab] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    """When anything failed, show the end of every lab server's logs (CI has no other copy)."""
+    if exitstatus == 0 or not _labs:
+        return
+    for lab in _labs:
+        for hs in lab.servers.values():
+            terminalreporter.section(f"Synapse {hs.name} ({hs.server_name}) log tail")
+            terminalreporter.write_line(hs.tail(60))
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A (``localhost:<port>``) and B, federating over TLS with a private CA.
 
-    A serves the stable paths too (``discovery.stable_path``, ``invites.stable_v3_path``); B
-    keeps the defaults, so routing differences between them are observable.
+    A serves the stable paths too (``discovery.stable_path``, ``invites.stable_v3_path``), sends
+    its invites with MSC4329 and rejects spec invites that fail MSC4311; B keeps the defaults
+    (warn) and audits rooms right after its first join. Routing and mode differences are
+    therefore observable between them.
     """
     root = tmp_path_factory.mktemp("synapse-lab")
-    base = {"allow_missing_core": not native_core_present()}
     lab = Lab(
         root,
-        base,
         per_server={
-            "A": {"discovery": {"stable_path": True}, "invites": {"stable_v3_path": True}},
-            "B": {},
+            "A": {
+                "discovery": {"stable_path": True},
+                "invites": {"stable_v3_path": True, "send_msc4329": True, "mode": "reject"},
+            },
+            "B": {"audit": {"enabled": True, "spread_seconds": 0}},
         },
     )
+    _labs.append(lab)
     try:
         lab.setup()
         lab.start()

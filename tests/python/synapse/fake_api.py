@@ -92,6 +92,14 @@ class FakeHomeServer:
 
         return SimpleNamespace(on_invite_request=on_invite_request)
 
+    def get_federation_client(self) -> Any:
+        if not hasattr(self, "_federation_client"):
+            async def _do_send_invite(*args: Any) -> dict:
+                return {"event": {"sent_by": "synapse v2"}}
+
+            self._federation_client = SimpleNamespace(_do_send_invite=_do_send_invite)
+        return self._federation_client
+
     def get_clock(self) -> Any:
         return SimpleNamespace(time_msec=lambda: self.now)
 
@@ -107,12 +115,14 @@ class FakeModuleApi:
         self.spam: dict[str, Any] = {}
         self.delayed: list[tuple] = []
         self.background: list[tuple] = []
+        self.web_resources: dict[str, Any] = {}
+        self.admins: set[str] = set()
         self.db = sqlite3.connect(":memory:")
         self.db.executescript(
             "CREATE TABLE local_current_membership(room_id TEXT, user_id TEXT, event_id TEXT,"
             " membership TEXT);"
-            "CREATE TABLE room_memberships(event_id TEXT, user_id TEXT, sender TEXT,"
-            " room_id TEXT, membership TEXT);"
+            "CREATE TABLE current_state_events(event_id TEXT, room_id TEXT, type TEXT,"
+            " state_key TEXT, membership TEXT);"
         )
 
     def is_mine(self, id: str) -> bool:
@@ -123,6 +133,16 @@ class FakeModuleApi:
 
     def register_spam_checker_callbacks(self, **kw: Any) -> None:
         self.spam.update(kw)
+
+    def register_web_resource(self, path: str, resource: Any) -> None:
+        self.web_resources[path] = resource
+
+    async def get_user_by_req(self, request: Any) -> Any:
+        user_id = request.user_id
+        return SimpleNamespace(user=SimpleNamespace(to_string=lambda: user_id))
+
+    async def is_user_admin(self, user_id: str) -> bool:
+        return user_id in self.admins
 
     def should_run_background_tasks(self) -> bool:
         return True

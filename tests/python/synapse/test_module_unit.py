@@ -61,6 +61,7 @@ def store(tmp_path: Path) -> str:
         ({"audit": {"enabled": True}, "discovery": False},
          "servership.audit.enabled needs discovery.enabled"),
         ({"pseudousers": "on"}, "servership.pseudousers must be true or false"),
+        ({"invites": {"send_msc4329": 1}}, "servership.invites.send_msc4329 must be true or false"),
         ({"typo": 1}, "servership.typo is not a known setting"),
     ],
 )
@@ -84,14 +85,24 @@ def test_config_defaults_and_shorthands(store: str) -> None:
 
 def test_store_path_must_not_be_synapse_database(tmp_path: Path) -> None:
     db = str(tmp_path / "homeserver.db")
-    conf = parse({"store_path": db, "allow_missing_core": True})
+    conf = parse({"store_path": db})
     with pytest.raises(ConfigError, match="servership.store_path must not be Synapse's own"):
         ServershipModule(conf, FakeModuleApi(db_file=db))
 
 
-def test_missing_core_fails_start_unless_allowed(store: str) -> None:
+def test_missing_core_fails_start(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = _core.importlib.import_module
+
+    def no_native(name: str) -> object:
+        if name == "servership._native":
+            raise ImportError("No module named 'servership._native'")
+        return real_import(name)
+
+    monkeypatch.setattr(_core, "_cached", None)
+    monkeypatch.setattr(_core.importlib, "import_module", no_native)
     with pytest.raises(_core.CoreUnavailable, match="servership._native"):
         ServershipModule(parse({"store_path": store}), FakeModuleApi())
+    assert not _core.native_available()
 
 
 # --- registration --------------------------------------------------------------------------
@@ -109,12 +120,14 @@ def _servlet_paths() -> set[tuple[str, str]]:
 
 def test_registers_endpoints_and_hooks(store: str) -> None:
     api = FakeModuleApi()
-    ServershipModule(parse({"store_path": store, "allow_missing_core": True}), api)
+    ServershipModule(parse({"store_path": store}), api)
     assert _servlet_paths() == {
         ("POST", "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"),
         ("PUT", "/_matrix/federation/unstable/org.matrix.msc4329/invite/(?P<room_id>[^/]*)"),
         ("PUT", "/_matrix/federation/unstable/org.matrix.msc0000/invite/(?P<room_id>[^/]*)"),
     }
+    assert set(api.web_resources) == {"/_synapse/client/servership/v1/knock",
+                                      "/_synapse/client/servership/v1/audit"}
     assert set(api.third_party) == {"on_new_event", "check_event_allowed"}
     assert set(api.spam) == {"federated_user_may_invite"}
     assert set(api._hs.edu_handlers) == {"m.server.knock"}
@@ -122,7 +135,7 @@ def test_registers_endpoints_and_hooks(store: str) -> None:
 
 def test_stable_paths_and_disabled_features(store: str) -> None:
     api = FakeModuleApi()
-    ServershipModule(parse({"store_path": store, "allow_missing_core": True,
+    ServershipModule(parse({"store_path": store,
                             "discovery": {"stable_path": True},
                             "invites": {"stable_v3_path": True}, "knocks": False}), api)
     paths = {p for _, p in _servlet_paths()}
@@ -131,7 +144,7 @@ def test_stable_paths_and_disabled_features(store: str) -> None:
     assert api._hs.edu_handlers == {}
     _compat.unregister_servlet_group()
     api = FakeModuleApi()
-    ServershipModule(parse({"store_path": store, "allow_missing_core": True,
+    ServershipModule(parse({"store_path": store,
                             "discovery": False, "invites": False, "audit": False}), api)
     assert _servlet_paths() == set()
     assert api.spam == {}
@@ -149,10 +162,13 @@ class FakeCore:
         self.discovery_error: _core.CoreError | None = None
         self.invite_error: _core.CoreError | None = None
         self.recognised: dict[str, list[str]] = {}
+        self.create_problem: str | None = None
+        self.verified: list[tuple] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         m = monkeypatch.setattr
         m(_core, "native_available", lambda: True)
+        m(_core, "require", lambda: None)
         m(_core, "open_tag_store", lambda path, name: self)
         m(_core, "make_responder", lambda store, *a: self)
         m(_core, "open_knock_store", lambda path, expiry: self)
@@ -165,6 +181,12 @@ class FakeCore:
         m(_core, "parse_knock", self.parse_knock)
         m(_core, "record_knock", lambda s, room, server, now: self.knocks.append((room, server)))
         m(_core, "join_allowed", self.join_allowed)
+
+        async def signature_problem(api: Any, pdu: dict, version: str) -> str | None:
+            self.verified.append((pdu, version))
+            return self.create_problem
+
+        m(_compat, "event_signature_problem", signature_problem)
         m(_core, "audit_plan", lambda room, servers, known, n: [p for p in known
                                                                  if p not in servers][:n])
         m(_core, "audit_requests", lambda me, peer, rooms, n: [{"rooms": rooms}])
@@ -191,9 +213,10 @@ class FakeCore:
             creator_servers=[origin],
             invite_room_state=[{"type": "m.room.create", "state_key": "", "sender": "@c:a",
                                 "content": {"room_version": "12"}}],
-            event=parsed["event"])
+            event=parsed["event"], create_event={"type": "m.room.create", "sender": "@c:a"})
 
-    def check_spec_invite(self, room_id: str, body: bytes, me: str, origin: str) -> Any:
+    def check_spec_invite(self, room_id: str, event_id: str, body: bytes, me: str,
+                          origin: str) -> Any:
         if self.invite_error:
             raise self.invite_error
         return None
@@ -209,7 +232,10 @@ class FakeCore:
                  for e in state)
         return ok, "able to subscribe" if ok else "not able to subscribe"
 
-    def report(self, room: str, recognised_by: list[str], membership: list) -> Any:
+    def report(self, room: str, me: str, membership: list, servers: list,
+               answers: list) -> Any:
+        self.answers = dict(answers)
+        recognised_by = [p for p, kind in answers if kind == _core.RECOGNISED]
         members = {u.split(":", 1)[1] for u, _ in membership}
         unexplained = [p for p in recognised_by if p not in members]
         explained = [p for p in recognised_by if p in members]
@@ -284,18 +310,6 @@ def test_discovery_handler_answers_and_maps_errors(core: FakeCore, store: str) -
     assert err.value.error_dict(None)["retry_after_ms"] == 1234
 
 
-def test_handlers_without_core_answer_501(store: str) -> None:
-    from synapse.api.errors import SynapseError
-
-    module, _ = _module(store, allow_missing_core=True)
-    with pytest.raises(SynapseError) as err:
-        asyncio.run(module.handle_discovery("a.example", b"{}"))
-    assert err.value.code == 501 and "servership" in err.value.msg
-    with pytest.raises(SynapseError) as err:
-        asyncio.run(module.handle_invite_v3("a.example", "!r:a", b"{}"))
-    assert err.value.code == 501
-
-
 def test_v3_invite_goes_to_synapse_with_rewritten_state(core: FakeCore, store: str) -> None:
     from synapse.api.errors import SynapseError
 
@@ -309,6 +323,14 @@ def test_v3_invite_goes_to_synapse_with_rewritten_state(core: FakeCore, store: s
     (call,) = api._hs.invites
     assert call["event_id"] == "$computed" and call["room_version"] == "12"
     assert call["event"]["unsigned"]["invite_room_state"][0]["type"] == "m.room.create"
+    assert core.verified == [({"type": "m.room.create", "sender": "@c:a"}, "12")]
+    core.create_problem = "Signature on create not valid"
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_invite_v3(
+            "a.example", "!r:a", json.dumps({"event": event, "state": []}).encode()))
+    assert (err.value.code, err.value.errcode) == (400, "M_INVALID_PARAM")
+    assert "does not verify: Signature on create" in err.value.msg
+    assert len(api._hs.invites) == 1  # never handed to Synapse
     core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "state[0].state_key must be \"\"")
     with pytest.raises(SynapseError) as err:
         asyncio.run(module.handle_invite_v3("a.example", "!r:a", b"{}"))
@@ -346,8 +368,13 @@ def test_gated_room_join_needs_subscription(core: FakeCore, store: str) -> None:
     assert asyncio.run(module.check_event_allowed(other, {})) == (True, None)
 
 
-def test_gated_room_fails_closed_without_core(store: str) -> None:
-    module, _ = _module(store, gated_rooms=["!g:b.example"], allow_missing_core=True)
+def test_gated_room_fails_closed_when_the_check_fails(core: FakeCore, store: str) -> None:
+    def broken(state: list, server: str, gated: bool) -> tuple[bool, str]:
+        raise _core.CoreError("M_BAD_JSON", 400, "state[0] is not an event")
+
+    core.join_allowed = broken  # type: ignore[method-assign]
+    _core.join_allowed = broken  # the fixture's monkeypatch restores it
+    module, _ = _module(store, gated_rooms=["!g:b.example"])
     join = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!g:b.example",
                      {"membership": "join"})
     assert asyncio.run(module.check_event_allowed(join, {})) == (False, None)
@@ -386,8 +413,8 @@ def test_audit_reports_unexplained_peers(core: FakeCore, store: str) -> None:
                         ("!old:x", "@me:b.example", "$2", "join")])
     hs.hosts = {"!new:x": {"b.example", "x"},
                 "!old:x": {"b.example", "x", "p1", "p2", "p3"}}
-    api.db.executemany("INSERT INTO room_memberships VALUES (?,?,?,?,?)",
-                       [("$3", "@gone:p2", "@gone:p2", "!new:x", "leave")])
+    api.db.executemany("INSERT INTO current_state_events VALUES (?,?,?,?,?)",
+                       [("$3", "!new:x", "m.room.member", "@gone:p2", "leave")])
     hs.post_answers = {"p1": {"recognised": ["!new:x"]}, "p2": {"recognised": ["!new:x"]},
                        "p3": RuntimeError("connection refused")}
     before = metrics.AUDIT_UNEXPLAINED._value.get()
@@ -395,6 +422,9 @@ def test_audit_reports_unexplained_peers(core: FakeCore, store: str) -> None:
     assert outcome is not None
     assert outcome.unexplained == ["p1"] and outcome.explained == ["p2"]
     assert {p[0] for p in hs.posts} == {"p1", "p2", "p3"}
+    assert core.answers["p1"] == core.answers["p2"] == _core.RECOGNISED
+    assert core.answers["p3"].startswith(_core.FAILED_PREFIX)
+    assert "connection refused" in core.answers["p3"]
     assert all(p[1].endswith("/org.matrix.msc4358/discover_common_rooms") for p in hs.posts)
     assert metrics.AUDIT_UNEXPLAINED._value.get() == before + 1
     assert hs.notices == [("@admin:b.example",
@@ -408,5 +438,71 @@ def test_audit_respects_max_peers_and_never_raises(core: FakeCore, store: str) -
     api._hs.post_answers = {}
     asyncio.run(module.auditor.run("!n:x"))
     assert len(api._hs.posts) == 1
-    api.db.execute("DROP TABLE room_memberships")  # a broken query must not kill the job
+    api.db.execute("DROP TABLE current_state_events")  # a broken query must not kill the job
     assert asyncio.run(module.auditor.run("!n:x")) is None
+
+
+# --- admin endpoints and the MSC4329 sender ------------------------------------------------
+
+
+def test_admin_endpoints_are_for_server_admins_only(core: FakeCore, store: str) -> None:
+    from types import SimpleNamespace
+
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+    resource = api.web_resources["/_synapse/client/servership/v1/knock"]
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(resource._async_render_POST(SimpleNamespace(user_id="@u:b.example")))
+    assert (err.value.code, err.value.errcode) == (403, "M_FORBIDDEN")
+    assert api._hs.sent_edus == []
+
+
+def test_admin_knock_validates_and_sends(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+    for bad in ({"room_id": "x", "destination": "a.example"},
+                {"room_id": "!r:a.example", "destination": "bad name!"},
+                {"room_id": "!r:a.example", "destination": "b.example"}):
+        with pytest.raises(SynapseError) as err:
+            asyncio.run(module.handle_admin_knock("@admin:b.example", bad))
+        assert err.value.errcode == "M_INVALID_PARAM"
+    assert asyncio.run(module.handle_admin_knock(
+        "@admin:b.example", {"room_id": "!r:a.example", "destination": "a.example"})) == {
+        "sent": True}
+    assert api._hs.sent_edus == [("a.example", "m.server.knock", {"room_id": "!r:a.example"})]
+
+
+def test_admin_audit_answers_with_the_report(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+    api.db.execute("INSERT INTO local_current_membership VALUES ('!o:x','@me:b.example','$','join')")
+    api._hs.hosts = {"!o:x": {"b.example", "p1"}, "!n:x": {"b.example"}}
+    api._hs.post_answers = {"p1": {"recognised": ["!n:x"]}}
+    report = asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": "!n:x"}))
+    assert report == {"room_id": "!n:x", "unexplained": ["p1"]}
+    with pytest.raises(SynapseError):
+        asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": 3}))
+
+
+def test_send_msc4329_wraps_synapse_invite_sender(core: FakeCore, store: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    api = FakeModuleApi()
+    original = api._hs.get_federation_client()._do_send_invite
+    ServershipModule(parse({"store_path": store}), api)
+    assert api._hs.get_federation_client()._do_send_invite is original  # off by default
+    _compat.unregister_servlet_group()
+    module = ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}),
+                              api)
+    assert api._hs.get_federation_client()._do_send_invite is not original
+    built: list = []
+    monkeypatch.setattr(_core, "build_invite_request",
+                        lambda invite, create, state: built.append((invite, create, state))
+                        or ("/p", {"event": invite}))
+    path, body = asyncio.run(module.build_invite_request(
+        {"type": "m.room.member", "content": {"membership": "invite"}},
+        {"type": "m.room.create"}, [{"type": "m.room.name"}]))
+    assert path == "/p" and body["event"]["type"] == "m.room.member"
+    assert built[0][1] == {"type": "m.room.create"}

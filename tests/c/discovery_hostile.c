@@ -10,22 +10,8 @@
 #include <string.h>
 
 #include "servership.h"
+#include "check.h"
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, what)                                                      \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__,     \
-                    __LINE__, what, servership_last_error_json());             \
-        }                                                                      \
-    } while (0)
-
-static char sentinel_byte;
-#define SENTINEL (&sentinel_byte)
 #define S(text) text, strlen(text)
 
 static char path_buf[4096];
@@ -283,6 +269,5 @@ int main(int argc, char **argv) {
     test_tag();
     test_store(argv[1]);
     test_responder(argv[1]);
-    printf("discovery hostile: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return finish("discovery hostile");
 }

@@ -9,23 +9,8 @@
 #include <string.h>
 
 #include "servership.h"
+#include "check.h"
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, what)                                                      \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__,     \
-                    __LINE__, what, servership_last_error_json());             \
-        }                                                                      \
-    } while (0)
-
-/* A sentinel that outputs must keep when a call fails. */
-static char sentinel_byte;
-#define SENTINEL (&sentinel_byte)
 
 static const char *SEED = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; /* 32 zero bytes */
 static const char *KEY_ID = "ed25519:test";
@@ -288,6 +273,5 @@ int main(void) {
     test_signing();
     test_events();
     test_descriptions();
-    printf("hostile: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return finish("hostile");
 }

@@ -11,11 +11,8 @@
 #include <string.h>
 
 #include "servership.h"
+#include "check.h"
 
-static int passed = 0, failed = 0;
-
-static char sentinel_byte;
-#define SENTINEL (&sentinel_byte)
 #define BAD "\xff\xfe"
 #define BAD_LEN 2
 #define HUGE SIZE_MAX
@@ -212,6 +209,5 @@ int main(void) {
     invites();
     stores();
     frees();
-    printf("hostile_all: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return finish("hostile_all");
 }

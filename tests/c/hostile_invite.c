@@ -10,22 +10,8 @@
 #include <string.h>
 
 #include "servership.h"
+#include "check.h"
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, what)                                                      \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__,     \
-                    __LINE__, what, servership_last_error_json());             \
-        }                                                                      \
-    } while (0)
-
-static char sentinel_byte;
-#define SENTINEL (&sentinel_byte)
 #define S(x) (x), strlen(x)
 
 static const char *fixtures;
@@ -443,6 +429,5 @@ int main(int argc, char **argv) {
     test_key_ring();
     test_check_invite();
     test_build();
-    printf("hostile_invite: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return finish("hostile_invite");
 }

@@ -9,22 +9,8 @@
 #include <string.h>
 
 #include "servership.h"
+#include "check.h"
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, what)                                                      \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__,     \
-                    __LINE__, what, servership_last_error_json());             \
-        }                                                                      \
-    } while (0)
-
-static char sentinel_byte;
-#define SENTINEL (&sentinel_byte)
 #define S(x) (const uint8_t *)(x), strlen(x)
 #define T(x) (x), strlen(x)
 
@@ -269,6 +255,5 @@ int main(int argc, char **argv) {
     test_knock_store(path);
     test_gate_and_decide();
     test_choose();
-    printf("members hostile: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return finish("members hostile");
 }

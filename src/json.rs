@@ -329,15 +329,27 @@ fn plain_run(bytes: &[u8]) -> usize {
         }
         offset += 8;
     }
-    // The last few bytes, padded with a byte that never matches, so short strings (most keys and
-    // many values) also take one word step instead of a byte loop. A padded lane can only be
-    // flagged above a real match, so it is never the lowest flagged lane.
-    let rest = bytes.get(offset..).unwrap_or_default();
-    let mut lanes = [b'a'; 8];
-    if let Some(head) = lanes.get_mut(..rest.len()) {
-        head.copy_from_slice(rest);
+    // The last few bytes: for a string of at least eight, one more word ending at its end (the
+    // lanes it shares with the last word are known to be plain, so its lowest flagged lane is the
+    // first special byte of the rest); short strings are few bytes, looked at one by one.
+    let len = bytes.len();
+    if offset == len {
+        return len;
     }
-    offset + first_special_lane(lanes).unwrap_or(rest.len())
+    if let Some(tail) = len
+        .checked_sub(8)
+        .and_then(|start| bytes.get(start..).map(|t| (start, t)))
+    {
+        let (start, tail) = tail;
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(tail);
+        return first_special_lane(lanes).map_or(len, |at| start + at);
+    }
+    // Shorter than eight bytes, so `offset` is 0.
+    bytes
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .unwrap_or(len)
 }
 
 /// The lowest of eight bytes that is `"`, `\` or a C0 control (see [`plain_run`]).

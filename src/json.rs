@@ -173,6 +173,9 @@ impl From<Object> for Value {
 pub fn parse(bytes: &[u8]) -> Result<Value> {
     let mut p = Parser {
         bytes,
+        // Checked once here, so the strings of valid input are sliced without a UTF-8 check each;
+        // invalid input is checked string by string, to report the same error at the same place.
+        text: std::str::from_utf8(bytes).ok(),
         pos: 0,
         scratch: Vec::new(),
     };
@@ -301,8 +304,9 @@ fn itoa_buf(i: i64) -> IntBuf {
     IntBuf { buf, start: pos }
 }
 
-/// Which bytes need escaping in a canonical string: `"`, `\` and the C0 controls.
-#[inline]
+/// Which bytes need escaping in a canonical string: `"`, `\` and the C0 controls (the plain
+/// definition [`plain_run`] is tested against).
+#[cfg(test)]
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
@@ -316,31 +320,51 @@ fn needs_escape(b: u8) -> bool {
 /// the lowest flagged lane is always the first real match.
 #[inline]
 fn plain_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
-    for chunk in &mut chunks {
+    while let Some(chunk) = bytes.get(offset..offset + 8) {
         let mut lanes = [0u8; 8];
         lanes.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(lanes);
-        let control = w.wrapping_sub(ONES * 0x20) & !w;
-        let q = w ^ (ONES * u64::from(b'"'));
-        let quote = q.wrapping_sub(ONES) & !q;
-        let s = w ^ (ONES * u64::from(b'\\'));
-        let slash = s.wrapping_sub(ONES) & !s;
-        let found = (control | quote | slash) & HIGH;
-        if found != 0 {
-            return offset + (found.trailing_zeros() / 8) as usize;
+        if let Some(at) = first_special_lane(lanes) {
+            return offset + at;
         }
         offset += 8;
     }
-    offset
-        + chunks
-            .remainder()
-            .iter()
-            .position(|&b| needs_escape(b))
-            .unwrap_or(chunks.remainder().len())
+    // The last few bytes: for a string of at least eight, one more word ending at its end (the
+    // lanes it shares with the last word are known to be plain, so its lowest flagged lane is the
+    // first special byte of the rest); short strings are few bytes, looked at one by one.
+    let len = bytes.len();
+    if offset == len {
+        return len;
+    }
+    if let Some(tail) = len
+        .checked_sub(8)
+        .and_then(|start| bytes.get(start..).map(|t| (start, t)))
+    {
+        let (start, tail) = tail;
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(tail);
+        return first_special_lane(lanes).map_or(len, |at| start + at);
+    }
+    // Shorter than eight bytes, so `offset` is 0.
+    bytes
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .unwrap_or(len)
+}
+
+/// The lowest of eight bytes that is `"`, `\` or a C0 control (see [`plain_run`]).
+#[inline]
+fn first_special_lane(lanes: [u8; 8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let w = u64::from_le_bytes(lanes);
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let s = w ^ (ONES * u64::from(b'\\'));
+    let slash = s.wrapping_sub(ONES) & !s;
+    let found = (control | quote | slash) & HIGH;
+    (found != 0).then(|| (found.trailing_zeros() / 8) as usize)
 }
 
 /// Appends a canonical JSON string: only `"`, `\` and U+0000–U+001F are escaped, with the short
@@ -436,6 +460,8 @@ fn insert_new(map: &mut Object, key: String, value: Value, key_pos: usize) -> Re
 
 struct Parser<'a> {
     bytes: &'a [u8],
+    /// `bytes` as text, when all of it is valid UTF-8.
+    text: Option<&'a str>,
     pos: usize,
     /// Reused buffer for strings with escapes.
     scratch: Vec<u8>,
@@ -600,7 +626,10 @@ impl Parser<'_> {
         self.pos += plain_run(self.bytes.get(start..).unwrap_or_default());
         match self.peek() {
             Some(b'"') => {
-                let s = self.utf8(start, self.pos)?.to_owned();
+                let s = match self.text.and_then(|t| t.get(start..self.pos)) {
+                    Some(s) => s.to_owned(),
+                    None => self.utf8(start, self.pos)?.to_owned(),
+                };
                 self.pos += 1;
                 return Ok(s);
             }

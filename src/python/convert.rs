@@ -237,3 +237,109 @@ pub(crate) fn to_object(obj: &Bound<'_, PyAny>, root: &str) -> PyResult<Object> 
         _ => Err(Error::internal("a dict did not convert to an object").into()),
     }
 }
+
+/// Canonical JSON of a Python value, encoded straight from the Python objects: the fast path of
+/// `canonical_json`, which would otherwise build a whole [`Value`] (a `String` for every key and
+/// string) only to encode and drop it.
+///
+/// Accepts exactly what [`to_value`] accepts and produces the same bytes. Whenever the fast
+/// encoder meets anything it does not take (a float, an out-of-range int, a non-`str` key, a lone
+/// surrogate, too much nesting, or two keys that compare equal, which only a `str` subclass with
+/// its own `__eq__` can produce), it gives up and [`to_value`] redoes the work, so refusals and
+/// their messages come from one place.
+pub(crate) fn to_canonical_bytes(obj: &Bound<'_, PyAny>, root: &str) -> PyResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(1024);
+    if encode_direct(obj, 0, &mut out).is_ok() {
+        return Ok(out);
+    }
+    Ok(to_value(obj, root)?.to_canonical())
+}
+
+/// Code point order of two keys. Keys of one object nearly always differ in their first byte, so
+/// that is compared inline before the full comparison.
+#[inline]
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// The fast encoder met something only [`to_value`] can judge.
+struct GiveUp;
+
+fn encode_direct(obj: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> Result<(), GiveUp> {
+    // The same order of tests as `convert`, so a value is read as the same JSON type.
+    if obj.is_none() {
+        out.extend_from_slice(b"null");
+        return Ok(());
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+        return Ok(());
+    }
+    if obj.is_instance_of::<PyInt>() {
+        let n: i64 = obj.extract().map_err(|_| GiveUp)?;
+        if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) {
+            return Err(GiveUp);
+        }
+        json::encode_into(&Value::Int(n), out);
+        return Ok(());
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        json::encode_str(s.to_str().map_err(|_| GiveUp)?, out);
+        return Ok(());
+    }
+    if depth >= MAX_DEPTH {
+        return Err(GiveUp);
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut items = Vec::with_capacity(dict.len());
+        for (key, item) in dict.iter() {
+            let key = key.cast_into::<PyString>().map_err(|_| GiveUp)?;
+            items.push((key, item));
+        }
+        // Python `str`s compare by code point, Rust `str`s by UTF-8 byte: the same order, the
+        // canonical one.
+        let mut members = Vec::with_capacity(items.len());
+        for (key, item) in &items {
+            members.push((key.to_str().map_err(|_| GiveUp)?, item));
+        }
+        members.sort_unstable_by(|a, b| key_order(a.0, b.0));
+        out.push(b'{');
+        for (i, (key, item)) in members.iter().enumerate() {
+            if i > 0 {
+                if members.get(i - 1).map(|m| m.0) == Some(*key) {
+                    return Err(GiveUp);
+                }
+                out.push(b',');
+            }
+            json::encode_str(key, out);
+            out.push(b':');
+            encode_direct(item, depth + 1, out)?;
+        }
+        out.push(b'}');
+        return Ok(());
+    }
+    out.push(b'[');
+    if let Ok(list) = obj.cast::<PyList>() {
+        for (i, item) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            encode_direct(&item, depth + 1, out)?;
+        }
+    } else if let Ok(tuple) = obj.cast::<PyTuple>() {
+        for (i, item) in tuple.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            encode_direct(&item, depth + 1, out)?;
+        }
+    } else {
+        // Floats and every other type: `to_value` names them.
+        return Err(GiveUp);
+    }
+    out.push(b']');
+    Ok(())
+}

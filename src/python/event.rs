@@ -6,10 +6,10 @@ use pyo3::prelude::*;
 use super::args::{self, Int, Text};
 use pyo3::types::PyDict;
 
-use super::convert::{to_object, to_python};
+use super::convert::{json_input, to_object, to_python};
 use crate::event;
 use crate::ids;
-use crate::json::Value;
+use crate::json::{self, Value};
 use crate::redaction;
 use crate::room_version::RoomVersion;
 
@@ -17,6 +17,11 @@ use crate::room_version::RoomVersion;
 #[pyfunction]
 fn event_id(py: Python<'_>, event: &Bound<'_, PyAny>, room_version: Text) -> PyResult<String> {
     let version = RoomVersion::from_id(&room_version)?;
+    // JSON text is parsed and hashed in one release of the interpreter lock, not two.
+    if let Some(input) = json_input(event)? {
+        let bytes = input.bytes();
+        return Ok(py.detach(|| event::event_id_from_json(bytes, version))?);
+    }
     let event = to_object(event, "event")?;
     Ok(py.detach(|| event::event_id(&event, version))?)
 }
@@ -24,6 +29,12 @@ fn event_id(py: Python<'_>, event: &Bound<'_, PyAny>, room_version: Text) -> PyR
 /// The room ID a v12 `m.room.create` event (`dict` or JSON text) starts.
 #[pyfunction]
 fn room_id_from_create_event(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Some(input) = json_input(event)? {
+        let bytes = input.bytes();
+        return Ok(py.detach(|| {
+            json::parse_object(bytes).and_then(|event| event::room_id_from_create_event(&event))
+        })?);
+    }
     let event = to_object(event, "event")?;
     Ok(py.detach(|| event::room_id_from_create_event(&event))?)
 }

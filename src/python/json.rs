@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::convert::{json_input, to_python, to_value};
+use super::convert::{json_input, to_canonical_bytes, to_python};
 use crate::error::Error;
 use crate::json;
 
@@ -15,8 +15,7 @@ fn canonical_json<'py>(
     py: Python<'py>,
     value: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let value = to_value(value, "value")?;
-    let bytes = py.detach(|| value.to_canonical());
+    let bytes = to_canonical_bytes(value, "value")?;
     Ok(PyBytes::new(py, &bytes))
 }
 

@@ -2,9 +2,9 @@
 //! standard base64 (room version 3) or URL-safe base64 (room version 4 on), per the spec's
 //! [event ID grammar](https://spec.matrix.org/v1.16/appendices/#event-ids).
 
-use super::server_name;
 use super::{
-    HASH_B64_LEN, check_common, identifier_traits, invalid, is_std_b64, is_url_safe_b64, quote,
+    HASH_B64_LEN, check_common, check_opaque_and_server, identifier_traits, invalid, is_std_b64,
+    is_url_safe_b64,
 };
 use crate::Result;
 
@@ -57,17 +57,8 @@ impl EventId {
     pub fn parse(value: &str) -> Result<Self> {
         const WHAT: &str = "event ID";
         let rest = check_common(value, '$', WHAT)?;
-        if let Some((opaque, server)) = rest.split_once(':') {
-            if opaque.is_empty() {
-                return Err(invalid(value, WHAT, "the part before ':' is empty"));
-            }
-            server_name::check(server).map_err(|reason| {
-                invalid(
-                    value,
-                    WHAT,
-                    format_args!("server name {} {reason}", quote(server)),
-                )
-            })?;
+        if let Some(verdict) = check_opaque_and_server(value, rest, WHAT) {
+            verdict?;
         } else if rest.len() != HASH_B64_LEN
             || !(rest.bytes().all(is_std_b64) || rest.bytes().all(is_url_safe_b64))
         {

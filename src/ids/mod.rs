@@ -105,6 +105,23 @@ fn check_common<'a>(value: &'a str, sigil: char, what: &str) -> crate::Result<&'
         .ok_or_else(|| invalid(value, what, format_args!("it must start with '{sigil}'")))
 }
 
+/// The `opaque:server_name` form shared by legacy room IDs and v1/v2 event IDs. `None` when
+/// `rest` (the part after the sigil) has no `:`; otherwise whether that form is valid: a
+/// non-empty opaque part and a valid server name.
+fn check_opaque_and_server(value: &str, rest: &str, what: &str) -> Option<crate::Result<()>> {
+    let (opaque, server) = rest.split_once(':')?;
+    if opaque.is_empty() {
+        return Some(Err(invalid(value, what, "the part before ':' is empty")));
+    }
+    Some(server_name::check(server).map_err(|reason| {
+        invalid(
+            value,
+            what,
+            format_args!("server name {} {reason}", quote(server)),
+        )
+    }))
+}
+
 /// True for the characters of unpadded URL-safe base64.
 fn is_url_safe_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'

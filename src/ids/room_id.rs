@@ -2,8 +2,11 @@
 //! the create event's reference hash, per the spec's
 //! [room ID grammar](https://spec.matrix.org/v1.16/appendices/#room-ids).
 
-use super::server_name::{self, ServerName};
-use super::{HASH_B64_LEN, check_common, identifier_traits, invalid, is_url_safe_b64, quote};
+use super::server_name::ServerName;
+use super::{
+    HASH_B64_LEN, check_common, check_opaque_and_server, identifier_traits, invalid,
+    is_url_safe_b64,
+};
 use crate::Result;
 
 /// Which of the two room ID forms a [`RoomId`] has.
@@ -30,17 +33,8 @@ impl RoomId {
     pub fn parse(value: &str) -> Result<Self> {
         const WHAT: &str = "room ID";
         let rest = check_common(value, '!', WHAT)?;
-        if let Some((opaque, server)) = rest.split_once(':') {
-            if opaque.is_empty() {
-                return Err(invalid(value, WHAT, "the part before ':' is empty"));
-            }
-            server_name::check(server).map_err(|reason| {
-                invalid(
-                    value,
-                    WHAT,
-                    format_args!("server name {} {reason}", quote(server)),
-                )
-            })?;
+        if let Some(verdict) = check_opaque_and_server(value, rest, WHAT) {
+            verdict?;
         } else if rest.len() != HASH_B64_LEN || !rest.bytes().all(is_url_safe_b64) {
             return Err(invalid(
                 value,

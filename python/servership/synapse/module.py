@@ -271,6 +271,30 @@ class ServershipModule:
                 self._server_name,
                 origin,
             )
+            # The core checked the create PDU's shape and room; its signatures are checked here
+            # with Synapse's keyring, as for MSC4329 invites (in v1-v11 nothing else binds the
+            # create event to its sender's server).
+            create = next(
+                (
+                    e
+                    for e in unsigned.get("invite_room_state", []) or []
+                    if isinstance(e, dict) and e.get("type") == "m.room.create"
+                ),
+                None,
+            )
+            problem = (
+                await _compat.event_signature_problem(
+                    self._api, create, event.room_version.identifier
+                )
+                if create is not None
+                else None
+            )
+            if problem is not None:
+                raise _core.CoreError(
+                    "M_INVALID_PARAM",
+                    400,
+                    f"the m.room.create event in invite_room_state does not verify: {problem}",
+                )
         except _core.CoreError as exc:
             if self._config.invites.mode == "reject":
                 metrics.INVITES_CHECKED.labels("spec", exc.errcode).inc()

@@ -353,6 +353,20 @@ def test_spec_invite_warn_and_reject_modes(core: FakeCore, store: str) -> None:
     core.invite_error = None
     assert asyncio.run(reject.federated_user_may_invite(invite)) is NOT_SPAM
 
+    # A create PDU whose signature fails Synapse's keyring is refused (reject) or logged (warn).
+    create = {"type": "m.room.create", "state_key": "", "sender": "@c:a.example"}
+    signed_create = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
+                              {"membership": "invite"},
+                              unsigned={"invite_room_state": [create]})
+    core.verified.clear()
+    core.create_problem = "Signature on create not valid"
+    code, extra = asyncio.run(reject.federated_user_may_invite(signed_create))
+    assert code == "M_INVALID_PARAM" and "does not verify: Signature on create" in extra["error"]
+    assert core.verified == [(create, "12")]
+    assert asyncio.run(warn.federated_user_may_invite(signed_create)) is NOT_SPAM
+    core.create_problem = None
+    assert asyncio.run(reject.federated_user_may_invite(signed_create)) is NOT_SPAM
+
 
 def test_gated_room_join_needs_subscription(core: FakeCore, store: str) -> None:
     module, _ = _module(store, gated_rooms=["!g:b.example"])

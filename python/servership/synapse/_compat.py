@@ -258,21 +258,40 @@ def send_invites_with(
 
 
 def register_admin_json_resource(
-    api: Any, path: str, handler: Callable[[str, dict], Awaitable[dict]]
+    api: Any,
+    path: str,
+    handler: Callable[[str, dict], Awaitable[dict]],
+    get_handler: Callable[[str, dict[str, str]], Awaitable[dict]] | None = None,
 ) -> None:
-    """Serve ``POST path`` (JSON in, JSON out) to server admins only; ``handler(admin_user_id,
-    body)``. Uses the public module API (``register_web_resource``, ``get_user_by_req``)."""
+    """Serve ``POST path`` (JSON in, JSON out; ``handler(admin_user_id, body)``) and, if given,
+    ``GET path?k=v`` (``get_handler(admin_user_id, query)``) to server admins only. Uses the
+    public module API (``register_web_resource``, ``get_user_by_req``)."""
     from synapse.module_api import DirectServeJsonResource
     from synapse.http.servlet import parse_json_object_from_request
 
+    async def admin_of(request: Any) -> str:
+        requester = await api.get_user_by_req(request)
+        user_id = requester.user.to_string()
+        if not await api.is_user_admin(user_id):
+            raise SynapseError(403, "server admins only", "M_FORBIDDEN")
+        return user_id
+
     class AdminResource(DirectServeJsonResource):  # type: ignore[misc, valid-type]
         async def _async_render_POST(self, request: Any) -> tuple[int, dict]:
-            requester = await api.get_user_by_req(request)
-            user_id = requester.user.to_string()
-            if not await api.is_user_admin(user_id):
-                raise SynapseError(403, "server admins only", "M_FORBIDDEN")
+            user_id = await admin_of(request)
             body = parse_json_object_from_request(request)
             return 200, await handler(user_id, body)
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict]:
+            if get_handler is None:
+                raise SynapseError(405, "use POST", "M_UNRECOGNIZED")
+            user_id = await admin_of(request)
+            query = {
+                k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
+                for k, v in (request.args or {}).items()
+                if v
+            }
+            return 200, await get_handler(user_id, query)
 
     api.register_web_resource(path, AdminResource())
 
@@ -341,26 +360,56 @@ def _rows(txn: Any, sql: str, args: tuple = ()) -> list[tuple]:
     return list(txn.fetchall())
 
 
-async def joined_rooms(api: Any) -> list[str]:
-    """Rooms where at least one local user is currently joined."""
-    rows = await api.run_db_interaction(
-        "servership_joined_rooms",
-        _rows,
-        "SELECT DISTINCT room_id FROM local_current_membership WHERE membership = ?",
-        ("join",),
+def _like_suffix(server_name: str) -> str:
+    """A LIKE pattern (escape character ``!``) for user IDs on ``server_name``."""
+    escaped = server_name.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%:{escaped}"
+
+
+def host_of(server_name: str) -> str:
+    """The host part of a server name (IPv6 literals keep their brackets)."""
+    if server_name.startswith("["):
+        return server_name.split("]", 1)[0] + "]"
+    return server_name.rsplit(":", 1)[0] if ":" in server_name else server_name
+
+
+def _on_server(user_id: str, server_name: str) -> bool:
+    # LIKE is case-insensitive on SQLite and not on PostgreSQL: decide exactly here.
+    return user_id.startswith("@") and user_id.endswith(":" + server_name) and (
+        user_id[1 : -len(server_name) - 1].find(":") == -1
     )
-    return sorted(str(r[0]) for r in rows)
+
+
+async def joined_rooms(api: Any, limit: int | None = None) -> list[str]:
+    """Rooms where at least one local user is currently joined, most recently joined first."""
+    sql = (
+        "SELECT room_id FROM local_current_membership WHERE membership = ?"
+        " GROUP BY room_id ORDER BY MAX(event_stream_ordering) DESC"
+    )
+    args: tuple = ("join",)
+    if limit is not None:
+        sql += " LIMIT ?"
+        args = ("join", int(limit))
+    rows = await api.run_db_interaction("servership_joined_rooms", _rows, sql, args)
+    return [str(r[0]) for r in rows]
 
 
 async def rooms_ever_joined(api: Any) -> list[str]:
-    """Rooms where a local user has ever had a join (current or past): tags are permanent."""
+    """Rooms where a local user (or our pseudouser ``@:server``) has ever *joined*: a
+    membership event with ``membership = join`` that Synapse did not reject. Invites, knocks
+    and rejected invites are not joins (``local_current_membership`` holds them too, so it is
+    not used)."""
+    server = api.server_name
     rows = await api.run_db_interaction(
         "servership_rooms_ever_joined",
         _rows,
-        "SELECT DISTINCT room_id FROM local_current_membership",
-        (),
+        "SELECT DISTINCT m.room_id, m.user_id FROM room_memberships AS m"
+        " LEFT JOIN rejections AS r ON r.event_id = m.event_id"
+        " WHERE m.membership = 'join' AND r.event_id IS NULL"
+        " AND m.user_id LIKE ? ESCAPE '!'",
+        (_like_suffix(server),),
     )
-    return sorted(str(r[0]) for r in rows)
+    return sorted({str(room) for room, user in rows if _on_server(str(user), server)})
 
 
 async def hosts_in_room(api: Any, room_id: str) -> set[str]:
@@ -369,18 +418,68 @@ async def hosts_in_room(api: Any, room_id: str) -> set[str]:
     return set(hosts)
 
 
-async def membership_history(api: Any, room_id: str) -> list[tuple[str, str]]:
-    """Every user who ever had a membership in the room, with their *current* membership
-    (``join``, ``leave``, ``ban``, ...), as (user_id, membership): a user who joined and left
-    appears once, as ``leave``. From ``current_state_events`` (one row per state key)."""
+#: Most membership events read for one audit (a room with more is audited on its first ones).
+MAX_HISTORY = 200_000
+
+
+async def membership_history(api: Any, room_id: str) -> list[tuple[str, str, str]]:
+    """Every membership event Synapse holds for the room, as ``(user_id, membership, sender)``
+    in the order Synapse received them (stream order), rejected events left out. Outliers
+    (state from a ``send_join`` answer, invites) are included: they are what we were shown."""
     rows = await api.run_db_interaction(
         "servership_membership_history",
         _rows,
-        "SELECT state_key, membership FROM current_state_events"
-        " WHERE room_id = ? AND type = 'm.room.member'",
+        "SELECT m.user_id, m.membership, m.sender FROM room_memberships AS m"
+        " LEFT JOIN rejections AS r ON r.event_id = m.event_id"
+        " WHERE m.room_id = ? AND r.event_id IS NULL"
+        " ORDER BY m.event_stream_ordering, m.event_id LIMIT ?",
+        (room_id, MAX_HISTORY),
+    )
+    return [(str(u), str(m), str(s)) for (u, m, s) in rows]
+
+
+async def has_membership(api: Any, room_id: str) -> bool:
+    """Whether Synapse holds any membership event for the room (does it know the room?)."""
+    rows = await api.run_db_interaction(
+        "servership_has_membership",
+        _rows,
+        "SELECT 1 FROM room_memberships WHERE room_id = ? LIMIT 1",
         (room_id,),
     )
-    return [(str(u), str(m)) for (u, m) in rows]
+    return bool(rows)
+
+
+async def shared_room_counts(api: Any, max_rooms: int, exclude: str | None = None) -> dict[str, int]:
+    """For each other server: in how many of our ``max_rooms`` most recently joined rooms it has
+    a joined member (Synapse's cached per-room host lists)."""
+    counts: dict[str, int] = {}
+    for room in await joined_rooms(api, max_rooms):
+        if room == exclude:
+            continue
+        for host in await hosts_in_room(api, room):
+            counts[host] = counts.get(host, 0) + 1
+    counts.pop(api.server_name, None)
+    return counts
+
+
+async def servers_sharing_a_room(api: Any, normalised_origin: str, normalise: Callable[[str], str]) -> bool:
+    """Whether a server whose name normalises to ``normalised_origin`` has a joined member in a
+    room where one of our users is joined (current state)."""
+    rows = await api.run_db_interaction(
+        "servership_shares_room",
+        _rows,
+        "SELECT c.state_key FROM current_state_events AS c"
+        " JOIN local_current_membership AS l ON l.room_id = c.room_id"
+        " WHERE l.membership = 'join' AND c.type = 'm.room.member'"
+        " AND c.membership = 'join' AND lower(c.state_key) LIKE ? ESCAPE '!' LIMIT 1000",
+        # The host, then anything: ":8448", a trailing dot or upper case are decided below.
+        (_like_suffix(host_of(normalised_origin)) + "%",),
+    )
+    for (user,) in rows:
+        server = str(user).split(":", 1)[1] if ":" in str(user) else ""
+        if server and normalise(server) == normalised_origin:
+            return True
+    return False
 
 
 def spam_errcode(errcode: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from . import _compat, _core, config as config_mod, metrics
@@ -42,6 +43,12 @@ def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
+#: How long "does this origin share a room with us?" is remembered, per origin (seconds).
+SHARED_ROOM_CACHE_SECONDS = 300
+#: Most origins remembered in that cache.
+SHARED_ROOM_CACHE_SIZE = 10_000
+
+
 class ServershipModule:
     """Servers as room participants, for Synapse. Configure in ``homeserver.yaml``::
 
@@ -66,10 +73,16 @@ class ServershipModule:
         self._open_lock = threading.Lock()
         self._tag_store: Any = None
         self._knock_store: Any = None
+        self._audit_queue: Any = None
         self._responder: Any = None
         # Invites we are passing to Synapse's pipeline ourselves: the MSC4311 hook skips them.
         self._v3_in_flight: set[str] = set()
-        self._auditor = Auditor(api, config.audit, config.discovery.max_tags_per_request)
+        # One process per homeserver records joins and runs audits: the one Synapse runs its
+        # background tasks on. The others only answer requests.
+        self._background = bool(api.should_run_background_tasks())
+        self._auditor = Auditor(api, config.audit, self._open_audit_queue)
+        # origin -> (answer, monotonic time) for discovery.require_shared_room.
+        self._shares_room: dict[str, tuple[bool, float]] = {}
 
         servlets = self._servlet_classes()
         if servlets:
@@ -85,11 +98,15 @@ class ServershipModule:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
             _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock)
         if config.discovery.enabled:
-            _compat.register_admin_json_resource(api, ADMIN_AUDIT_PATH, self.handle_admin_audit)
+            _compat.register_admin_json_resource(
+                api, ADMIN_AUDIT_PATH, self.handle_admin_audit, self.handle_admin_audit_status
+            )
         if config.invites.send_msc4329:
             _compat.send_invites_with(api, self.build_invite_request)
-        if api.should_run_background_tasks():
+        if self._background:
             api.delayed_background_call(0, self.startup, desc="servership_startup")
+            if config.audit.enabled:
+                self._auditor.start()
         logger.info(
             "servership loaded (discovery=%s invites=%s knocks=%s audit=%s, store %s)",
             config.discovery.enabled,
@@ -112,17 +129,27 @@ class ServershipModule:
             if self._tag_store is None:
                 self._tag_store = _core.open_tag_store(self._config.store_path, self._server_name)
                 d = self._config.discovery
+                # The budget lives in the store file, so every process of this homeserver draws
+                # on one budget per (normalised) origin, and a restart does not reset it.
                 self._responder = _core.make_responder(
                     self._tag_store,
                     d.max_tags_per_request,
                     d.budget_tags,
                     d.budget_window_seconds * 1000,
+                    shared_budget=True,
                 )
             if self._knock_store is None and self._config.knocks.enabled:
                 self._knock_store = _core.open_knock_store(
                     self._config.store_path, self._config.knocks.expiry_seconds * 1000
                 )
         return self._tag_store, self._responder, self._knock_store
+
+    def _open_audit_queue(self) -> Any:
+        """The audit queue, in the same store file (blocking: call in a thread)."""
+        with self._open_lock:
+            if self._audit_queue is None:
+                self._audit_queue = _core.open_audit_queue(self._config.store_path)
+        return self._audit_queue
 
     async def startup(self) -> int:
         """Open the store and backfill tags for rooms joined before the module was installed."""
@@ -184,8 +211,32 @@ class ServershipModule:
             extra["retry_after_ms"] = exc.retry_after_ms
         return _compat.matrix_error(exc.http_status, exc.message, exc.errcode, **extra)
 
+    async def _origin_shares_a_room(self, origin: str) -> bool:
+        normalised = _core.normalise_origin(origin)
+        now = time.monotonic()
+        cached = self._shares_room.get(normalised)
+        if cached is not None and now - cached[1] < SHARED_ROOM_CACHE_SECONDS:
+            return cached[0]
+        answer = await _compat.servers_sharing_a_room(
+            self._api, normalised, _core.normalise_origin
+        )
+        if len(self._shares_room) >= SHARED_ROOM_CACHE_SIZE:
+            self._shares_room.clear()
+        self._shares_room[normalised] = (answer, now)
+        return answer
+
     async def handle_discovery(self, origin: str, body: bytes) -> tuple[int, Any]:
         """``POST .../discover_common_rooms`` from an authenticated ``origin``."""
+        if self._config.discovery.require_shared_room and not await self._origin_shares_a_room(
+            origin
+        ):
+            metrics.DISCOVERY_REQUESTS.labels("no_shared_room").inc()
+            raise _compat.matrix_error(
+                403,
+                "this server answers discover_common_rooms only for servers it shares a room "
+                "with",
+                "M_FORBIDDEN",
+            )
         try:
             _, responder, _ = await self._api.defer_to_thread(self._stores)
             answer = await self._api.defer_to_thread(
@@ -306,30 +357,39 @@ class ServershipModule:
         metrics.INVITES_CHECKED.labels("spec", "ok").inc()
         return _compat.NOT_SPAM
 
+    def _is_local(self, user_id: str) -> bool:
+        """A user of ours, including our pseudouser ``@:server``."""
+        return _server_of(user_id) == self._server_name and user_id.startswith("@")
+
     async def on_new_event(self, event: Any, state_events: Any) -> None:
-        """Record our tag on a local member's join; audit rooms the server newly joined."""
+        """Record our tag on a local member's (or our pseudouser's) join; queue the audit of a
+        room the server newly joined. Only on the background-tasks process: Synapse calls this
+        on every process, and one record per homeserver is enough."""
+        if not self._background:
+            return
         if event.type != "m.room.member" or event.membership != "join":
             return
-        if not self._api.is_mine(event.state_key):
+        if not self._is_local(event.state_key):
             return
         self._api.run_as_background_process(
             "servership_record_join", self.record_join, event.room_id
         )
 
     async def record_join(self, room_id: str) -> bool:
-        """Record the tag for ``room_id``; schedule an audit if this is our first join."""
+        """Record the tag for ``room_id``; on our first join, queue its audit in the same
+        transaction (so a restart or a crash between the two loses nothing)."""
+        now = _compat.now_ms(self._api)
+        due = self._auditor.due_ms(now) if self._config.audit.enabled else None
         try:
             store, _, _ = await self._api.defer_to_thread(self._stores)
-            new = await self._api.defer_to_thread(
-                _core.record_join, store, room_id, _compat.now_ms(self._api)
-            )
+            new = await self._api.defer_to_thread(_core.record_join, store, room_id, now, due)
         except _core.CoreError as exc:
             logger.error("servership: could not record the tag for %s: %s", room_id, exc)
             return False
         if new:
             metrics.TAGS_RECORDED.labels("join").inc()
-            if self._config.audit.enabled and self._api.should_run_background_tasks():
-                self._auditor.schedule(room_id)
+            if due is not None:
+                logger.info("servership: first join of %s; audit queued", room_id)
         return bool(new)
 
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, None]:
@@ -395,17 +455,37 @@ class ServershipModule:
         logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
         return {"sent": True}
 
+    async def _known_room(self, room_id: Any) -> str:
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        if not await _compat.has_membership(self._api, room_id):
+            raise _compat.matrix_error(404, "this server knows no such room", "M_NOT_FOUND")
+        return room_id
+
     async def handle_admin_audit(self, admin: str, body: dict) -> dict:
         """``POST /_synapse/client/servership/v1/audit`` ``{"room_id"}``: audit the room now
         (server admins only); answers with the report."""
-        room_id = body.get("room_id")
-        if not isinstance(room_id, str) or not room_id.startswith("!"):
-            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        room_id = await self._known_room(body.get("room_id"))
         logger.info("servership: %s asked for an audit of %s", admin, room_id)
         outcome = await self._auditor.run(room_id)
         if outcome is None:
             raise _compat.matrix_error(500, "the audit failed; see the server log", "M_UNKNOWN")
-        return json.loads(outcome.report_json)
+        return dict(json.loads(outcome.report_json))
+
+    async def handle_admin_audit_status(self, admin: str, query: dict[str, str]) -> dict:
+        """``GET /_synapse/client/servership/v1/audit?room_id=...``: the state of the room's
+        automatic audit (``pending``, ``done`` or ``none``) and, once done, its report."""
+        room_id = await self._known_room(query.get("room_id"))
+        queue = await self._api.defer_to_thread(self._open_audit_queue)
+        state, verdict, report = await self._api.defer_to_thread(
+            _core.audit_status, queue, room_id
+        )
+        answer: dict[str, Any] = {"room_id": room_id, "state": state or "none"}
+        if verdict is not None:
+            answer["verdict"] = verdict
+        if report is not None:
+            answer["report"] = report
+        return answer
 
     def send_knock(self, destination: str, room_id: str) -> None:
         """Send ``m.server.knock`` for ``room_id`` to ``destination`` (main process or

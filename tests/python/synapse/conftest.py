@@ -17,7 +17,8 @@ HERE = Path(__file__).resolve().parent
 # never the source tree (test_installed_wheel.py checks this).
 sys.path.insert(0, str(HERE))
 
-from lab import Lab  # noqa: E402
+from harness.lab import Lab  # noqa: E402
+from harness.scenario import SeedScenario  # noqa: E402
 
 
 def native_core_present() -> bool:
@@ -69,3 +70,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.stop()
     timings = ", ".join(f"{k}={v:.2f}s" for k, v in lab.timings.items())
     print(f"\nlab timings: {timings}")
+
+
+@pytest.fixture(scope="session")
+def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedScenario]:
+    """MSC4358's seed scenario (``harness/scenario.py``): five real Synapses and two rogue
+    homeservers, played up to Purple's joins of Blue's rooms."""
+    scenario = SeedScenario(tmp_path_factory.mktemp("seed"))
+    try:
+        scenario.start()
+        _labs.append(scenario.lab)
+        scenario.run()
+        yield scenario
+    finally:
+        scenario.stop()
+    print(f"\nseed scenario timings: {scenario.timings}")

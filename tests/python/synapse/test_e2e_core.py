@@ -22,7 +22,7 @@ import uuid
 from typing import Any, Callable
 
 import servership
-from lab import Homeserver, Lab, LabError, User
+from harness.lab import Homeserver, Lab, LabError, User
 
 DISCOVER = "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"
 INVITE_V3 = "/_matrix/federation/unstable/org.matrix.msc4329/invite/"

@@ -219,20 +219,15 @@ def audit_choose(
     return list(_call(_native().Audit.choose, view, candidates, max_peers, seed).peers)
 
 
-def _one_room_audit(peer: str, room_id: str) -> Any:
-    native = _native()
-    return _call(native.Audit.plan, _call(native.RoomView, room_id, ""), [peer], 1)
-
-
 def audit_request(peer: str, room_id: str) -> dict:
     """The ``discover_common_rooms`` body asking ``peer`` about ``room_id``."""
-    return dict(json.loads(bytes(_call(_one_room_audit(peer, room_id).request_body, peer))))
+    return dict(json.loads(bytes(_call(_native().audit_request_body, peer, room_id))))
 
 
 def audit_read(peer: str, room_id: str, body: bytes) -> bool:
     """Whether ``peer``'s answer (bytes) to :func:`audit_request` recognises the room. Raises
     ``CoreError`` (``M_BAD_JSON``) for a malformed answer."""
-    answer = _call(_one_room_audit(peer, room_id).read_response, peer, body)
+    answer = _call(_native().audit_read_response, peer, room_id, body)
     if answer.kind == "failed":
         raise CoreError("M_BAD_JSON", 400, str(answer.reason))
     return bool(answer.is_recognised)
@@ -292,7 +287,7 @@ def queue_pending_count(queue: Any) -> int:
 
 def queue_finish(queue: Any, room_id: str, now_ms: int, verdict: str, report_json: str) -> None:
     """Record the audit of ``room_id`` as done, with its verdict and report."""
-    _call(queue.finish, room_id, now_ms, verdict, report_json)
+    _call(queue.finish, room_id, verdict, now_ms, report_json=report_json)
 
 
 def queue_retry(queue: Any, room_id: str, now_ms: int, max_attempts: int,
@@ -301,7 +296,7 @@ def queue_retry(queue: Any, room_id: str, now_ms: int, max_attempts: int,
     it as ``failed``). True if it gave up."""
     attempts = int(_call(queue.attempts, room_id)) + 1
     if attempts >= max_attempts:
-        _call(queue.finish, room_id, now_ms, "failed", "{}")
+        _call(queue.finish, room_id, "failed", now_ms)
         return True
     _call(queue.postpone, room_id, now_ms + retry_after_ms * attempts)
     return False
@@ -310,11 +305,11 @@ def queue_retry(queue: Any, room_id: str, now_ms: int, max_attempts: int,
 def audit_status(queue: Any, room_id: str) -> tuple[str | None, str | None, dict | None]:
     """(state, verdict, report) of the room's automatic audit; Nones where there is none."""
     state = _call(queue.state, room_id)
-    verdict = _call(queue.verdict, room_id)
+    outcome = _call(queue.outcome, room_id)
     report = _call(queue.report, room_id)
     return (
         None if state is None else str(state),
-        None if verdict is None else str(verdict),
+        None if outcome is None else str(outcome[0]),
         None if not report else dict(json.loads(report)),
     )
 

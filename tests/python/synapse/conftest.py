@@ -48,7 +48,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     A serves the stable paths too (``discovery.stable_path``, ``invites.stable_v3_path``), sends
     its invites with MSC4329 and rejects spec invites that fail MSC4311; B keeps the defaults
     (warn) and audits rooms right after its first join. Routing and mode differences are
-    therefore observable between them.
+    therefore observable between them. A lobby room joins them from the start.
     """
     root = tmp_path_factory.mktemp("synapse-lab")
     lab = Lab(
@@ -58,13 +58,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 "discovery": {"stable_path": True},
                 "invites": {"stable_v3_path": True, "send_msc4329": True, "mode": "reject"},
             },
-            "B": {"audit": {"enabled": True, "spread_seconds": 0}},
+            "B": {"audit": {"enabled": True, "spread_seconds": 0, "poll_seconds": 1}},
         },
     )
     _labs.append(lab)
     try:
         lab.setup()
         lab.start()
+        # A and B share a room for the whole session, as federating servers do: discovery
+        # answers only servers that share a room (discovery.require_shared_room).
+        host, guest = lab.a.register("lobbyhost"), lab.b.register("lobbyguest")
+        guest.join(host.create_room(preset="public_chat"), via=lab.a.server_name)
         yield lab
     finally:
         lab.stop()

@@ -108,8 +108,11 @@ class FakeModuleApi:
     """Records registrations; runs db interactions on an in-memory sqlite copy of Synapse's
     two membership tables."""
 
-    def __init__(self, server_name: str = "b.example", db_file: str | None = None) -> None:
+    def __init__(self, server_name: str = "b.example", db_file: str | None = None,
+                 background_tasks: bool = True) -> None:
         self.server_name = server_name
+        self.background_tasks = background_tasks
+        self.looping: list[tuple] = []
         self._hs = FakeHomeServer(self, db_file)
         self.third_party: dict[str, Any] = {}
         self.spam: dict[str, Any] = {}
@@ -120,9 +123,12 @@ class FakeModuleApi:
         self.db = sqlite3.connect(":memory:")
         self.db.executescript(
             "CREATE TABLE local_current_membership(room_id TEXT, user_id TEXT, event_id TEXT,"
-            " membership TEXT);"
+            " membership TEXT, event_stream_ordering BIGINT);"
             "CREATE TABLE current_state_events(event_id TEXT, room_id TEXT, type TEXT,"
             " state_key TEXT, membership TEXT);"
+            "CREATE TABLE room_memberships(event_id TEXT, user_id TEXT, sender TEXT,"
+            " room_id TEXT, membership TEXT, event_stream_ordering BIGINT);"
+            "CREATE TABLE rejections(event_id TEXT, reason TEXT, last_check TEXT);"
         )
 
     def is_mine(self, id: str) -> bool:
@@ -145,7 +151,23 @@ class FakeModuleApi:
         return user_id in self.admins
 
     def should_run_background_tasks(self) -> bool:
-        return True
+        return self.background_tasks
+
+    def looping_background_call(self, f: Any, msec: float, *args: Any, desc: str = "",
+                                run_on_all_instances: bool = False) -> None:
+        self.looping.append((f, msec, args, desc))
+
+    def add_membership(self, room_id: str, user_id: str, membership: str,
+                       sender: str | None = None, rejected: bool = False) -> str:
+        """A membership event in ``room_memberships`` (and ``rejections`` if ``rejected``),
+        in stream order."""
+        n = self.db.execute("SELECT COUNT(*) FROM room_memberships").fetchone()[0] + 1
+        event_id = f"$m{n}"
+        self.db.execute("INSERT INTO room_memberships VALUES (?,?,?,?,?,?)",
+                        (event_id, user_id, sender or user_id, room_id, membership, n))
+        if rejected:
+            self.db.execute("INSERT INTO rejections VALUES (?, 'auth', '')", (event_id,))
+        return event_id
 
     def delayed_background_call(self, msec: float, f: Any, *args: Any, desc: str = "") -> None:
         self.delayed.append((msec, f, args, desc))

@@ -8,7 +8,9 @@
 //! set of tags it holds, without revealing rooms the answering server was never in:
 //!
 //! - [`tag`]: the tag itself (HMAC-SHA256 keyed by the server name) and a batch [`Tagger`];
-//! - [`responder`]: the endpoint, with per-request caps and per-origin budgets;
+//! - [`responder`]: the endpoint, with per-request caps;
+//! - [`budget`]: per-origin budgets under a normalised origin ([`normalise_origin`]), in memory
+//!   ([`MemoryBudget`]) or shared through the store (`store::SqliteBudget`);
 //! - [`requester`]: building requests for a peer and reading its answers back into room IDs;
 //! - [`audit`]: after joining a room, asking peers that are not visible in it, and classifying
 //!   each one that recognises it as explained (left or banned) or unexplained (hidden branch?).
@@ -16,11 +18,13 @@
 //! Every entry point is bytes in, bytes out, so the C and Python bindings stay thin.
 
 pub mod audit;
+pub mod budget;
 pub mod requester;
 pub mod responder;
 pub mod tag;
 
 pub use audit::{Audit, AuditReport, Departure, PeerAnswer, RoomView};
+pub use budget::{Budget, MemoryBudget, normalise_origin};
 pub use requester::{DEFAULT_MAX_TAGS_PER_REQUEST, Requester};
 pub use responder::{Responder, ResponderConfig};
 pub use tag::{ParticipationTag, Tagger, participation_tag};

@@ -293,15 +293,17 @@ impl PyResponder {
         Ok(PyBytes::new(py, &answer))
     }
 
-    /// How many tags `origin` may still ask about in its current window.
+    /// How many tags `origin` (normalised, see `normalise_origin`) may still ask about in its
+    /// current window.
     #[pyo3(signature = (origin, now_ms=None))]
     fn remaining_budget(
         &self,
+        py: Python<'_>,
         origin: Text,
         #[pyo3(from_py_with = args::opt_int)] now_ms: Option<u64>,
-    ) -> u64 {
-        self.responder
-            .remaining_budget(&origin, now_ms.unwrap_or_else(self::now_ms))
+    ) -> PyResult<u64> {
+        let at = now_ms.unwrap_or_else(self::now_ms);
+        Ok(py.detach(|| self.responder.remaining_budget(&origin, at))?)
     }
 
     /// The paths to serve: the unstable one always, the stable one with `stable_path=True`.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use servership::discovery::{Budget, participation_tag};
-use servership::store::{SqliteBudget, TagStore};
+use servership::store::{AuditQueue, SqliteBudget, TagStore};
 
 const SERVER: &str = "green.example:8448";
 /// Set in a re-executed copy of this test binary to make [`child_entry`] act as a writer.
@@ -523,4 +523,163 @@ fn two_processes_draw_on_one_budget() {
     );
     let budget = SqliteBudget::open(dir.file(), BUDGET, WINDOW).unwrap();
     assert_eq!(budget.remaining("asker.example", 11).unwrap(), 0);
+}
+
+// --- the audit queue (store::AuditQueue) ------------------------------------------------------
+
+#[test]
+fn audit_queue_orders_due_rooms_and_finishes_once() {
+    let dir = TempDir::new("queue");
+    let q = AuditQueue::open(dir.file()).unwrap();
+    assert!(q.enqueue("!b:example.org", 200, 1).unwrap());
+    assert!(q.enqueue("!a:example.org", 100, 1).unwrap());
+    assert!(q.enqueue("!c:example.org", 300, 1).unwrap());
+    assert!(
+        !q.enqueue("!a:example.org", 50, 2).unwrap(),
+        "one audit per room"
+    );
+    assert_eq!(q.due(99, 10).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        q.due(250, 10).unwrap(),
+        ["!a:example.org", "!b:example.org"]
+    );
+    assert_eq!(q.due(1000, 1).unwrap(), ["!a:example.org"]);
+    assert_eq!(q.state("!a:example.org").unwrap(), Some("pending"));
+    assert_eq!(q.state("!z:example.org").unwrap(), None);
+
+    assert!(q.postpone("!a:example.org", 400).unwrap());
+    assert_eq!(
+        q.due(350, 10).unwrap(),
+        ["!b:example.org", "!c:example.org"]
+    );
+    assert!(q.finish("!b:example.org", 500, "consistent").unwrap());
+    assert!(
+        !q.finish("!b:example.org", 600, "consistent").unwrap(),
+        "already done"
+    );
+    assert!(!q.postpone("!b:example.org", 700).unwrap());
+    assert_eq!(q.state("!b:example.org").unwrap(), Some("done"));
+    assert_eq!(
+        q.outcome("!b:example.org").unwrap(),
+        Some(("consistent".into(), 500))
+    );
+    assert!(
+        !q.enqueue("!b:example.org", 800, 800).unwrap(),
+        "a done room is not queued again"
+    );
+    assert_eq!(
+        q.pending().unwrap(),
+        vec![
+            ("!c:example.org".to_owned(), 300),
+            ("!a:example.org".to_owned(), 400)
+        ]
+    );
+    assert!(
+        q.finish("!a:example.org", 900, "hidden_branch_suspected")
+            .unwrap()
+    );
+    assert_eq!(q.finished_since(0).unwrap(), 2);
+    assert_eq!(q.finished_since(600).unwrap(), 1);
+    assert_eq!(q.finished_since(901).unwrap(), 0);
+
+    assert_eq!(
+        q.enqueue("bad", 1, 1).unwrap_err().errcode().as_str(),
+        "M_INVALID_PARAM"
+    );
+    assert!(q.finish("!c:example.org", 1, "").is_err());
+    assert!(q.finish("!c:example.org", 1, "a\nb").is_err());
+    assert!(q.finish("!c:example.org", 1, &"x".repeat(300)).is_err());
+    assert_eq!(q.state("!c:example.org").unwrap(), Some("pending"));
+}
+
+#[test]
+fn audit_queue_survives_a_restart_and_is_shared_by_handles() {
+    let dir = TempDir::new("queue-restart");
+    {
+        let q = AuditQueue::open(dir.file()).unwrap();
+        for i in 0..20 {
+            q.enqueue(&room("q", i), i as i64, 0).unwrap();
+        }
+        q.finish(&room("q", 0), 5, "consistent").unwrap();
+    }
+    let a = AuditQueue::open(dir.file()).unwrap();
+    let b = AuditQueue::open(dir.file()).unwrap();
+    assert_eq!(a.pending().unwrap().len(), 19);
+    assert_eq!(a.state(&room("q", 0)).unwrap(), Some("done"));
+    // Two handles queueing the same room give one row.
+    assert!(a.enqueue("!same:example.org", 1, 1).unwrap());
+    assert!(!b.enqueue("!same:example.org", 2, 2).unwrap());
+    assert_eq!(b.pending().unwrap().len(), 20);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let path = dir.file();
+            std::thread::spawn(move || {
+                let q = AuditQueue::open(path).unwrap();
+                (0..50)
+                    .filter(|i| q.enqueue(&room("race", *i), 1, 1).unwrap())
+                    .count()
+            })
+        })
+        .collect();
+    let added: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(added, 50);
+    assert_eq!(a.pending().unwrap().len(), 70);
+}
+
+#[test]
+fn record_join_and_queue_audit_queues_once_and_only_new_rooms() {
+    let dir = TempDir::new("join-queue");
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    let q = AuditQueue::open(store.path()).unwrap();
+    store.record_join("!old:example.org", 1).unwrap();
+    assert!(
+        !store
+            .record_join_and_queue_audit("!old:example.org", 2, 100)
+            .unwrap()
+    );
+    assert_eq!(
+        q.state("!old:example.org").unwrap(),
+        None,
+        "a known room is not audited"
+    );
+    assert!(
+        store
+            .record_join_and_queue_audit("!new:example.org", 10, 100)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_join_and_queue_audit("!new:example.org", 20, 200)
+            .unwrap()
+    );
+    assert_eq!(
+        q.pending().unwrap(),
+        vec![("!new:example.org".to_owned(), 100)]
+    );
+    assert_eq!(store.first_joined("!new:example.org").unwrap(), Some(10));
+    assert!(store.contains_room("!new:example.org").unwrap());
+    // Once audited, joining again queues nothing.
+    q.finish("!new:example.org", 150, "consistent").unwrap();
+    assert!(
+        !store
+            .record_join_and_queue_audit("!new:example.org", 30, 300)
+            .unwrap()
+    );
+    assert!(q.pending().unwrap().is_empty());
+    let err = store.record_join_and_queue_audit("nope", 1, 1).unwrap_err();
+    assert!(err.message().starts_with("room_id: "), "{}", err.message());
+    // A restart keeps both.
+    drop((store, q));
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    assert!(
+        store
+            .record_join_and_queue_audit("!third:example.org", 40, 400)
+            .unwrap()
+    );
+    let q = AuditQueue::open(dir.file()).unwrap();
+    assert_eq!(
+        q.pending().unwrap(),
+        vec![("!third:example.org".to_owned(), 400)]
+    );
+    assert_eq!(q.state("!new:example.org").unwrap(), Some("done"));
 }

@@ -702,12 +702,8 @@ impl PyAuditReport {
 
     /// Peers not visible that recognise the room, each with `"leave"` or `"ban"`.
     #[getter]
-    fn explained(&self) -> Vec<(String, &'static str)> {
-        self.report
-            .explained
-            .iter()
-            .map(|(s, how)| (s.clone(), how.as_str()))
-            .collect()
+    fn explained(&self) -> Vec<(String, String)> {
+        self.report.explained.clone()
     }
 
     /// Peers that recognise the room with no membership at all in our view.

@@ -1013,17 +1013,32 @@ impl PyAuditQueue {
     }
 
     /// Marks the audit of `room_id` done with `verdict` (e.g. the report's verdict) at `now_ms`
-    /// (default: now); `False` if it was not pending.
-    #[pyo3(signature = (room_id, verdict, now_ms=None))]
+    /// (default: now), keeping `report_json` if given; `False` if it was not pending.
+    #[pyo3(signature = (room_id, verdict, now_ms=None, *, report_json=None))]
     fn finish(
         &self,
         py: Python<'_>,
         room_id: Text,
         verdict: Text,
         #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
+        report_json: Option<Text>,
     ) -> PyResult<bool> {
         let now = time_or_now(now_ms);
-        Ok(py.detach(|| self.queue.finish(&room_id, now, &verdict))?)
+        let report = report_json.as_deref().map(str::to_owned);
+        Ok(py.detach(|| {
+            self.queue
+                .finish_with_report(&room_id, now, &verdict, report.as_deref())
+        })?)
+    }
+
+    /// The report (JSON text) kept with the done audit of `room_id`, else `None`.
+    fn report(&self, py: Python<'_>, room_id: Text) -> PyResult<Option<String>> {
+        Ok(py.detach(|| self.queue.report(&room_id))?)
+    }
+
+    /// How many times the audit of `room_id` was postponed (0 if never queued).
+    fn attempts(&self, py: Python<'_>, room_id: Text) -> PyResult<u32> {
+        Ok(py.detach(|| self.queue.attempts(&room_id))?)
     }
 
     /// Moves the pending audit of `room_id` to `due_ms`, counting one more attempt; `False` if it

@@ -45,7 +45,9 @@ pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE pending_audits (
          verdict TEXT
      );
      CREATE INDEX pending_audits_due ON pending_audits (state, due_ms);
-     CREATE INDEX pending_audits_finished ON pending_audits (state, finished_ms);"];
+     CREATE INDEX pending_audits_finished ON pending_audits (state, finished_ms);",
+    // 2: the report of a done audit, so any process can show it (an admin API, say).
+    "ALTER TABLE pending_audits ADD COLUMN report TEXT;"];
 
 /// The statement that queues one room (nothing if it is already queued or done).
 pub(crate) const ENQUEUE: &str = "INSERT INTO pending_audits
@@ -54,6 +56,9 @@ pub(crate) const ENQUEUE: &str = "INSERT INTO pending_audits
 
 /// Longest verdict text kept, in bytes.
 const MAX_VERDICT_BYTES: usize = 255;
+
+/// Longest report kept, in bytes (a report of 1,000 peers is about 100 KiB).
+const MAX_REPORT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most rooms one [`AuditQueue::due`] call returns.
 const MAX_DUE: usize = 10_000;
@@ -105,18 +110,66 @@ impl AuditQueue {
     /// Marks the audit of `room_id` done at `now_ms` with `verdict` (e.g. the report's verdict,
     /// or `failed`). `false` if the room was not pending (never queued, or already done).
     pub fn finish(&self, room_id: &str, now_ms: i64, verdict: &str) -> Result<bool> {
+        self.finish_with_report(room_id, now_ms, verdict, None)
+    }
+
+    /// [`AuditQueue::finish`], keeping the report (JSON text, at most 4 MiB) for
+    /// [`AuditQueue::report`].
+    pub fn finish_with_report(
+        &self,
+        room_id: &str,
+        now_ms: i64,
+        verdict: &str,
+        report: Option<&str>,
+    ) -> Result<bool> {
         check_room_id(room_id).map_err(|e| e.at("room_id"))?;
         check_verdict(verdict)?;
+        if report.is_some_and(|r| r.len() > MAX_REPORT_BYTES) {
+            return Err(Error::too_large(format!(
+                "an audit report is at most {MAX_REPORT_BYTES} bytes"
+            )));
+        }
         let conn = self.lock();
         let changed = with_retry_for(SHORT_RETRY_FOR, || {
             conn.execute(
-                "UPDATE pending_audits SET state = 'done', finished_ms = ?2, verdict = ?3
+                "UPDATE pending_audits SET state = 'done', finished_ms = ?2, verdict = ?3,
+                     report = ?4
                  WHERE room_id = ?1 AND state = 'pending'",
-                params![room_id, now_ms, verdict],
+                params![room_id, now_ms, verdict, report],
             )
         })
         .map_err(|e| storage_error("finishing an audit", &e))?;
         Ok(changed == 1)
+    }
+
+    /// The report kept with a done audit, if any.
+    pub fn report(&self, room_id: &str) -> Result<Option<String>> {
+        let conn = self.lock();
+        with_retry_for(SHORT_RETRY_FOR, || {
+            conn.query_row(
+                "SELECT report FROM pending_audits WHERE room_id = ?1 AND state = 'done'",
+                [room_id],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()
+        })
+        .map(Option::flatten)
+        .map_err(|e| storage_error("reading an audit report", &e))
+    }
+
+    /// How many times the audit of `room_id` was postponed (0 if never queued).
+    pub fn attempts(&self, room_id: &str) -> Result<u32> {
+        let conn = self.lock();
+        let n: Option<i64> = with_retry_for(SHORT_RETRY_FOR, || {
+            conn.query_row(
+                "SELECT attempts FROM pending_audits WHERE room_id = ?1",
+                [room_id],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .map_err(|e| storage_error("reading an audit", &e))?;
+        Ok(n.and_then(|n| u32::try_from(n).ok()).unwrap_or(0))
     }
 
     /// Moves the pending audit of `room_id` to `due_ms` and counts one more attempt (after a

@@ -423,16 +423,24 @@ MAX_HISTORY = 200_000
 
 
 async def membership_history(api: Any, room_id: str) -> list[tuple[str, str, str]]:
-    """Every membership event Synapse holds for the room, as ``(user_id, membership, sender)``
-    in the order Synapse received them (stream order), rejected events left out. Outliers
-    (state from a ``send_join`` answer, invites) are included: they are what we were shown."""
+    """Every membership event Synapse holds for the room, as ``(user_id, membership, sender)``,
+    rejected events left out, outliers included (the ``send_join`` state is what we were shown).
+
+    Order: the room's DAG order (depth, then arrival), except that each user's membership in
+    Synapse's *current state* comes last. The core reads a user's last entry as where they stand
+    now; Synapse's state resolution decides that, not the depth a remote server wrote into its
+    events (a forged depth must not turn a kick into an old one). Arrival alone cannot order
+    this: Synapse gives the outliers of a ``send_join`` negative, descending stream orderings."""
     rows = await api.run_db_interaction(
         "servership_membership_history",
         _rows,
         "SELECT m.user_id, m.membership, m.sender FROM room_memberships AS m"
+        " JOIN events AS e ON e.event_id = m.event_id"
         " LEFT JOIN rejections AS r ON r.event_id = m.event_id"
+        " LEFT JOIN current_state_events AS c ON c.event_id = m.event_id"
         " WHERE m.room_id = ? AND r.event_id IS NULL"
-        " ORDER BY m.event_stream_ordering, m.event_id LIMIT ?",
+        " ORDER BY CASE WHEN c.event_id IS NULL THEN 0 ELSE 1 END,"
+        " e.topological_ordering, e.stream_ordering LIMIT ?",
         (room_id, MAX_HISTORY),
     )
     return [(str(u), str(m), str(s)) for (u, m, s) in rows]

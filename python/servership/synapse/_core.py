@@ -146,6 +146,11 @@ def backfill_tags(store: Any, room_ids: list[str], now_ms: int) -> int:
     return int(_call(store.backfill, room_ids, now_ms))
 
 
+def missing_rooms(store: Any, room_ids: list[str]) -> list[str]:
+    """The rooms of ``room_ids`` the store has no tag for (from memory, no writes)."""
+    return [room for room in room_ids if not _call(store.contains_room, room)]
+
+
 def tag_count(store: Any) -> int:
     """How many tags the store holds."""
     return len(store)

@@ -156,9 +156,19 @@ class ServershipModule:
         await self._api.defer_to_thread(self._stores)
         rooms = await _compat.rooms_ever_joined(self._api)
         store = self._tag_store
-        added = await self._api.defer_to_thread(
-            _core.backfill_tags, store, rooms, _compat.now_ms(self._api)
-        )
+        now = _compat.now_ms(self._api)
+        installed_before = await self._api.defer_to_thread(_core.tag_count, store) > 0
+        if installed_before and self._config.audit.enabled:
+            # Joins the module missed (the process was down while another persisted them):
+            # record each with its audit. On a first install, every old room is only tagged.
+            missing = await self._api.defer_to_thread(_core.missing_rooms, store, rooms)
+            added = 0
+            for room in missing:
+                if await self._api.defer_to_thread(_core.record_join, store, room, now,
+                                                   self._auditor.due_ms(now)):
+                    added += 1
+        else:
+            added = await self._api.defer_to_thread(_core.backfill_tags, store, rooms, now)
         metrics.TAGS_RECORDED.labels("backfill").inc(added)
         logger.info("servership: backfilled %d new tags from %d rooms", added, len(rooms))
         return added

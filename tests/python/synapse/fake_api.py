@@ -129,6 +129,8 @@ class FakeModuleApi:
             "CREATE TABLE room_memberships(event_id TEXT, user_id TEXT, sender TEXT,"
             " room_id TEXT, membership TEXT, event_stream_ordering BIGINT);"
             "CREATE TABLE rejections(event_id TEXT, reason TEXT, last_check TEXT);"
+            "CREATE TABLE events(event_id TEXT, room_id TEXT, topological_ordering BIGINT,"
+            " stream_ordering BIGINT);"
         )
 
     def is_mine(self, id: str) -> bool:
@@ -158,15 +160,25 @@ class FakeModuleApi:
         self.looping.append((f, msec, args, desc))
 
     def add_membership(self, room_id: str, user_id: str, membership: str,
-                       sender: str | None = None, rejected: bool = False) -> str:
-        """A membership event in ``room_memberships`` (and ``rejections`` if ``rejected``),
-        in stream order."""
+                       sender: str | None = None, rejected: bool = False,
+                       depth: int | None = None, stream: int | None = None) -> str:
+        """A membership event in ``room_memberships`` and ``events`` (and ``rejections`` if
+        ``rejected``); it becomes the user's membership in ``current_state_events`` unless
+        rejected. ``depth`` and ``stream`` default to the order of calls."""
         n = self.db.execute("SELECT COUNT(*) FROM room_memberships").fetchone()[0] + 1
         event_id = f"$m{n}"
         self.db.execute("INSERT INTO room_memberships VALUES (?,?,?,?,?,?)",
                         (event_id, user_id, sender or user_id, room_id, membership, n))
+        self.db.execute("INSERT INTO events VALUES (?,?,?,?)",
+                        (event_id, room_id, n if depth is None else depth,
+                         n if stream is None else stream))
         if rejected:
             self.db.execute("INSERT INTO rejections VALUES (?, 'auth', '')", (event_id,))
+        else:
+            self.db.execute("DELETE FROM current_state_events WHERE room_id = ? AND"
+                            " type = 'm.room.member' AND state_key = ?", (room_id, user_id))
+            self.db.execute("INSERT INTO current_state_events VALUES (?,?,?,?,?)",
+                            (event_id, room_id, "m.room.member", user_id, membership))
         return event_id
 
     def delayed_background_call(self, msec: float, f: Any, *args: Any, desc: str = "") -> None:

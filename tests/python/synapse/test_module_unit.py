@@ -189,6 +189,9 @@ class FakeCore:
 
         m(_compat, "event_signature_problem", signature_problem)
 
+    def __len__(self) -> int:
+        return len(self.tags)
+
     def record_join(self, store: Any, room_id: str, now: int, due: int | None = None) -> bool:
         new = room_id not in self.tags
         self.tags.setdefault(room_id, now)
@@ -359,6 +362,20 @@ def test_audit_classifies_history_and_reports(store: str) -> None:
     assert all(p[1].endswith("/org.matrix.msc4358/discover_common_rooms") for p in api._hs.posts)
     assert metrics.AUDIT_UNEXPLAINED._value.get() == before + 1
     assert len(api._hs.notices) == 1 and "p1" in api._hs.notices[0][1]["body"]
+
+
+def test_a_forged_depth_does_not_turn_a_kick_into_an_old_one(store: str) -> None:
+    """Blue writes its kick of p4's user with a depth below the user's join: in DAG order the
+    kick comes first. Synapse's current state still says "kicked", and that decides."""
+    module, api = _real(store)
+    _audit_world(api)
+    api.db.execute("DELETE FROM room_memberships WHERE user_id = '@kicked:p4'")
+    api.add_membership("!new:x", "@kicked:p4", "join", depth=100)
+    api.add_membership("!new:x", "@kicked:p4", "leave", sender="@a:x", depth=5)
+    _answers(api, recognising={"p4"}, failing=set())
+    outcome = asyncio.run(module.auditor.run("!new:x"))
+    assert outcome is not None and outcome.removed == ["p4"], outcome
+    assert outcome.verdict == "removed_by_other_server"
 
 
 def test_audit_respects_max_peers_and_never_raises(store: str) -> None:

@@ -72,8 +72,20 @@ def signed_request(origin: FederationPeer, destination: FederationPeer, method: 
     name = origin_name or origin.server_name
     data = raw if raw is not None else (None if body is None else servership.canonical_json(body))
     content = None if data is None else json.loads(data)
-    header = servership.sign_request(method, path, name, destination.server_name, content,
-                                     origin.federation_signing_key())
+    key = origin.federation_signing_key()
+    if origin_name is None:
+        header = servership.sign_request(method, path, name, destination.server_name, content,
+                                         key)
+    else:
+        # A spelling servership itself would refuse to sign as (a trailing dot, say): sign the
+        # request object by hand, as the spec defines it, so the peer decides.
+        request: dict[str, Any] = {"method": method, "uri": path, "origin": name,
+                                   "destination": destination.server_name}
+        if content is not None:
+            request["content"] = content
+        sig = key.sign(servership.canonical_json(request))
+        header = (f'X-Matrix origin="{name}",destination="{destination.server_name}",'
+                  f'key="{key.key_id}",sig="{sig}"')
     return http_request(method, destination.federation_url + path, raw=data,
                         headers={"Authorization": header},
                         ssl_context=lab_ssl_context(ca_path), timeout=timeout)

@@ -58,10 +58,16 @@ def main() -> int:
         scenario.purple_joins(removed)
         print(f"   what Purple sees of 'hidden':  {sorted(hidden.members('newcomers'))}")
         print(f"   what is really there:          {sorted(hidden.members('main'))}")
+        names = {scenario[n].server_name: n for n in ("Purple", "Green", "Yellow", "Gray", "White")}
+        names[scenario.blue.server_name] = "Blue"
+        names[scenario.black.server_name] = "Black"
         for label, room in (("hidden", hidden), ("removed", removed)):
-            step(f"Purple's own audit of '{label}' ({room.room_id}), from the admin audit API")
-            report = scenario.audit_report(room.room_id)
-            print(json.dumps(report, indent=2, sort_keys=True))
+            step(f"Purple's own audit of '{label}' ({room.room_id}), from the admin audit API "
+                 "(server names replaced by colours)")
+            text = json.dumps(scenario.audit_report(room.room_id), indent=2, sort_keys=True)
+            for server, name in names.items():
+                text = text.replace(f'"{server}"', f'"{name}"').replace(f":{server}", f":{name}")
+            print(text)
         step("The same findings in Purple's log")
         for line in scenario.purple.log_text().splitlines():
             if "found unexplained participants" in line or "removed by another server" in line:

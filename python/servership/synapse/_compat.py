@@ -366,13 +366,6 @@ def _like_suffix(server_name: str) -> str:
     return f"%:{escaped}"
 
 
-def host_of(server_name: str) -> str:
-    """The host part of a server name (IPv6 literals keep their brackets)."""
-    if server_name.startswith("["):
-        return server_name.split("]", 1)[0] + "]"
-    return server_name.rsplit(":", 1)[0] if ":" in server_name else server_name
-
-
 def _on_server(user_id: str, server_name: str) -> bool:
     # LIKE is case-insensitive on SQLite and not on PostgreSQL: decide exactly here.
     return user_id.startswith("@") and user_id.endswith(":" + server_name) and (
@@ -470,24 +463,14 @@ async def shared_room_counts(api: Any, max_rooms: int, exclude: str | None = Non
     return counts
 
 
-async def servers_sharing_a_room(api: Any, normalised_origin: str, normalise: Callable[[str], str]) -> bool:
-    """Whether a server whose name normalises to ``normalised_origin`` has a joined member in a
-    room where one of our users is joined (current state)."""
-    rows = await api.run_db_interaction(
-        "servership_shares_room",
-        _rows,
-        "SELECT c.state_key FROM current_state_events AS c"
-        " JOIN local_current_membership AS l ON l.room_id = c.room_id"
-        " WHERE l.membership = 'join' AND c.type = 'm.room.member'"
-        " AND c.membership = 'join' AND lower(c.state_key) LIKE ? ESCAPE '!' LIMIT 1000",
-        # The host, then anything: ":8448", a trailing dot or upper case are decided below.
-        (_like_suffix(host_of(normalised_origin)) + "%",),
-    )
-    for (user,) in rows:
-        server = str(user).split(":", 1)[1] if ":" in str(user) else ""
-        if server and normalise(server) == normalised_origin:
-            return True
-    return False
+async def servers_sharing_rooms(api: Any) -> set[str]:
+    """Every server with a joined member in a room where one of our users is joined (Synapse's
+    cached host list of each of our rooms)."""
+    hosts: set[str] = set()
+    for room in await joined_rooms(api):
+        hosts |= await hosts_in_room(api, room)
+    hosts.discard(api.server_name)
+    return hosts
 
 
 def spam_errcode(errcode: str) -> Any:

@@ -155,7 +155,7 @@ class Auditor:
             status, reason = _compat.http_request_error_details(exc)
             metrics.AUDIT_REQUESTS.labels("error").inc()
             logger.info("servership audit: %s did not answer (%s %s)", peer, status, reason)
-            return f"{_core.FAILED_PREFIX}{status or ''} {reason}".strip()
+            return _core.FAILED_PREFIX + (f"{status} {reason}" if status else reason)
         try:
             recognised = await api.defer_to_thread(
                 _core.audit_read, peer, room_id, json.dumps(answer).encode()

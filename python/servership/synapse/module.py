@@ -43,10 +43,10 @@ def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
-#: How long "does this origin share a room with us?" is remembered, per origin (seconds).
+#: How long the snapshot of "servers we share a room with" is used (seconds).
 SHARED_ROOM_CACHE_SECONDS = 300
-#: Most origins remembered in that cache.
-SHARED_ROOM_CACHE_SIZE = 10_000
+#: An origin missing from the snapshot triggers a new one if the snapshot is this old (seconds).
+SHARED_ROOM_RECHECK_SECONDS = 5
 
 
 class ServershipModule:
@@ -81,8 +81,9 @@ class ServershipModule:
         # background tasks on. The others only answer requests.
         self._background = bool(api.should_run_background_tasks())
         self._auditor = Auditor(api, config.audit, self._open_audit_queue)
-        # origin -> (answer, monotonic time) for discovery.require_shared_room.
-        self._shares_room: dict[str, tuple[bool, float]] = {}
+        # (normalised names of the servers we share a room with, monotonic time taken), for
+        # discovery.require_shared_room.
+        self._sharing: tuple[frozenset[str], float] | None = None
 
         servlets = self._servlet_classes()
         if servlets:
@@ -222,18 +223,27 @@ class ServershipModule:
         return _compat.matrix_error(exc.http_status, exc.message, exc.errcode, **extra)
 
     async def _origin_shares_a_room(self, origin: str) -> bool:
-        normalised = _core.normalise_origin(origin)
+        """Whether ``origin`` (any spelling) has a joined member in one of our rooms. Answered
+        from a snapshot of the servers we share rooms with, taken at most every
+        ``SHARED_ROOM_CACHE_SECONDS``: the work does not grow with the number of distinct
+        origins that ask (an attacker can have many names)."""
         now = time.monotonic()
-        cached = self._shares_room.get(normalised)
-        if cached is not None and now - cached[1] < SHARED_ROOM_CACHE_SECONDS:
-            return cached[0]
-        answer = await _compat.servers_sharing_a_room(
-            self._api, normalised, _core.normalise_origin
-        )
-        if len(self._shares_room) >= SHARED_ROOM_CACHE_SIZE:
-            self._shares_room.clear()
-        self._shares_room[normalised] = (answer, now)
-        return answer
+        snapshot = self._sharing
+        if snapshot is None or now - snapshot[1] >= SHARED_ROOM_CACHE_SECONDS:
+            hosts = await _compat.servers_sharing_rooms(self._api)
+            names = await self._api.defer_to_thread(
+                lambda: {_core.normalise_origin(h) for h in hosts}
+            )
+            snapshot = (frozenset(names), now)
+            self._sharing = snapshot
+        if _core.normalise_origin(origin) in snapshot[0]:
+            return True
+        # A server that joined one of our rooms since the snapshot: look again, at most once a
+        # few seconds for all origins together.
+        if now - snapshot[1] >= SHARED_ROOM_RECHECK_SECONDS:
+            self._sharing = None
+            return await self._origin_shares_a_room(origin)
+        return False
 
     async def handle_discovery(self, origin: str, body: bytes) -> tuple[int, Any]:
         """``POST .../discover_common_rooms`` from an authenticated ``origin``."""

@@ -259,3 +259,47 @@ def test_origin_spellings_share_one_budget_across_a_restart(seed: SeedScenario) 
     seed.timings["restart_green"] = green.restart()
     status, body = blue.request(green, "POST", DISCOVER, {"room_participation_tags": tags})
     assert status == 429 and body["errcode"] == "M_LIMIT_EXCEEDED", (status, body)
+
+
+# -- the rogue homeserver's scripted answers, as a real Synapse uses them ------------------------
+
+
+def _timeline_bodies(user: "object", room_id: str) -> list[dict]:
+    status, body = user.call(  # type: ignore[attr-defined]
+        "GET", f"/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=100")
+    assert status == 200, body
+    return list(body.get("chunk", []))
+
+
+def test_purple_reads_only_the_branch_it_is_shown(seed: SeedScenario,
+                                                  hidden_report: dict) -> None:
+    assert seed.hidden is not None
+    events = _timeline_bodies(seed.users["purple"], seed.hidden.room_id)
+    members = {e.get("state_key") for e in events if e.get("type") == "m.room.member"}
+    assert seed.users["green"].user_id not in members
+    assert seed.users["yellow"].user_id not in members
+    for event in events:
+        assert event["event_id"] in seed.hidden.branches["newcomers"], event
+
+
+def test_missing_events_are_fetched_from_the_branch(seed: SeedScenario,
+                                                     hidden_report: dict) -> None:
+    room = seed.hidden
+    assert room is not None
+    first = room.send("m.room.message", {"msgtype": "m.text", "body": "for newcomers 1"},
+                      branch="newcomers", forward=False)
+    second = room.send("m.room.message", {"msgtype": "m.text", "body": "for newcomers 2"},
+                       branch="newcomers", forward=False)
+    before = len(seed.blue.received)
+    status, answer = seed.blue.send_transaction(seed.purple, [room.event(second)])
+    assert status == 200, answer
+    purple = seed.users["purple"]
+
+    def both() -> bool:
+        ids = {e["event_id"] for e in _timeline_bodies(purple, room.room_id)}
+        return first in ids and second in ids
+
+    wait_until(both, 20, "Purple to fetch the missing event")
+    asked = [r.path for r in seed.blue.received[before:]]
+    assert any("/get_missing_events/" in p or "/event/" in p or "/backfill/" in p
+               for p in asked), asked

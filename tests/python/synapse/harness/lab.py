@@ -33,6 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml  # PyYAML ships with Synapse
 
+try:
+    from .federation import http_request
+except ImportError:  # run as a script: python tests/python/synapse/harness/lab.py DIR
+    from federation import http_request  # type: ignore[no-redef]
+
 START_TIMEOUT = 60.0
 HTTP_TIMEOUT = 15.0
 
@@ -316,25 +321,11 @@ def client_request(method: str, url: str, body: Any = None, token: str | None = 
                    raw: bytes | None = None) -> tuple[int, Any]:
     """One HTTP request; returns (status, parsed JSON or text). Never raises on HTTP errors."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
+    all_headers = dict(headers or {})
     if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    handlers: list[Any] = [urllib.request.ProxyHandler({})]
-    if ssl_context is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(req, timeout=HTTP_TIMEOUT) as r:
-            status, payload = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, payload = e.code, e.read()
-    try:
-        return status, json.loads(payload)
-    except ValueError:
-        return status, payload.decode(errors="replace")
+        all_headers["Authorization"] = f"Bearer {token}"
+    return http_request(method, url, raw=data, headers=all_headers, ssl_context=ssl_context,
+                        timeout=HTTP_TIMEOUT)
 
 
 @dataclass

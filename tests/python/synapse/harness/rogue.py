@@ -584,6 +584,23 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
 
 
+def _walk_back(room: RogueRoom, branch: set[str], frontier: list[str], seen: set[str],
+               limit: int) -> list[str]:
+    """Up to ``limit`` ancestors of ``frontier`` in ``branch`` (breadth first through
+    ``prev_events``), none of ``seen``."""
+    out: list[str] = []
+    while frontier and len(out) < limit:
+        nxt = []
+        for eid in frontier:
+            for p in room.event(eid).get("prev_events", []):
+                if p not in seen and p in branch:
+                    seen.add(p)
+                    out.append(p)
+                    nxt.append(p)
+        frontier = nxt
+    return out[:max(0, limit)]
+
+
 def _not_found(what: str) -> tuple[int, Json]:
     return 404, {"errcode": "M_NOT_FOUND", "error": f"{what} not found"}
 
@@ -730,19 +747,8 @@ class _Defaults:
         branch = set(room.branches[room.branch_of(req.origin or "")])
         earliest = set(body.get("earliest_events") or [])
         limit = int(body.get("limit") or 10)
-        out: list[str] = []
-        frontier = [e for e in body.get("latest_events") or [] if e in room.events]
-        seen = set(frontier) | earliest
-        while frontier and len(out) < limit:
-            nxt = []
-            for eid in frontier:
-                for p in room.event(eid).get("prev_events", []):
-                    if p not in seen and p in branch:
-                        seen.add(p)
-                        out.append(p)
-                        nxt.append(p)
-            frontier = nxt
-        out = out[:limit]
+        latest = [e for e in body.get("latest_events") or [] if e in room.events]
+        out = _walk_back(room, branch, latest, seen=set(latest) | earliest, limit=limit)
         out.sort(key=lambda e: room.event(e).get("depth", 0))
         return 200, {"events": [room.event(e) for e in out]}
 
@@ -753,18 +759,9 @@ class _Defaults:
             return _not_found("room")
         branch = set(room.branches[room.branch_of(req.origin or "")])
         limit = int((req.query.get("limit") or ["10"])[0])
-        frontier = [e for e in req.query.get("v", []) if e in branch]
-        out: list[str] = list(frontier)
-        seen = set(frontier)
-        while frontier and len(out) < limit:
-            nxt = []
-            for eid in frontier:
-                for p in room.event(eid).get("prev_events", []):
-                    if p not in seen and p in branch:
-                        seen.add(p)
-                        out.append(p)
-                        nxt.append(p)
-            frontier = nxt
+        start = [e for e in req.query.get("v", []) if e in branch]
+        out = start + _walk_back(room, branch, start, seen=set(start),
+                                 limit=limit - len(start))
         return 200, {"origin": rogue.server_name, "origin_server_ts": now_ms(),
                      "pdus": [room.event(e) for e in out[:limit]]}
 

@@ -35,7 +35,8 @@ pub(crate) const COMPONENT: &str = "audits";
 
 /// Migrations of the queue's table (see [`ensure_schema`]); the tag store runs them too, since it
 /// writes the queue in its own transactions.
-pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE pending_audits (
+pub(crate) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE pending_audits (
          room_id TEXT PRIMARY KEY NOT NULL,
          enqueued_ms INTEGER NOT NULL,
          due_ms INTEGER NOT NULL,
@@ -47,7 +48,8 @@ pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE pending_audits (
      CREATE INDEX pending_audits_due ON pending_audits (state, due_ms);
      CREATE INDEX pending_audits_finished ON pending_audits (state, finished_ms);",
     // 2: the report of a done audit, so any process can show it (an admin API, say).
-    "ALTER TABLE pending_audits ADD COLUMN report TEXT;"];
+    "ALTER TABLE pending_audits ADD COLUMN report TEXT;",
+];
 
 /// The statement that queues one room (nothing if it is already queued or done).
 pub(crate) const ENQUEUE: &str = "INSERT INTO pending_audits

@@ -593,6 +593,47 @@ fn audit_queue_orders_due_rooms_and_finishes_once() {
 }
 
 #[test]
+fn audit_queue_keeps_the_report_and_counts_attempts() {
+    let dir = TempDir::new("queue-report");
+    let q = AuditQueue::open(dir.file()).unwrap();
+    assert!(q.enqueue("!r:example.org", 10, 1).unwrap());
+    assert_eq!(q.attempts("!r:example.org").unwrap(), 0);
+    assert!(q.postpone("!r:example.org", 20).unwrap());
+    assert!(q.postpone("!r:example.org", 30).unwrap());
+    assert_eq!(q.attempts("!r:example.org").unwrap(), 2);
+    assert_eq!(q.report("!r:example.org").unwrap(), None, "not done yet");
+    let report = r#"{"verdict":"hidden_branch_suspected"}"#;
+    assert!(
+        q.finish_with_report(
+            "!r:example.org",
+            40,
+            "hidden_branch_suspected",
+            Some(report)
+        )
+        .unwrap()
+    );
+    drop(q);
+    // Another handle (another process, a restart) reads the same report.
+    let again = AuditQueue::open(dir.file()).unwrap();
+    assert_eq!(
+        again.report("!r:example.org").unwrap().as_deref(),
+        Some(report)
+    );
+    assert_eq!(
+        again.outcome("!r:example.org").unwrap(),
+        Some(("hidden_branch_suspected".to_owned(), 40))
+    );
+    assert_eq!(again.attempts("!never:example.org").unwrap(), 0);
+    let huge = "x".repeat(5 * 1024 * 1024);
+    assert!(again.enqueue("!big:example.org", 1, 1).unwrap());
+    let err = again
+        .finish_with_report("!big:example.org", 2, "consistent", Some(&huge))
+        .unwrap_err();
+    assert_eq!(err.errcode().as_str(), "M_TOO_LARGE");
+    assert_eq!(again.state("!big:example.org").unwrap(), Some("pending"));
+}
+
+#[test]
 fn audit_queue_survives_a_restart_and_is_shared_by_handles() {
     let dir = TempDir::new("queue-restart");
     {

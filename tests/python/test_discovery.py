@@ -763,30 +763,33 @@ def test_synapse_core_discovery_calls(tmp_path: pathlib.Path) -> None:
     assert core.tag_count(store) == 2
     responder = core.make_responder(store, 10, 20, 60_000)
 
-    peers = core.audit_plan(ROOM, ["blue.example"], ["blue.example", "green.example",
-                                                     "gray.example"], 5)
-    assert peers == ["green.example", "gray.example"]
-    bodies = core.audit_requests("purple.example", "green.example", [ROOM], 1000)
-    assert len(bodies) == 1
-    answer = core.respond_discovery(responder, json.dumps(bodies[0]).encode(), "purple.example", 0)
-    assert core.audit_read("green.example", [ROOM], bodies[0], answer) == [ROOM]
-    assert core.audit_read("green.example", [ROOM], bodies[0], {"recognised_tags": []}) == []
+    history = [("@blue:blue.example", "join", "@blue:blue.example"),
+               ("@gray:gray.example", "join", "@gray:gray.example"),
+               ("@gray:gray.example", "leave", "@gray:gray.example")]
+    peers = core.audit_choose(ROOM, "purple.example", history, ["blue.example"],
+                              [("blue.example", 9), ("green.example", 3), ("gray.example", 1)],
+                              5, seed=7)
+    assert sorted(peers) == ["gray.example", "green.example"]  # blue is visible: never asked
+    body = core.audit_request("green.example", ROOM)
+    answer = core.respond_discovery(responder, json.dumps(body).encode(), "purple.example", 0)
+    assert core.audit_read("green.example", ROOM, json.dumps(answer).encode()) is True
+    assert core.audit_read("green.example", ROOM, b'{"recognised_tags": []}') is False
     with pytest.raises(core.CoreError) as bad:
-        core.audit_read("green.example", [ROOM], bodies[0], {"recognised_tags": ["x"]})
+        core.audit_read("green.example", ROOM, b'{"recognised_tags": ["x"]}')
     assert bad.value.errcode == "M_BAD_JSON"
 
     outcome = core.audit_report(
         ROOM,
         "purple.example",
-        [("@blue:blue.example", "join"), ("@gray:gray.example", "leave")],
+        history,
         ["blue.example"],
         [("green.example", core.RECOGNISED), ("gray.example", core.RECOGNISED),
          ("white.example", core.NOT_RECOGNISED), ("black.example", core.FAILED_PREFIX + "timeout")],
     )
+    assert outcome.verdict == "hidden_branch_suspected"
     assert outcome.unexplained == ["green.example"]
     assert outcome.explained == ["gray.example"]
     report = json.loads(outcome.report_json)
-    assert report["verdict"] == "hidden_branch_suspected"
     assert report["not_recognising"] == ["white.example"]
     assert report["failed"] == [{"server": "black.example", "error": "timeout"}]
     assert "HIDDEN BRANCH SUSPECTED" in outcome.report_text
@@ -794,7 +797,7 @@ def test_synapse_core_discovery_calls(tmp_path: pathlib.Path) -> None:
     with pytest.raises(core.CoreError) as info:
         core.respond_discovery(responder, b"[]", "purple.example", 0)
     assert (info.value.errcode, info.value.http_status) == ("M_BAD_JSON", 400)
-    tag = json.dumps(bodies[0]).encode()
+    tag = json.dumps(body).encode()
     for _ in range(20):
         core.respond_discovery(responder, tag, "flood.example", 0)
     with pytest.raises(core.CoreError) as limited:

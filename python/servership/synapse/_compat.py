@@ -196,22 +196,45 @@ async def event_signature_problem(api: Any, pdu: dict, room_version_id: str) -> 
     return None
 
 
+def invite_sending_problem(api: Any) -> str | None:
+    """Why this Synapse's invite-sending internals do not fit :func:`send_invites_with`, or
+    None. Checked at start-up, so ``invites.send_msc4329`` fails as a config error instead of
+    failing every remote invite (1.140 and 1.150 have a three-argument ``_do_send_invite`` and
+    no ``get_stripped_room_state_ids_from_event_context``)."""
+    hs = homeserver(api)
+    client = hs.get_federation_client()
+    original = getattr(client, "_do_send_invite", None)
+    if original is None:
+        return "FederationClient._do_send_invite does not exist"
+    try:
+        params = list(inspect.signature(original).parameters)
+    except (TypeError, ValueError):
+        return "FederationClient._do_send_invite has no readable signature"
+    if params[:4] != ["destination", "pdu", "context", "room_version"]:
+        return f"FederationClient._do_send_invite takes ({', '.join(params)})"
+    store = hs.get_datastores().main
+    if not hasattr(store, "get_stripped_room_state_ids_from_event_context"):
+        return "the store has no get_stripped_room_state_ids_from_event_context"
+    return None
+
+
 def send_invites_with(
     api: Any,
     build_request: Callable[[dict, dict, list[dict]], Awaitable[tuple[str, dict]]],
 ) -> None:
     """Make Synapse send invites to remote users as ``build_request`` says (MSC4329), falling
-    back to its own v2 invite when the peer does not serve that path.
+    back to its own v2 invite whenever that does not work out.
 
     Synapse has no hook for the outgoing invite request, so this wraps the private
     ``FederationClient._do_send_invite(destination, pdu, context, room_version)`` of this
-    process's client (1.163.2). ``build_request(invite_pdu, create_pdu, stripped_state)`` returns
-    ``(path, body)``; the answer must be the v2 shape ``{"event": ...}``, which Synapse then
-    checks (our co-signature) as for v2.
+    process's client (check :func:`invite_sending_problem` first). ``build_request(invite_pdu,
+    create_pdu, stripped_state)`` returns ``(path, body)``; the answer must be the v2 shape
+    ``{"event": ...}``, which Synapse then checks (our co-signature) as for v2. Any failure to
+    build the request (a room our core refuses, say) and any failure of the remote (an error, a
+    timeout, an answer without an ``event``) sends the ordinary v2 invite instead: MSC4329 may
+    only ever add to what an invite could do before.
     """
-    from synapse.api.errors import HttpResponseException
     from synapse.events.utils import strip_event
-    from synapse.http.client import is_unknown_endpoint
 
     hs = homeserver(api)
     client = hs.get_federation_client()
@@ -223,28 +246,33 @@ def send_invites_with(
         if room_version.identifier in ("1", "2"):
             # MSC4329 needs event IDs computed from the event (room version 3 and later).
             return await original(destination, pdu, context, room_version)
-        now = clock.time_msec()
-        # The same state Synapse would send as invite_room_state (MSC4311), as full events.
-        state_ids = await store.get_stripped_room_state_ids_from_event_context(pdu, context)
-        events = await store.get_events(state_ids)
-        creates = [e for e in events.values() if e.type == "m.room.create"]
-        if not creates:
-            logger.warning("servership: no create event for %s; sending a v2 invite", pdu.room_id)
+        try:
+            now = clock.time_msec()
+            # The same state Synapse would send as invite_room_state (MSC4311), as full events.
+            state_ids = await store.get_stripped_room_state_ids_from_event_context(pdu, context)
+            events = await store.get_events(state_ids)
+            creates = [e for e in events.values() if e.type == "m.room.create"]
+            if not creates:
+                raise ValueError(f"no create event for {pdu.room_id}")
+            stripped = [dict(strip_event(e)) for e in events.values()
+                        if e.type != "m.room.create"]
+            path, body = await build_request(
+                pdu.get_pdu_json(now), creates[0].get_pdu_json(now), stripped
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, v2 still works
+            logger.warning("servership: could not build an MSC4329 invite for %s (%s); sending "
+                           "a v2 invite", pdu.event_id, exc)
             return await original(destination, pdu, context, room_version)
-        stripped = [dict(strip_event(e)) for e in events.values() if e.type != "m.room.create"]
-        path, body = await build_request(
-            pdu.get_pdu_json(now), creates[0].get_pdu_json(now), stripped
-        )
         try:
             answer = await client.transport_layer.client.put_json(
                 destination=destination, path=path, data=body, ignore_backoff=True
             )
-        except HttpResponseException as exc:
-            if not is_unknown_endpoint(exc):
-                raise
-            logger.info(
-                "servership: %s does not serve MSC4329 invites; sending a v2 invite", destination
-            )
+            if not isinstance(answer, dict) or not isinstance(answer.get("event"), dict):
+                raise ValueError("the answer has no event")
+        except Exception as exc:  # noqa: BLE001 - the remote's failure: fall back, as above
+            status, reason = http_request_error_details(exc)
+            logger.info("servership: %s did not take the MSC4329 invite (%s %s); sending a v2 "
+                        "invite", destination, status or "", reason)
             return await original(destination, pdu, context, room_version)
         logger.info("servership: sent MSC4329 invite %s to %s", pdu.event_id, destination)
         return answer
@@ -473,14 +501,17 @@ async def servers_sharing_rooms(api: Any) -> set[str]:
     return hosts
 
 
-def spam_errcode(errcode: str) -> Any:
-    """The ``Codes`` member for a Matrix errcode (``M_FORBIDDEN`` if Synapse has none)."""
-    from synapse.api.errors import Codes
+def synapse_checks_invite_state(api: Any, room_version_id: str) -> bool:
+    """Whether this Synapse validates an incoming invite's ``invite_room_state`` itself for
+    this room version (MSC4311; 1.162 and later, room versions flagged
+    ``msc4311_stripped_state``: v12), warning about failures. Feature-detected."""
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.handlers.federation import FederationHandler
 
-    try:
-        return Codes(errcode)
-    except ValueError:
-        return Codes.FORBIDDEN
+    if not hasattr(FederationHandler, "_parse_stripped_room_state"):
+        return False
+    version = KNOWN_ROOM_VERSIONS.get(room_version_id)
+    return bool(getattr(version, "msc4311_stripped_state", False))
 
 
 def synapse_database_files(api: Any) -> list[str]:

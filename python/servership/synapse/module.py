@@ -8,6 +8,7 @@ reached through ``_compat``. Blocking work (SQLite, checks) runs in Synapse's th
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -43,6 +44,13 @@ def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
+#: The event ID of the MSC4329 invite this request's call chain is handing to Synapse, if any.
+#: A context variable follows the request through Synapse's awaits (Twisted runs coroutines in
+#: a copy of the caller's context), and no other request sees it.
+_CHECKED_V3_INVITE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "servership_checked_v3_invite", default=None
+)
+
 #: How long the snapshot of "servers we share a room with" is used (seconds).
 SHARED_ROOM_CACHE_SECONDS = 300
 #: An origin missing from the snapshot triggers a new one if the snapshot is this old (seconds).
@@ -75,8 +83,6 @@ class ServershipModule:
         self._knock_store: Any = None
         self._audit_queue: Any = None
         self._responder: Any = None
-        # Invites we are passing to Synapse's pipeline ourselves: the MSC4311 hook skips them.
-        self._v3_in_flight: set[str] = set()
         # One process per homeserver records joins and runs audits: the one Synapse runs its
         # background tasks on. The others only answer requests.
         self._background = bool(api.should_run_background_tasks())
@@ -103,6 +109,12 @@ class ServershipModule:
                 api, ADMIN_AUDIT_PATH, self.handle_admin_audit, self.handle_admin_audit_status
             )
         if config.invites.send_msc4329:
+            problem = _compat.invite_sending_problem(api)
+            if problem is not None:
+                raise _compat.ConfigError(
+                    f"servership.invites.send_msc4329 needs Synapse's invite-sending internals "
+                    f"as of 1.158 ({problem}); set it to false on this Synapse"
+                )
             _compat.send_invites_with(api, self.build_invite_request)
         if self._background:
             api.delayed_background_call(0, self.startup, desc="servership_startup")
@@ -294,13 +306,15 @@ class ServershipModule:
         unsigned = dict(unsigned) if isinstance(unsigned, dict) else {}
         unsigned["invite_room_state"] = check.invite_room_state
         event["unsigned"] = unsigned
-        self._v3_in_flight.add(check.event_id)
+        # Mark *this request* (not the event ID: a v2 invite for the same event, sent while this
+        # one is in flight, must still meet the MSC4311 hook).
+        token = _CHECKED_V3_INVITE.set(check.event_id)
         try:
             result = await _compat.process_invite(
                 self._api, origin, check.room_id, check.event_id, event, check.room_version
             )
         finally:
-            self._v3_in_flight.discard(check.event_id)
+            _CHECKED_V3_INVITE.reset(token)
         return 200, result
 
     async def build_invite_request(
@@ -321,7 +335,16 @@ class ServershipModule:
 
     async def federated_user_may_invite(self, event: Any) -> Any:
         """MSC4311 checks of spec (v1/v2) invites: ``invites.mode`` warn or reject."""
-        if event.event_id in self._v3_in_flight:
+        if _CHECKED_V3_INVITE.get() == event.event_id:
+            # Called from inside our own MSC4329 handling of this very request: already checked.
+            return _compat.NOT_SPAM
+        if self._config.invites.mode == "warn" and _compat.synapse_checks_invite_state(
+            self._api, event.room_version.identifier
+        ):
+            # This Synapse validates invite_room_state itself for this room version (1.162+),
+            # logs and counts each failure (synapse_federation_saw_invalid_stripped_state) and
+            # lets the invite through: the same outcome as our warn mode. One check is enough.
+            metrics.INVITES_CHECKED.labels("spec", "left_to_synapse").inc()
             return _compat.NOT_SPAM
         pdu = _compat.plain_json(event.get_pdu_json())
         unsigned = pdu.pop("unsigned", {}) or {}
@@ -370,7 +393,9 @@ class ServershipModule:
             if self._config.invites.mode == "reject":
                 metrics.INVITES_CHECKED.labels("spec", exc.errcode).inc()
                 logger.info("servership: rejected invite %s: %s", event.event_id, exc)
-                return (_compat.spam_errcode(exc.errcode), {"error": exc.message})
+                # Raised, not returned: a spam-checker verdict becomes 403, and the spec
+                # (MSC4311) asks for 400 with the check's errcode (M_INVALID_PARAM).
+                raise _compat.matrix_error(exc.http_status, exc.message, exc.errcode) from exc
             metrics.INVITES_CHECKED.labels("spec", "warned").inc()
             logger.warning("servership: invite %s fails MSC4311 checks: %s", event.event_id, exc)
             return _compat.NOT_SPAM

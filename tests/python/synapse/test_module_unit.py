@@ -468,17 +468,24 @@ def test_v3_invite_goes_to_synapse_with_rewritten_state(core: FakeCore, store: s
 
 
 def test_spec_invite_warn_and_reject_modes(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
     from synapse.module_api import NOT_SPAM
 
+    def rejected(module: ServershipModule, event: FakeEvent) -> SynapseError:
+        with pytest.raises(SynapseError) as err:
+            asyncio.run(module.federated_user_may_invite(event))
+        return err.value
+
     invite = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
-                       {"membership": "invite"}, unsigned={"invite_room_state": []})
+                       {"membership": "invite"}, unsigned={"invite_room_state": []},
+                       room_version="11")
     core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
     warn, _ = _module(store)
     assert asyncio.run(warn.federated_user_may_invite(invite)) is NOT_SPAM
     _compat.unregister_servlet_group()
     reject, _ = _module(store, invites={"mode": "reject"})
-    code, extra = asyncio.run(reject.federated_user_may_invite(invite))
-    assert code == "M_INVALID_PARAM" and extra == {"error": "no m.room.create"}
+    err = rejected(reject, invite)  # 400 with the spec's errcode, not a spam-checker 403
+    assert (err.code, err.errcode, err.msg) == (400, "M_INVALID_PARAM", "no m.room.create")
     core.invite_error = None
     assert asyncio.run(reject.federated_user_may_invite(invite)) is NOT_SPAM
 
@@ -486,15 +493,79 @@ def test_spec_invite_warn_and_reject_modes(core: FakeCore, store: str) -> None:
     create = {"type": "m.room.create", "state_key": "", "sender": "@c:a.example"}
     signed_create = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
                               {"membership": "invite"},
-                              unsigned={"invite_room_state": [create]})
+                              unsigned={"invite_room_state": [create]}, room_version="11")
     core.verified.clear()
     core.create_problem = "Signature on create not valid"
-    code, extra = asyncio.run(reject.federated_user_may_invite(signed_create))
-    assert code == "M_INVALID_PARAM" and "does not verify: Signature on create" in extra["error"]
-    assert core.verified == [(create, "12")]
+    err = rejected(reject, signed_create)
+    assert err.errcode == "M_INVALID_PARAM" and "does not verify: Signature on create" in err.msg
+    assert core.verified == [(create, "11")]
     assert asyncio.run(warn.federated_user_may_invite(signed_create)) is NOT_SPAM
     core.create_problem = None
     assert asyncio.run(reject.federated_user_may_invite(signed_create)) is NOT_SPAM
+
+
+def test_warn_mode_leaves_v12_invites_to_synapses_own_check(core: FakeCore, store: str) -> None:
+    """Synapse 1.162+ validates v12 invite_room_state itself and warns: in warn mode the module
+    does not check it a second time (reject mode still does: Synapse only warns)."""
+    from synapse.api.errors import SynapseError
+    from synapse.module_api import NOT_SPAM
+
+    assert _compat.synapse_checks_invite_state(None, "12")
+    assert not _compat.synapse_checks_invite_state(None, "11")
+    invite = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
+                       {"membership": "invite"}, unsigned={"invite_room_state": []})
+    core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
+    warn, _ = _module(store)
+    core.verified.clear()
+    assert asyncio.run(warn.federated_user_may_invite(invite)) is NOT_SPAM
+    _compat.unregister_servlet_group()
+    reject, _ = _module(store, invites={"mode": "reject"})
+    with pytest.raises(SynapseError):
+        asyncio.run(reject.federated_user_may_invite(invite))
+
+
+def test_a_v2_invite_racing_our_own_v3_handling_is_still_checked(core: FakeCore,
+                                                                  store: str) -> None:
+    """Our MSC4329 handler hands its checked invite to Synapse, whose spam checkers call the
+    MSC4311 hook again: that call is skipped. A v2 invite for the same event ID, arriving while
+    the first is in flight, is a different request: it is checked (and here refused)."""
+    from synapse.api.errors import SynapseError
+    from synapse.module_api import NOT_SPAM
+
+    module, api = _module(store, invites={"mode": "reject"})
+    v2 = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
+                   {"membership": "invite"}, event_id="$computed",
+                   unsigned={"invite_room_state": []}, room_version="11")
+    outcomes: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def during_invite(event_id: str) -> None:
+            core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
+            outcomes["inner"] = await module.federated_user_may_invite(v2)
+            inside.set()
+            await release.wait()
+
+        api._hs.during_invite = during_invite
+        event = {"type": "m.room.member", "state_key": "@me:b.example", "sender": "@x:a.example",
+                 "content": {"membership": "invite"}}
+        v3 = asyncio.create_task(module.handle_invite_v3(
+            "a.example", "!r:a", json.dumps({"event": event, "state": []}).encode()))
+        await inside.wait()
+        try:
+            outcomes["racing"] = await asyncio.create_task(module.federated_user_may_invite(v2))
+        except SynapseError as exc:
+            outcomes["racing"] = exc
+        release.set()
+        await v3
+
+    core.invite_error = None
+    asyncio.run(scenario())
+    assert outcomes["inner"] is NOT_SPAM
+    assert isinstance(outcomes["racing"], SynapseError), outcomes
+    assert outcomes["racing"].errcode == "M_INVALID_PARAM"
 
 
 def test_gated_room_join_needs_subscription(core: FakeCore, store: str) -> None:
@@ -613,3 +684,46 @@ def test_send_msc4329_wraps_synapse_invite_sender(core: FakeCore, store: str,
         {"type": "m.room.create"}, [{"type": "m.room.name"}]))
     assert path == "/p" and body["event"]["type"] == "m.room.member"
     assert built[0][1] == {"type": "m.room.create"}
+
+
+def test_send_msc4329_refused_at_start_on_old_invite_internals(store: str) -> None:
+    api = FakeModuleApi()
+    api._hs.new_invite_internals = False
+    with pytest.raises(_compat.ConfigError, match="servership.invites.send_msc4329"):
+        ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}), api)
+
+
+def test_send_msc4329_falls_back_to_v2_on_any_failure(core: FakeCore, store: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    api = FakeModuleApi()
+    ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}), api)
+    hs = api._hs
+    send = hs.get_federation_client()._do_send_invite
+
+    class Ev(SimpleNamespace):
+        def get_pdu_json(self, now: int) -> dict:
+            return {"type": self.type, "event_id": self.event_id}
+
+    create = Ev(type="m.room.create", event_id="$c", room_id="!r:b")
+    hs.invite_state, hs.invite_state_events = ["$c"], [create]
+    invite = Ev(type="m.room.member", event_id="$i", room_id="!r:b")
+    v11 = SimpleNamespace(identifier="11")
+    monkeypatch.setattr(_core, "build_invite_request", lambda i, c, s: ("/msc4329", {"x": 1}))
+
+    assert asyncio.run(send("a.example", invite, None, v11)) == {"event": {"sent_by": "msc4329"}}
+    assert hs.v2_invites == []
+    for failure in (RuntimeError("500 from the peer"), {"no": "event"}, TimeoutError()):
+        hs.msc4329_answer = failure
+        assert asyncio.run(send("a.example", invite, None, v11)) == {
+            "event": {"sent_by": "synapse v2"}}
+    assert hs.v2_invites == ["a.example"] * 3
+
+    def refuse(*a: Any) -> Any:
+        raise _core.CoreError("M_BAD_JSON", 400, "a float in a v4 room")
+
+    monkeypatch.setattr(_core, "build_invite_request", refuse)  # the core refuses to build it
+    puts = len(hs.msc4329_puts)
+    assert asyncio.run(send("a.example", invite, None, v11))["event"]["sent_by"] == "synapse v2"
+    assert len(hs.msc4329_puts) == puts  # nothing half-sent

@@ -462,6 +462,31 @@ class RogueHomeserver:
             room.add(answer["event"], branch)
         return status, answer
 
+    def invite_msc4329(self, room: RogueRoom, user_id: str, *, extra_state: list[Json],
+                       sender: str | None = None, branch: str = MAIN) -> tuple[int, Any]:
+        """Invite ``user_id`` with MSC4329 (``PUT .../org.matrix.msc4329/invite/{roomId}``):
+        the room's create event plus ``extra_state`` (full PDUs, forged or not) in ``state``."""
+        sender = sender or self.user_id("blue")
+        ev = room.build("m.room.member", {"membership": "invite"}, sender=sender,
+                        state_key=user_id, branch=branch)
+        signed = servership.sign_event(ev, self.server_name, self.signing_key, room.version)
+        path, body = servership.build_invite_request(signed, room.event(room.create_id),
+                                                     extra_state, [])
+        return self.request(server_of(user_id), "PUT", path, raw=body)
+
+    def forge(self, room: RogueRoom, etype: str, content: Json, *, sender: str,
+              state_key: str = "", auth_events: list[str] | None = None,
+              signature_server: str | None = None) -> Json:
+        """A PDU that claims ``sender`` but carries a garbage signature under
+        ``signature_server`` (default: the sender's server)."""
+        ev = room.build(etype, content, sender=sender, state_key=state_key,
+                        auth_events=auth_events)
+        ev["hashes"] = {"sha256": servership.content_hash(ev)}
+        name = signature_server or server_of(sender)
+        ev["signatures"] = {name: {"ed25519:auto": base64.b64encode(os.urandom(64))
+                                   .decode().rstrip("=")}}
+        return ev
+
     # -- inbound ------------------------------------------------------------------------------
 
     def key_response(self, name: str | None = None) -> Json:

@@ -218,6 +218,72 @@ def invite_sending_problem(api: Any) -> str | None:
     return None
 
 
+#: Most servers whose keys one invite may make us fetch, and key IDs per server.
+MAX_KEY_SERVERS = 16
+MAX_KEY_IDS = 4
+
+
+def _with_timeout(api: Any, awaitable: Awaitable[Any], seconds: float) -> Any:
+    """``awaitable`` as a Deferred that fails with a timeout after ``seconds`` (Synapse's
+    ``timeout_deferred``, whose arguments became keyword-only with a ``clock`` in 1.15x)."""
+    from twisted.internet import defer
+    from synapse.util.async_helpers import timeout_deferred
+
+    d = defer.ensureDeferred(awaitable)  # type: ignore[arg-type]
+    hs = homeserver(api)
+    if "clock" in inspect.signature(timeout_deferred).parameters:
+        return timeout_deferred(deferred=d, timeout=seconds, clock=hs.get_clock())
+    return timeout_deferred(d, seconds, hs.get_reactor())  # pragma: no cover - older Synapse
+
+
+async def verify_keys_for(api: Any, pdus: Iterable[Any], timeout_seconds: float) -> dict:
+    """The verify keys of the servers that signed ``pdus``, from Synapse's keyring (its store,
+    then the servers themselves, as for any PDU), as ``{server: {key_id: base64}}`` for
+    ``KeyRing.from_json``. Keys that cannot be had within ``timeout_seconds`` in all are left
+    out: the core then does not promote what they signed. At most ``MAX_KEY_SERVERS``
+    servers."""
+    from signedjson.key import encode_verify_key_base64
+    from synapse.crypto.keyring import _FetchKeyRequest
+
+    wanted: dict[str, set[str]] = {}
+    for pdu in pdus:
+        sigs = pdu.get("signatures") if isinstance(pdu, dict) else None
+        if not isinstance(sigs, dict):
+            continue
+        for server, by_key in sigs.items():
+            if not isinstance(server, str) or not isinstance(by_key, dict):
+                continue
+            if server not in wanted and len(wanted) >= MAX_KEY_SERVERS:
+                continue
+            ids = wanted.setdefault(server, set())
+            for key_id in by_key:
+                if isinstance(key_id, str) and len(ids) < MAX_KEY_IDS:
+                    ids.add(key_id)
+    if not wanted:
+        return {}
+    hs = homeserver(api)
+    keyring = hs.get_keyring()
+    clock = hs.get_clock()
+    deadline = clock.time_msec() + timeout_seconds * 1000
+    out: dict[str, dict[str, str]] = {}
+    for server, key_ids in sorted(wanted.items()):
+        left = (deadline - clock.time_msec()) / 1000
+        if left <= 0 or not key_ids:
+            break
+        request = _FetchKeyRequest(server_name=server, minimum_valid_until_ts=0,
+                                   key_ids=sorted(key_ids))
+        try:
+            found = await _with_timeout(api, keyring._inner_fetch_key_request(request), left)
+        except Exception as exc:  # noqa: BLE001 - a server we cannot reach signs nothing here
+            logger.info("servership: no keys for %s within the bound: %s", server, exc)
+            continue
+        keys = {kid: encode_verify_key_base64(result.verify_key)
+                for kid, result in found.items() if result is not None}
+        if keys:
+            out[server] = keys
+    return out
+
+
 def send_invites_with(
     api: Any,
     build_request: Callable[[dict, dict, list[dict]], Awaitable[tuple[str, dict]]],

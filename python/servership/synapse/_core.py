@@ -351,12 +351,16 @@ def _invite_result(check: Any) -> InviteResult:
     )
 
 
-def check_invite(path_room_id: str, body: bytes, receiving_server: str, origin: str) -> InviteResult:
-    """Check an MSC4329 invite request body; raises ``CoreError``. Signatures are not checked
-    here (no key ring): the caller verifies the create event with Synapse's keyring, and
-    Synapse's own pipeline verifies the invite event."""
+def check_invite(path_room_id: str, body: bytes, receiving_server: str, origin: str,
+                 keys: dict | None = None) -> InviteResult:
+    """Check an MSC4329 invite request body; raises ``CoreError``. ``keys`` (``{server:
+    {key_id: base64}}``, from Synapse's keyring) lets the core verify signatures and hashes of
+    the events it promotes from ``state``; the caller still verifies the create event with
+    Synapse's keyring, and Synapse's own pipeline the invite event."""
+    native = _native()
+    ring = _call(native.KeyRing.from_json, keys) if keys else None
     return _invite_result(
-        _call(_native().check_invite, path_room_id, body, receiving_server, origin)
+        _call(native.check_invite, path_room_id, body, receiving_server, origin, ring)
     )
 
 

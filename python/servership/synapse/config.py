@@ -41,6 +41,8 @@ class InvitesConfig:
     stable_v3_path: bool = False
     mode: str = "warn"  # for spec (v1/v2) invites: "warn" or "reject"
     send_msc4329: bool = False  # send our invites with the create event (fallback: v2)
+    #: The bound on fetching the keys an MSC4329 invite's ``state`` needs (seconds, in all).
+    key_fetch_seconds: int = 5
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,8 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         )
 
     i = _section(raw.get("invites"), "invites")
-    _known(i, "invites", {"enabled", "stable_v3_path", "mode", "send_msc4329"})
+    _known(i, "invites", {"enabled", "stable_v3_path", "mode", "send_msc4329",
+                          "key_fetch_seconds"})
     mode = i.get("mode", "warn")
     if mode not in ("warn", "reject"):
         raise _err("invites.mode", 'must be "warn" or "reject"')
@@ -203,6 +206,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         stable_v3_path=_bool(i, "invites", "stable_v3_path", False),
         mode=mode,
         send_msc4329=_bool(i, "invites", "send_msc4329", False),
+        key_fetch_seconds=_positive(i, "invites", "key_fetch_seconds", 5),
     )
 
     k = _section(raw.get("knocks"), "knocks")

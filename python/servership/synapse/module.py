@@ -51,6 +51,9 @@ _CHECKED_V3_INVITE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "servership_checked_v3_invite", default=None
 )
 
+#: Only the first events of an invite's ``state`` make us fetch keys (the core caps it anyway).
+_MAX_STATE_FOR_KEYS = 64
+
 #: How long the snapshot of "servers we share a room with" is used (seconds).
 SHARED_ROOM_CACHE_SECONDS = 300
 #: An origin missing from the snapshot triggers a new one if the snapshot is this old (seconds).
@@ -284,9 +287,10 @@ class ServershipModule:
         """``PUT .../invite/{roomId}`` (MSC4329): check with the core, then hand the invite to
         Synapse's own pipeline with the rewritten ``invite_room_state``. Answers like v2:
         ``{"event": <invite co-signed by us>}``."""
+        keys = await self._invite_keys(body)
         try:
             check = await self._api.defer_to_thread(
-                _core.check_invite, room_id, body, self._server_name, origin
+                _core.check_invite, room_id, body, self._server_name, origin, keys
             )
         except _core.CoreError as exc:
             metrics.INVITES_CHECKED.labels("v3", exc.errcode).inc()
@@ -316,6 +320,21 @@ class ServershipModule:
         finally:
             _CHECKED_V3_INVITE.reset(token)
         return 200, result
+
+    async def _invite_keys(self, body: bytes) -> dict:
+        """Keys of the servers that signed the events in an MSC4329 body's ``state``, from
+        Synapse's keyring within ``invites.key_fetch_seconds``; unparseable bodies get none
+        (the core then answers with the precise error)."""
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return {}
+        state = parsed.get("state") if isinstance(parsed, dict) else None
+        if not isinstance(state, list):
+            return {}
+        return await _compat.verify_keys_for(
+            self._api, state[:_MAX_STATE_FOR_KEYS], self._config.invites.key_fetch_seconds
+        )
 
     async def build_invite_request(
         self, invite: dict, create: dict, stripped_state: list[dict]

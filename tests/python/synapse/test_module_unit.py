@@ -203,7 +203,9 @@ class FakeCore:
         asked = json.loads(body)["room_participation_tags"]
         return {"recognised_tags": [t for t in asked if t in self.tags]}
 
-    def check_invite(self, path_room_id: str, body: bytes, me: str, origin: str) -> Any:
+    def check_invite(self, path_room_id: str, body: bytes, me: str, origin: str,
+                     keys: dict | None = None) -> Any:
+        self.invite_keys = keys
         if self.invite_error:
             raise self.invite_error
         parsed = json.loads(body)

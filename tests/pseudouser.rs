@@ -153,6 +153,10 @@ fn operator_deny_lists_refuse_servers_and_rooms() {
     );
     assert!(policy.room_denied("!x:b.spam.example").is_some());
     assert!(policy.room_denied("!x:good.example").is_none());
+    // ASCII case is ignored, as for server ACLs.
+    let d = policy.check_remote_pseudouser_join("!r:hs.example", &state, "@:A.SPAM.Example:8448");
+    assert_eq!(d.reason, ReasonCode::ServerDeniedByOperator);
+    assert!(policy.room_denied("!x:B.Spam.EXAMPLE").is_some());
 }
 
 #[test]

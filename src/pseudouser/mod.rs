@@ -106,7 +106,7 @@ pub fn check_pseudouser_join(state: &RoomState, pseudouser: &str) -> Decision {
 }
 
 /// The operator's deny lists: servers (globs, `*` and `?`, matched against the server name with
-/// any port removed, like `m.room.server_acl`) and room IDs (exact).
+/// any port removed and ASCII case ignored, like `m.room.server_acl`) and room IDs (exact).
 ///
 /// They apply in both directions: this server never peeks into a denied room or a room whose ID
 /// names a denied server, and refuses pseudouser joins from denied servers in its own rooms.
@@ -122,7 +122,8 @@ impl OperatorPolicy {
         Self::default()
     }
 
-    /// Adds a server glob to the deny list (errors on a glob longer than the glob cap).
+    /// Adds a server glob to the deny list (`M_TOO_LARGE` above
+    /// [`MAX_PATTERN_BYTES`](crate::subscription::glob::MAX_PATTERN_BYTES)).
     pub fn deny_server(&mut self, glob: &str) -> Result<()> {
         self.denied_servers.push(Glob::new(glob)?);
         Ok(())
@@ -133,9 +134,16 @@ impl OperatorPolicy {
         self.denied_rooms.insert(room_id.to_owned());
     }
 
-    /// Why `server` is denied, if it is.
+    /// Why `server` is denied, if it is. With a non-empty deny list, a name too long to be a
+    /// server name is denied too (no glob can match it).
     pub fn server_denied(&self, server: &str) -> Option<Decision> {
         let host = crate::subscription::acl::strip_port(server);
+        if crate::subscription::glob::subject_too_long(host) && !self.denied_servers.is_empty() {
+            return Some(Decision::deny(
+                ReasonCode::ServerDeniedByOperator,
+                "the name is too long to be a server name and the operator denies servers",
+            ));
+        }
         self.denied_servers
             .iter()
             .find(|g| g.matches(host))

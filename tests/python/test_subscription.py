@@ -225,3 +225,15 @@ def test_names_the_synapse_module_uses() -> None:
     assert servership.KnockStore is subscription.KnockStore
     d = servership.subscription.join_allowed([], "peer.example", True)
     assert (d.allowed, d.reason) == (False, "not_able_to_subscribe")
+
+
+def test_acl_and_policy_globs_ignore_ascii_case_and_the_port() -> None:
+    acl = subscription.ServerAcl({"allow": ["*"], "deny": ["evil.example"]})
+    for name in ("EVIL.example", "Evil.Example:8448"):
+        assert acl.check(name).reason == "server_acl_denied", name
+    assert subscription.ServerAcl({"allow": ["*.good.example"]}).check("A.GOOD.EXAMPLE").allowed
+    policy = [ev("m.policy.rule.server", "r", {"entity": "*.evil.example", "recommendation": "m.ban"})]
+    d = subscription.decide_knock(ROOM, "X.EVIL.example", BASE, policy)
+    assert (d.decision.verdict, d.decision.reason) == ("deny", "policy_ban")
+    long_entry = "*" * 1100 + "evil.example"
+    assert subscription.ServerAcl({"allow": ["*"], "deny": [long_entry]}).check("EVIL.example").reason == "server_acl_denied"

@@ -5,9 +5,11 @@
   under a :class:`ServerUserPolicy`.
 - :func:`initial_state`: the event templates to create an s2s room with a peer.
 - :class:`Negotiation` with :class:`NegotiationPolicy`: the ``m.s2s.upgrade.*`` exchange; each
-  :class:`Step` says what to send and the outcome so far (``"in_progress"``,
-  ``"agreed:<version>"``, ``"failed:no match"``, ``"failed:invalid method"``,
-  ``"vendor:<method>"``). :func:`negotiation_choose` is the choice rule alone.
+  :class:`Step` says what to send (``send``), what to deliver again (``resend``), whether to
+  upgrade the room now (``upgrade``, to the initiator only) and the outcome so far
+  (``"in_progress"``, ``"agreed:<version>"``, ``"failed:<error>"``, ``"vendor:<method>"``).
+  Report sent event IDs with ``sent`` and call ``tick`` on a timer (``docs/s2s.md``).
+  :func:`negotiation_choose` is the choice rule alone.
 """
 
 import enum

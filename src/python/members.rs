@@ -510,14 +510,14 @@ impl PyNegotiationPolicy {
             ))
             .into());
         }
-        Ok(PyNegotiationPolicy {
-            inner: neg::NegotiationPolicy {
-                versions: offers(&versions),
-                most_preferred_only,
-                floor: floor.map(|f| f.to_string()),
-                vendor_methods: args::strings(vendor_methods),
-            },
-        })
+        let inner = neg::NegotiationPolicy {
+            versions: offers(&versions),
+            most_preferred_only,
+            floor: floor.map(|f| f.to_string()),
+            vendor_methods: args::strings(vendor_methods),
+        };
+        inner.check()?;
+        Ok(PyNegotiationPolicy { inner })
     }
 
     /// The `(version, rating)` list this side advertises (floor and mode applied).
@@ -565,9 +565,11 @@ fn outgoing_value(o: &neg::Outgoing) -> Value {
     Value::Object(ev)
 }
 
-/// One negotiation step: `send` is the event to send now (`{"type", "content"}`) or `None`;
-/// `outcome` is `"in_progress"`, `"agreed:<version>"`, `"failed:no match"`,
-/// `"failed:invalid method"` or `"vendor:<method>"`.
+/// One negotiation step: `send` is a new event to send now (`{"type", "content"}`; report its ID
+/// with `Negotiation.sent`) or `None`; `resend` the ID of an event already sent to deliver to the
+/// peer again, or `None`; `upgrade` (initiator only, once) the room version to upgrade to now;
+/// `outcome` is `"in_progress"`, `"agreed:<version>"`, `"failed:<error>"` (`"failed:no match"`,
+/// `"failed:invalid method"`, or the peer's own error) or `"vendor:<method>"`.
 #[pyclass(frozen, module = "servership", name = "Step")]
 pub(crate) struct PyStep {
     inner: neg::Step,
@@ -583,6 +585,18 @@ impl PyStep {
             .as_ref()
             .map(|o| to_python(py, &outgoing_value(o)))
             .transpose()
+    }
+
+    /// The ID of an event this side already sent, to deliver to the peer again, or `None`.
+    #[getter]
+    fn resend(&self) -> Option<String> {
+        self.inner.resend.clone()
+    }
+
+    /// To the initiator only, once: the room version to upgrade the room to now, or `None`.
+    #[getter]
+    fn upgrade(&self) -> Option<String> {
+        self.inner.upgrade.clone()
     }
 
     /// The outcome after this step.
@@ -602,16 +616,19 @@ impl PyStep {
 
     fn __repr__(&self) -> String {
         format!(
-            "Step(send={:?}, outcome={:?})",
+            "Step(send={:?}, resend={:?}, upgrade={:?}, outcome={:?})",
             self.inner.send.as_ref().map(|o| o.event_type.as_str()),
+            self.inner.resend,
+            self.inner.upgrade,
             outcome_str(&self.inner.outcome)
         )
     }
 }
 
 /// An s2s room upgrade negotiation from one side's point of view. Safe to share between threads
-/// (a lock inside); feed it the peer's events with `handle` and report the IDs of the events you
-/// sent with `sent`.
+/// (a lock inside). Feed it the room's negotiation events with `handle` (its own echoes are
+/// ignored), report the ID of every event it asks you to send with `sent` (required before the
+/// next `handle`), and call `tick` on a timer so lost events are delivered again.
 #[pyclass(frozen, module = "servership", name = "Negotiation")]
 pub(crate) struct PyNegotiation {
     inner: Mutex<neg::Negotiation>,
@@ -638,56 +655,93 @@ fn incoming(event: &Bound<'_, PyAny>) -> PyResult<neg::Incoming> {
 
 #[pymethods]
 impl PyNegotiation {
-    /// Starts a negotiation: returns the machine and the content of the
-    /// `m.s2s.upgrade.proposal` event to send.
+    /// Starts a negotiation of `own_server` with `peer_server`: returns the machine and the
+    /// content of the `m.s2s.upgrade.proposal` event to send.
     #[staticmethod]
     fn initiate<'py>(
         py: Python<'py>,
         policy: &PyNegotiationPolicy,
+        own_server: Text,
+        peer_server: Text,
     ) -> PyResult<(PyNegotiation, Bound<'py, PyAny>)> {
-        let (n, out) = neg::Negotiation::initiate(&policy.inner)?;
+        let (n, out) = neg::Negotiation::initiate(&policy.inner, &own_server, &peer_server)?;
         Ok((Self::wrap(n), to_python(py, &Value::Object(out.content))?))
     }
 
-    /// Starts a vendor negotiation: returns the machine and the content of the `m.s2s.upgrade`
-    /// event to send.
+    /// Starts a vendor negotiation with `method`: returns the machine and the content of the
+    /// `m.s2s.upgrade` event to send (`policy` answers the peer's opening if it wins).
     #[staticmethod]
     fn initiate_vendor<'py>(
         py: Python<'py>,
+        policy: &PyNegotiationPolicy,
         method: Text,
+        own_server: Text,
+        peer_server: Text,
     ) -> PyResult<(PyNegotiation, Bound<'py, PyAny>)> {
-        let (n, out) = neg::Negotiation::initiate_vendor(&method);
+        let (n, out) =
+            neg::Negotiation::initiate_vendor(&policy.inner, &method, &own_server, &peer_server)?;
         Ok((Self::wrap(n), to_python(py, &Value::Object(out.content))?))
     }
 
-    /// Answers the peer's opening event (`m.s2s.upgrade.proposal` or `m.s2s.upgrade`, a `dict` with
-    /// `event_id`, `type`, `content`): returns the machine and the first step.
+    /// Answers the peer's opening event (`m.s2s.upgrade.proposal` or `m.s2s.upgrade`, a `dict`
+    /// with `event_id`, `type`, `sender`, `content`) as `own_server`: returns the machine and the
+    /// first step.
     #[staticmethod]
     fn respond(
         policy: &PyNegotiationPolicy,
+        own_server: Text,
         incoming_event: &Bound<'_, PyAny>,
     ) -> PyResult<(PyNegotiation, PyStep)> {
-        let (n, step) = neg::Negotiation::respond(&policy.inner, &incoming(incoming_event)?)?;
+        let (n, step) =
+            neg::Negotiation::respond(&policy.inner, &own_server, &incoming(incoming_event)?)?;
         Ok((Self::wrap(n), PyStep { inner: step }))
     }
 
-    /// Feeds one incoming event; an event that does not fit raises and changes nothing.
+    /// Feeds one event of the room (`dict` with `event_id`, `type`, `sender`, `content`); an
+    /// event that does not fit raises and changes nothing.
     fn handle(&self, incoming_event: &Bound<'_, PyAny>) -> PyResult<PyStep> {
         let event = incoming(incoming_event)?;
         let step = self.lock()?.handle(&event)?;
         Ok(PyStep { inner: step })
     }
 
-    /// Records the event ID of the event this side last sent.
+    /// Records the event ID of the event this side was last asked to send.
     fn sent(&self, event_id: Text) -> PyResult<()> {
-        self.lock()?.sent(&event_id);
-        Ok(())
+        Ok(self.lock()?.sent(&event_id)?)
+    }
+
+    /// Called on a timer: says what to deliver again after a loss (see `Step`); gives up after
+    /// 32 ticks in a row without progress (outcome `"failed:timed out"`).
+    fn tick(&self) -> PyResult<PyStep> {
+        let step = self.lock()?.tick();
+        Ok(PyStep { inner: step })
     }
 
     /// The outcome so far (same strings as `Step.outcome`).
     #[getter]
     fn outcome(&self) -> PyResult<String> {
         Ok(outcome_str(&self.lock()?.outcome()))
+    }
+
+    /// `"initiator"` (performs the upgrade) or `"responder"` (follows the tombstone).
+    #[getter]
+    fn role(&self) -> PyResult<&'static str> {
+        Ok(match self.lock()?.role() {
+            neg::Role::Initiator => "initiator",
+            neg::Role::Responder => "responder",
+        })
+    }
+
+    /// The other side's server name.
+    #[getter]
+    fn peer_server(&self) -> PyResult<String> {
+        Ok(self.lock()?.peer_server().to_owned())
+    }
+
+    /// The ID of this side's last event, once reported with `sent`.
+    #[getter]
+    fn last_sent(&self) -> PyResult<Option<String>> {
+        Ok(self.lock()?.last_sent().map(str::to_owned))
     }
 
     fn __repr__(&self) -> String {

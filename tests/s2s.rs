@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use servership::decision::ReasonCode;
+use servership::decision::{ReasonCode, Verdict};
 use servership::json::{self, Object, Value};
 use servership::room_state::RoomState;
 use servership::s2s::negotiation::{
@@ -50,11 +50,23 @@ fn recognises_the_room_type() {
     assert!(!is_s2s_room(&RoomState::new()));
 }
 
+fn member(user: &str, membership: &str) -> Object {
+    ev(
+        "m.room.member",
+        user,
+        &format!(r#"{{"membership":"{membership}"}}"#),
+    )
+}
+
 #[test]
 fn server_user_in_a_normal_room_under_each_policy() {
     let plain = room(None, "public", vec![]);
     let peekable = room(None, "peekable", vec![]);
-    let s2s = room(Some("m.s2s"), "invite", vec![]);
+    let s2s_invited = room(
+        Some("m.s2s"),
+        "invite",
+        vec![member("@:remote.example", "invite")],
+    );
     let u = "@:remote.example";
     use ServerUserPolicy::*;
     // s2s_only: ill-formed outside s2s rooms, even peekable ones.
@@ -66,33 +78,29 @@ fn server_user_in_a_normal_room_under_each_policy() {
         check_server_user_membership(&peekable, u, "join", S2sOnly).reason,
         ReasonCode::NotS2sRoom
     );
-    assert!(check_server_user_membership(&s2s, u, "join", S2sOnly).is_allowed());
-    // peeking: MSC1777 rules only.
+    assert!(check_server_user_membership(&s2s_invited, u, "join", S2sOnly).is_allowed());
+    // peeking: MSC1777 rules and the room's auth rules.
     assert_eq!(
         check_server_user_membership(&plain, u, "join", Peeking).reason,
         ReasonCode::NoUserOfServer
     );
-    assert!(check_server_user_membership(&peekable, u, "join", Peeking).is_allowed());
-    assert!(!check_server_user_membership(&s2s, u, "join", Peeking).is_allowed());
+    // `peekable` is unknown to every standard room version: Synapse refuses every join.
+    assert_eq!(
+        check_server_user_membership(&peekable, u, "join", Peeking).reason,
+        ReasonCode::UnknownJoinRule
+    );
+    assert!(!check_server_user_membership(&s2s_invited, u, "join", Peeking).is_allowed());
     // either (default).
     assert_eq!(ServerUserPolicy::default(), Either);
     assert!(!check_server_user_membership(&plain, u, "join", Either).is_allowed());
     assert_eq!(
-        check_server_user_membership(&peekable, u, "join", Either).reason,
-        ReasonCode::PeekableRoom
-    );
-    assert_eq!(
-        check_server_user_membership(&s2s, u, "join", Either).reason,
+        check_server_user_membership(&s2s_invited, u, "join", Either).reason,
         ReasonCode::S2sRoom
     );
     let invited = room(
         None,
         "public",
-        vec![ev(
-            "m.room.member",
-            "@bob:remote.example",
-            r#"{"membership":"invite"}"#,
-        )],
+        vec![member("@bob:remote.example", "invite")],
     );
     assert!(check_server_user_membership(&invited, u, "join", Either).is_allowed());
     // Leaving is always allowed; non-server users are refused by this call.
@@ -105,6 +113,10 @@ fn server_user_in_a_normal_room_under_each_policy() {
             check_server_user_membership(&plain, "@bob:remote.example", "join", p).reason,
             ReasonCode::NotAPseudouser
         );
+        assert_eq!(
+            check_server_user_membership(&plain, u, "dance", p).reason,
+            ReasonCode::UnknownMembership
+        );
     }
     assert_eq!(ServerUserPolicy::parse("s2s_only").unwrap(), S2sOnly);
     assert_eq!(
@@ -112,6 +124,93 @@ fn server_user_in_a_normal_room_under_each_policy() {
         "either"
     );
     assert!(ServerUserPolicy::parse("S2S_ONLY").is_err());
+}
+
+#[test]
+fn s2s_rooms_respect_bans_and_membership_state_under_every_policy() {
+    use ServerUserPolicy::*;
+    let u = "@:remote.example";
+    // Issue 12: any pseudouser got into any s2s room, banned or uninvited.
+    let uninvited = room(Some("m.s2s"), "invite", vec![]);
+    let banned = room(Some("m.s2s"), "invite", vec![member(u, "ban")]);
+    let banned_public = room(Some("m.s2s"), "public", vec![member(u, "ban")]);
+    for p in [S2sOnly, Either] {
+        let d = check_server_user_membership(&uninvited, u, "join", p);
+        assert_eq!(
+            (d.verdict, d.reason),
+            (Verdict::Deny, ReasonCode::NotInvited),
+            "{p:?}"
+        );
+    }
+    for p in [S2sOnly, Peeking, Either] {
+        for m in ["join", "invite", "knock"] {
+            for state in [&banned, &banned_public] {
+                let d = check_server_user_membership(state, u, m, p);
+                assert_eq!(
+                    (d.verdict, d.reason),
+                    (Verdict::Deny, ReasonCode::PseudouserBanned),
+                    "{p:?} {m}"
+                );
+            }
+        }
+        // Unbanning (a leave) stays allowed.
+        assert!(check_server_user_membership(&banned, u, "leave", p).is_allowed());
+    }
+    // A public s2s room needs no invite; an already joined server user may rejoin.
+    assert!(
+        check_server_user_membership(&room(Some("m.s2s"), "public", vec![]), u, "join", S2sOnly)
+            .is_allowed()
+    );
+    let joined = room(Some("m.s2s"), "invite", vec![member(u, "join")]);
+    assert!(check_server_user_membership(&joined, u, "join", S2sOnly).is_allowed());
+    // Invites: not for one already joined.
+    assert_eq!(
+        check_server_user_membership(&joined, u, "invite", S2sOnly).reason,
+        ReasonCode::AlreadyInRoom
+    );
+    assert!(check_server_user_membership(&uninvited, u, "invite", S2sOnly).is_allowed());
+    // Knocks: only where the join rule allows it, never when invited or joined.
+    assert_eq!(
+        check_server_user_membership(&uninvited, u, "knock", S2sOnly).reason,
+        ReasonCode::KnockNotAllowed
+    );
+    let knock = room(Some("m.s2s"), "knock", vec![]);
+    assert!(check_server_user_membership(&knock, u, "knock", S2sOnly).is_allowed());
+    let knock_invited = room(Some("m.s2s"), "knock", vec![member(u, "invite")]);
+    assert_eq!(
+        check_server_user_membership(&knock_invited, u, "knock", S2sOnly).reason,
+        ReasonCode::AlreadyInvited
+    );
+    // An unknown join rule refuses every join, even of the invited.
+    let odd = room(Some("m.s2s"), "peekable", vec![member(u, "invite")]);
+    assert_eq!(
+        check_server_user_membership(&odd, u, "join", S2sOnly).reason,
+        ReasonCode::UnknownJoinRule
+    );
+}
+
+#[test]
+fn reason_codes_say_what_refused() {
+    use ServerUserPolicy::*;
+    let u = "@:remote.example";
+    let plain = room(None, "public", vec![]);
+    // Invites and knocks under peeking: not "no_user_of_server", which is about joins.
+    for m in ["invite", "knock"] {
+        let d = check_server_user_membership(&plain, u, m, Peeking);
+        assert_eq!(d.reason, ReasonCode::PseudouserJoinsDirectly, "{m}");
+    }
+    // Under either, a denial by both paths shows not_s2s_room, and names both rules.
+    let d = check_server_user_membership(&plain, u, "join", Either);
+    assert_eq!(d.reason, ReasonCode::NotS2sRoom);
+    assert!(d.detail.contains("not_s2s_room"), "{}", d.detail);
+    assert!(d.detail.contains("no_user_of_server"), "{}", d.detail);
+    let d = check_server_user_membership(&plain, u, "invite", Either);
+    assert_eq!(d.reason, ReasonCode::NotS2sRoom);
+    assert!(
+        d.detail.contains("pseudouser_joins_directly"),
+        "{}",
+        d.detail
+    );
 }
 
 #[test]

@@ -44,7 +44,7 @@ class ServerUserPolicy(str, enum.Enum):
 
     #: MSC3348: only in s2s rooms.
     S2S_ONLY = "s2s_only"
-    #: MSC1777: join rule ``peekable``, or a user of that server joined or invited.
+    #: MSC1777: a user of that server joined or invited, and the room's auth rules allow the join.
     PEEKING = "peeking"
     #: Allowed if either of the above allows it (the default).
     EITHER = "either"

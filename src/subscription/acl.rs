@@ -101,13 +101,13 @@ impl ServerAcl {
         if let Some(g) = self.deny.iter().find(|g| g.matches(host)) {
             return Decision::deny(
                 ReasonCode::ServerAclDenied,
-                format!("{host} matches the ACL deny entry {:?}", g.pattern()),
+                format!("{host} matches the ACL deny entry {}", g.shown()),
             );
         }
         if let Some(g) = self.allow.iter().find(|g| g.matches(host)) {
             return Decision::allow(
                 ReasonCode::ServerAclAllowed,
-                format!("{host} matches the ACL allow entry {:?}", g.pattern()),
+                format!("{host} matches the ACL allow entry {}", g.shown()),
             );
         }
         Decision::deny(

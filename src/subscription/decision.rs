@@ -224,8 +224,8 @@ pub fn decide_knock(
         return quiet(Decision::deny(
             ReasonCode::PolicyBan,
             format!(
-                "{server} matches the policy rule entity {:?}{why}",
-                rule.entity.pattern()
+                "{server} matches the policy rule entity {}{why}",
+                rule.entity.shown()
             ),
         ));
     }

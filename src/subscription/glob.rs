@@ -77,6 +77,16 @@ impl Glob {
         &self.pattern
     }
 
+    /// The pattern for a log line or a decision's detail: quoted, and cut to its first 100
+    /// characters with `…` if longer (an ACL entry may be 64 KiB of hostile text).
+    pub fn shown(&self) -> String {
+        let mut head: String = self.pattern.chars().take(100).collect();
+        if head.len() < self.pattern.len() {
+            head.push('…');
+        }
+        format!("{head:?}")
+    }
+
     /// True if the whole of `subject` matches, ignoring ASCII case. A subject longer than
     /// [`MAX_SUBJECT_CHARS`] never matches.
     pub fn matches(&self, subject: &str) -> bool {

@@ -14,14 +14,20 @@
 #define S(x) (const uint8_t *)(x), strlen(x)
 #define T(x) (x), strlen(x)
 
+#define CREATE \
+    "{\"type\":\"m.room.create\",\"state_key\":\"\",\"sender\":\"@a:origin.example\"," \
+    "\"content\":{\"room_version\":\"11\"}}"
+
 static const char *PUBLIC =
-    "[{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":\"public\"}}]";
+    "[" CREATE ",{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":"
+    "\"public\"}}]";
 
 static void test_pseudouser_join(void) {
     char *out = SENTINEL;
     size_t len = 0;
     const char *invited =
-        "[{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":\"public\"}},"
+        "[" CREATE ",{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":"
+        "\"public\"}},"
         "{\"type\":\"m.room.member\",\"state_key\":\"@bob:peer.example\",\"content\":{\"membership\":"
         "\"invite\"}}]";
     CHECK(servership_check_pseudouser_join(S(PUBLIC), T("@:peer.example"), &out, &len) ==
@@ -87,7 +93,12 @@ static void test_pseudouser_join(void) {
 
 static void test_server_user(void) {
     char *out = SENTINEL;
-    const char *s2s = "[{\"type\":\"m.room.create\",\"state_key\":\"\",\"content\":{\"type\":\"m.s2s\"}}]";
+    /* An s2s room (invite only) where the peer's pseudouser is invited. */
+    const char *s2s =
+        "[{\"type\":\"m.room.create\",\"state_key\":\"\",\"sender\":\"@:origin.example\","
+        "\"content\":{\"room_version\":\"11\",\"type\":\"m.s2s\"}},"
+        "{\"type\":\"m.room.member\",\"state_key\":\"@:peer.example\",\"content\":{\"membership\":"
+        "\"invite\"}}]";
     CHECK(servership_check_server_user_membership(S(PUBLIC), T("@:peer.example"), T("join"),
                                                   T("s2s_only"), &out, NULL) == SERVERSHIP_OK,
           "s2s_only in a normal room");

@@ -20,7 +20,10 @@ NORMAL = [
     ev("m.room.join_rules", "", {"join_rule": "public"}),
     ev("m.room.member", "@a:origin.example", {"membership": "join"}),
 ]
-S2S = [ev("m.room.create", "", {"room_version": "11", "type": "m.s2s"})]
+S2S = [
+    ev("m.room.create", "", {"room_version": "11", "type": "m.s2s"}),
+    ev("m.room.member", "@:peer.example", {"membership": "invite"}),
+]
 
 
 def test_is_s2s_room() -> None:
@@ -37,7 +40,7 @@ def test_is_s2s_room() -> None:
     [
         ("s2s_only", False, "not_s2s_room"),
         ("peeking", False, "no_user_of_server"),
-        ("either", False, "no_user_of_server"),
+        ("either", False, "not_s2s_room"),
         (ServerUserPolicy.S2S_ONLY, False, "not_s2s_room"),
     ],
 )
@@ -54,6 +57,12 @@ def test_server_user_in_a_normal_room_with_a_user_of_its_server() -> None:
     assert got["either"] and got["either"].reason == "server_has_joined_user"
     # Default policy is "either"; s2s rooms allow under s2s_only and either.
     assert s2s.check_server_user_membership(S2S, "@:peer.example", "join").reason == "s2s_room"
+    # Bans count under every policy; an uninvited server user stays out of an s2s room.
+    banned = S2S + [ev("m.room.member", "@:peer.example", {"membership": "ban"})]
+    for p in ServerUserPolicy:
+        assert s2s.check_server_user_membership(banned, "@:peer.example", "join", p).reason == "pseudouser_banned"
+    assert s2s.check_server_user_membership(S2S[:1], "@:peer.example", "join").reason == "not_invited"
+    assert s2s.check_server_user_membership(NORMAL, "@:peer.example", "invite", "peeking").reason == "pseudouser_joins_directly"
     assert s2s.check_server_user_membership(NORMAL, "@:peer.example", "leave", "s2s_only").reason == "leaving_always_allowed"
     with pytest.raises(servership.InvalidParamError, match="policy"):
         s2s.check_server_user_membership(NORMAL, "@:peer.example", "join", "sometimes")

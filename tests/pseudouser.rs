@@ -428,11 +428,16 @@ fn tracker_refuses_non_peekable_denied_and_non_local() {
             .reason,
         ReasonCode::ServerDeniedByOperator
     );
-    assert_eq!(
-        t.request_peek("!r:remote.example", "@eve:remote.example", true)
-            .action,
-        PeekAction::Refuse
-    );
+    // A remote user (or our own pseudouser) is not a local user: the reason says so.
+    for user in ["@eve:remote.example", "@:hs.example"] {
+        let a = t.request_peek("!r:remote.example", user, true);
+        assert_eq!(
+            (a.action, a.decision.reason),
+            (PeekAction::Refuse, ReasonCode::NotALocalUser),
+            "{user}"
+        );
+        assert!(a.decision.detail.contains("not a local user"));
+    }
 }
 
 #[test]

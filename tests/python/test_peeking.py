@@ -126,6 +126,8 @@ def test_peek_tracker_flow() -> None:
     advice = tracker.request_peek(ROOM, "@me:origin.example", True)
     assert advice.action == "join" and advice.decision.reason == "peek_requested"
     assert tracker.request_peek(ROOM, "@you:origin.example", True).action == "nothing"
+    remote = tracker.request_peek(ROOM, "@eve:elsewhere.example", True)
+    assert (remote.action, remote.decision.reason) == ("refuse", "not_a_local_user")
     assert tracker.membership_changed(ROOM, "@:origin.example", "join").action == "nothing"
     assert tracker.pseudouser_joined(ROOM)
     assert sorted(tracker.peekers(ROOM)) == ["@me:origin.example", "@you:origin.example"]

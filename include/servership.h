@@ -466,12 +466,29 @@ servership_status servership_parse_knock_edu(const uint8_t *json, size_t len, ch
 // `path` must point to `path_len` readable bytes; `out` a valid `servership_knock_store **`.
 servership_status servership_knock_store_open(const char *path, size_t path_len, uint64_t expire_after_ms, servership_knock_store **out);
 
+// [`servership_knock_store_open`] with an explicit per-origin cap: at most `max_per_origin` new
+// knocks (a room the origin had no unexpired knock on) per origin in any `window_ms`
+// milliseconds; beyond that `servership_knock_store_record` fails with
+// `SERVERSHIP_LIMIT_EXCEEDED` and writes nothing. (`servership_knock_store_open` uses 20 per
+// hour.)
+//
+// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path or a zero window, `SERVERSHIP_UNKNOWN`
+// when the file cannot be opened or migrated.
+//
+// # Safety
+// `path` must point to `path_len` readable bytes; `out` a valid `servership_knock_store **`.
+servership_status servership_knock_store_open_with_limits(const char *path, size_t path_len, uint64_t expire_after_ms, uint32_t max_per_origin, uint64_t window_ms, servership_knock_store **out);
+
 // Frees a knock store. `NULL` is a no-op.
 void servership_knock_store_free(servership_knock_store *store);
 
 // Records (idempotently) that `server` knocked on `room_id` at `now_ms` (milliseconds since the
 // Unix epoch; a negative value uses the system clock). `times_out` (`NULL` allowed) receives how
 // many times the knock was seen since it last expired.
+//
+// Fails with `SERVERSHIP_LIMIT_EXCEEDED` (the last error's JSON carries `retry_after_ms`) for a
+// new knock beyond the origin's cap, writing nothing, and with `SERVERSHIP_UNKNOWN` when the file
+// stays busy: the call never waits more than about a second.
 //
 // # Safety
 // `store` must be `NULL` or a live handle; pointer/length pairs readable; `times_out` `NULL` or
@@ -486,8 +503,8 @@ servership_status servership_knock_store_record(const servership_knock_store *st
 // valid `char **`; `out_len` `NULL` or valid.
 servership_status servership_knock_store_get(const servership_knock_store *store, const char *room_id, size_t room_id_len, const char *server, size_t server_len, int64_t now_ms, char **record_json_out, size_t *out_len);
 
-// Deletes every knock expired at `now_ms` (negative: system clock); `purged_out` (`NULL` allowed)
-// receives how many.
+// Deletes every knock expired at `now_ms` (negative: system clock), in batches of 1,000 rows per
+// transaction; `purged_out` (`NULL` allowed) receives how many. Run it on a schedule.
 //
 // # Safety
 // `store` must be `NULL` or a live handle; `purged_out` `NULL` or valid.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use servership::decision::{ReasonCode, Verdict};
 use servership::json::{self, Object, Value};
 use servership::room_state::RoomState;
-use servership::store::KnockStore;
+use servership::store::{KnockLimits, KnockStore};
 use servership::subscription::acl::{ServerAcl, check_server_acl};
 use servership::subscription::decision::{KnockMode, PolicyList, Research, decide_knock};
 use servership::subscription::glob::Glob;
@@ -205,6 +205,119 @@ fn knock_store_survives_reopening_and_shares_the_file() {
             .times,
         1
     );
+}
+
+#[test]
+fn one_origin_cannot_flood_the_knock_store() {
+    // Issue 12: one /send with 100 knocks for rooms that do not exist gave 100 rows.
+    let (_d, s) = store();
+    assert_eq!(s.limits(), KnockLimits::default());
+    let cap = KnockLimits::default().max_per_origin;
+    let mut refused = 0;
+    for i in 0..100 {
+        match s.record_at(&format!("!r{i}:hs.example"), "flood.example", 1_000 + i) {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.errcode().as_str(), "M_LIMIT_EXCEEDED");
+                // The oldest counted knock (at 1000) leaves the hour-long window at 3_601_000.
+                assert_eq!(e.retry_after_ms(), Some(3_601_000 - (1_000 + i) as u64));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 100 - i64::from(cap));
+    assert_eq!(s.row_count().unwrap(), i64::from(cap));
+    // Repeats of a knock already recorded are not new: they still count as seen.
+    assert_eq!(
+        s.record_at("!r0:hs.example", "flood.example", 2_000)
+            .unwrap()
+            .times,
+        2
+    );
+    // Another origin has its own cap.
+    assert!(
+        s.record_at("!r0:hs.example", "polite.example", 2_000)
+            .is_ok()
+    );
+    // Once the window has passed, the origin may knock again.
+    assert!(
+        s.record_at("!later:hs.example", "flood.example", 3_601_000)
+            .is_ok()
+    );
+    // The cap is configurable; zero refuses every new knock.
+    let dir = tempdir::Dir::new();
+    let strict = KnockStore::open_with_limits(
+        &dir.path.join("k.db"),
+        Duration::from_secs(60),
+        KnockLimits {
+            max_per_origin: 0,
+            window: Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    assert!(strict.record_at("!r:hs.example", "any.example", 0).is_err());
+    assert!(
+        KnockStore::open_with_limits(
+            &dir.path.join("k.db"),
+            Duration::from_secs(60),
+            KnockLimits {
+                max_per_origin: 1,
+                window: Duration::ZERO,
+            },
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_busy_file_fails_a_knock_within_a_second() {
+    // Issue 12: with_retry could sleep for 60 s inside a Synapse thread-pool thread.
+    let (d, s) = store();
+    s.record_at("!r:hs.example", "remote.example", 0).unwrap();
+    let other = rusqlite::Connection::open(d.path.join("servership.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let started = std::time::Instant::now();
+    let e = s
+        .record_at("!r:hs.example", "remote.example", 1)
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(e.errcode().as_str(), "M_UNKNOWN");
+    assert!(waited < Duration::from_millis(1100), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "it did wait: {waited:?}"
+    );
+    other.execute_batch("ROLLBACK;").unwrap();
+    assert_eq!(
+        s.record_at("!r:hs.example", "remote.example", 2)
+            .unwrap()
+            .times,
+        2
+    );
+}
+
+#[test]
+fn purging_goes_in_short_batches() {
+    let dir = tempdir::Dir::new();
+    let s = KnockStore::open_with_limits(
+        &dir.path.join("k.db"),
+        Duration::from_millis(10),
+        KnockLimits {
+            max_per_origin: 10_000,
+            window: Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    for i in 0..2_500 {
+        s.record_at(&format!("!r{i}:hs.example"), "remote.example", 0)
+            .unwrap();
+    }
+    s.record_at("!fresh:hs.example", "remote.example", 1_000)
+        .unwrap();
+    assert_eq!(s.purge_expired_batch_at(1_000, 1_000).unwrap(), 1_000);
+    assert_eq!(s.purge_expired_at(1_000).unwrap(), 1_500);
+    assert_eq!(s.purge_expired_at(1_000).unwrap(), 0);
+    assert_eq!(s.row_count().unwrap(), 1);
 }
 
 #[test]

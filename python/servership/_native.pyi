@@ -661,7 +661,13 @@ def decide_knock(
 
 @final
 class KnockStore:
-    def __new__(cls, path: str | os.PathLike[str], expire_after_ms: int) -> KnockStore: ...
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        expire_after_ms: int,
+        max_per_origin: int = 20,
+        origin_window_ms: int = 3600000,
+    ) -> KnockStore: ...
     def record(self, room_id: str, server: str, now_ms: int | None = None) -> dict[str, Any]: ...
     def get(
         self, room_id: str, server: str, now_ms: int | None = None

@@ -16,7 +16,7 @@ use crate::json::{self, Object, Value};
 use crate::pseudouser;
 use crate::room_state::RoomState;
 use crate::s2s::{self, ServerUserPolicy, negotiation};
-use crate::store::KnockStore;
+use crate::store::{KnockLimits, KnockStore};
 use crate::subscription::{JoinGate, decision as knock, knock as edu};
 
 /// Parses a state array; errors name the index (`state[2]: ...`), and `argument` when it is not
@@ -187,6 +187,46 @@ pub unsafe extern "C" fn servership_knock_store_open(
     })
 }
 
+/// [`servership_knock_store_open`] with an explicit per-origin cap: at most `max_per_origin` new
+/// knocks (a room the origin had no unexpired knock on) per origin in any `window_ms`
+/// milliseconds; beyond that `servership_knock_store_record` fails with
+/// `SERVERSHIP_LIMIT_EXCEEDED` and writes nothing. (`servership_knock_store_open` uses 20 per
+/// hour.)
+///
+/// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path or a zero window, `SERVERSHIP_UNKNOWN`
+/// when the file cannot be opened or migrated.
+///
+/// # Safety
+/// `path` must point to `path_len` readable bytes; `out` a valid `servership_knock_store **`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn servership_knock_store_open_with_limits(
+    path: *const c_char,
+    path_len: usize,
+    expire_after_ms: u64,
+    max_per_origin: u32,
+    window_ms: u64,
+    out: Option<&mut *mut servership_knock_store>,
+) -> servership_status {
+    call("servership_knock_store_open_with_limits", || {
+        let out = required(out, "out")?;
+        // SAFETY: the caller guarantees `path` points to `path_len` readable bytes.
+        let path = unsafe { input_str(path, path_len, "path") }?;
+        if path.is_empty() {
+            return Err(Error::invalid_param("path must not be empty").into());
+        }
+        let store = KnockStore::open_with_limits(
+            std::path::Path::new(path),
+            Duration::from_millis(expire_after_ms),
+            KnockLimits {
+                max_per_origin,
+                window: Duration::from_millis(window_ms),
+            },
+        )?;
+        *out = Box::into_raw(Box::new(servership_knock_store { store }));
+        Ok(())
+    })
+}
+
 /// Frees a knock store. `NULL` is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn servership_knock_store_free(store: Option<Box<servership_knock_store>>) {
@@ -207,6 +247,10 @@ fn clock(now_ms: i64) -> i64 {
 /// Records (idempotently) that `server` knocked on `room_id` at `now_ms` (milliseconds since the
 /// Unix epoch; a negative value uses the system clock). `times_out` (`NULL` allowed) receives how
 /// many times the knock was seen since it last expired.
+///
+/// Fails with `SERVERSHIP_LIMIT_EXCEEDED` (the last error's JSON carries `retry_after_ms`) for a
+/// new knock beyond the origin's cap, writing nothing, and with `SERVERSHIP_UNKNOWN` when the file
+/// stays busy: the call never waits more than about a second.
 ///
 /// # Safety
 /// `store` must be `NULL` or a live handle; pointer/length pairs readable; `times_out` `NULL` or
@@ -266,8 +310,8 @@ pub unsafe extern "C" fn servership_knock_store_get(
     })
 }
 
-/// Deletes every knock expired at `now_ms` (negative: system clock); `purged_out` (`NULL` allowed)
-/// receives how many.
+/// Deletes every knock expired at `now_ms` (negative: system clock), in batches of 1,000 rows per
+/// transaction; `purged_out` (`NULL` allowed) receives how many. Run it on a schedule.
 ///
 /// # Safety
 /// `store` must be `NULL` or a live handle; `purged_out` `NULL` or valid.

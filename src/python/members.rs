@@ -1069,8 +1069,10 @@ pub(crate) fn parse_mode(mode: &str) -> crate::Result<knock::KnockMode> {
 }
 
 /// Recorded `m.server.knock` EDUs in servership's own SQLite file, idempotent per (room, server),
-/// expiring `expire_after_ms` after last seen. Safe to share between threads; the SQLite work
-/// runs without holding the interpreter (in Synapse, still call it through `defer_to_thread`).
+/// expiring `expire_after_ms` after last seen; at most `max_per_origin` new knocks per origin per
+/// `origin_window_ms`, and never more than about a second of waiting per call. Safe to share
+/// between threads; the SQLite work runs without holding the interpreter (in Synapse, still call
+/// it through `defer_to_thread`).
 /// Records are `dict`s `{"room_id", "server", "first_seen_ms", "last_seen_ms", "times"}`; times
 /// default to the system clock.
 #[pyclass(frozen, module = "servership", name = "KnockStore")]
@@ -1091,20 +1093,30 @@ fn now_or(now_ms: Option<i64>) -> i64 {
 #[pymethods]
 impl PyKnockStore {
     #[new]
+    #[pyo3(signature = (path, expire_after_ms, max_per_origin = 20, origin_window_ms = 3_600_000))]
     fn new(
         py: Python<'_>,
         path: std::path::PathBuf,
         #[pyo3(from_py_with = args::int)] expire_after_ms: u64,
+        #[pyo3(from_py_with = args::int)] max_per_origin: u32,
+        #[pyo3(from_py_with = args::int)] origin_window_ms: u64,
     ) -> PyResult<Self> {
         let expire = std::time::Duration::from_millis(expire_after_ms);
-        let inner = py.detach(|| KnockStore::open(&path, expire))?;
+        let limits = crate::store::KnockLimits {
+            max_per_origin,
+            window: std::time::Duration::from_millis(origin_window_ms),
+        };
+        let inner = py.detach(|| KnockStore::open_with_limits(&path, expire, limits))?;
         Ok(PyKnockStore {
             inner,
             path: path.display().to_string(),
         })
     }
 
-    /// Records a knock of `server` on `room_id` at `now_ms`; returns the record.
+    /// Records a knock of `server` on `room_id` at `now_ms`; returns the record. A new knock
+    /// beyond the origin's cap (`max_per_origin` per `origin_window_ms`) raises
+    /// `LimitExceededError` and writes nothing; a file that stays busy raises `StorageError`
+    /// after about a second at most.
     #[pyo3(signature = (room_id, server, now_ms = None))]
     fn record<'py>(
         &self,
@@ -1171,7 +1183,13 @@ impl PyKnockStore {
     }
 
     fn __repr__(&self) -> String {
-        format!("KnockStore(path={:?})", self.path)
+        let l = self.inner.limits();
+        format!(
+            "KnockStore(path={:?}, max_per_origin={}, origin_window_ms={})",
+            self.path,
+            l.max_per_origin,
+            l.window.as_millis()
+        )
     }
 }
 

@@ -15,7 +15,7 @@ mod knocks;
 mod sqlite;
 mod tags;
 
-pub use knocks::{KnockRecord, KnockStore};
+pub use knocks::{KnockLimits, KnockRecord, KnockStore};
 
 pub(crate) use sqlite::storage_error;
 pub use sqlite::{ensure_schema, open_connection, with_retry};

@@ -110,6 +110,7 @@ class FakeModuleApi:
 
     def __init__(self, server_name: str = "b.example", db_file: str | None = None) -> None:
         self.server_name = server_name
+        self.looping: list[tuple] = []
         self._hs = FakeHomeServer(self, db_file)
         self.third_party: dict[str, Any] = {}
         self.spam: dict[str, Any] = {}
@@ -147,6 +148,10 @@ class FakeModuleApi:
     def should_run_background_tasks(self) -> bool:
         return True
 
+    def looping_background_call(self, f: Any, msec: float, *args: Any, desc: str = "",
+                                run_on_all_instances: bool = False) -> None:
+        self.looping.append((f, msec, args, desc))
+
     def delayed_background_call(self, msec: float, f: Any, *args: Any, desc: str = "") -> None:
         self.delayed.append((msec, f, args, desc))
 
@@ -162,3 +167,16 @@ class FakeModuleApi:
             return f(cur, *args)
         finally:
             cur.close()
+
+    def set_room_state(self, room_id: str, events: list) -> None:
+        """The current state ``get_room_state`` answers for ``room_id`` (FakeEvents)."""
+        self.__dict__.setdefault("room_states", {})[room_id] = list(events)
+
+    async def get_room_state(self, room_id: str, event_filter: Any = None) -> dict:
+        events = self.__dict__.get("room_states", {}).get(room_id, [])
+        out = {(e.type, e.state_key): e for e in events}
+        if event_filter is not None:
+            wanted = list(event_filter)
+            out = {k: e for k, e in out.items()
+                   if any(t == k[0] and (sk is None or sk == k[1]) for t, sk in wanted)}
+        return out

@@ -260,10 +260,17 @@ def test_knock_edu_is_delivered_and_recorded(lab: Lab) -> None:
     admin = lab.a.register(_uid("admin"), admin=True)
     bob = lab.b.register(_uid("bob"))
     room = bob.create_room(preset="private_chat")
+    store = servership.KnockStore(lab.b.module_config["store_path"], 7 * 24 * 3600 * 1000)
+    # B records knocks only for rooms it gates: this one is not (yet), so it is dropped.
+    assert admin.ok("POST", "/_synapse/client/servership/v1/knock",
+                    {"room_id": room, "destination": lab.b.server_name}) == {"sent": True}
+    _log_has(lab.b, re.escape(f"servership: dropped knock from {lab.a.server_name}"))
+    assert store.get(room, lab.a.server_name) is None
+    gated = list(lab.b.module_config.get("gated_rooms", [])) + [room]
+    lab.timings["restart_B"] = lab.b.reconfigure(gated_rooms=gated)
     assert admin.ok("POST", "/_synapse/client/servership/v1/knock",
                     {"room_id": room, "destination": lab.b.server_name}) == {"sent": True}
     _log_has(lab.b, re.escape(f"servership: {lab.a.server_name} knocked on {room}"))
-    store = servership.KnockStore(lab.b.module_config["store_path"], 7 * 24 * 3600 * 1000)
     assert store.get(room, lab.a.server_name) is not None
     # Not for ordinary users.
     user = lab.a.register(_uid("user"))
@@ -280,8 +287,12 @@ def test_gated_room_refuses_a_server_until_it_is_able_to_subscribe(lab: Lab) -> 
     path = f"/_matrix/client/v3/join/{urllib.parse.quote(room)}?server_name=" + \
         urllib.parse.quote(lab.a.server_name)
     status, body = bob.call("POST", path, {})
-    assert status == 403, body
-    _log_has(lab.a, r"servership: refused join of " + re.escape(bob.user_id))
+    # A answers make_join exactly as for a room it does not know (404), so B tells bob it
+    # could not join through any server, as it would for a room that does not exist.
+    assert status == 502, (status, body)
+    _log_has(lab.b, r"Failed to make_join via " + re.escape(lab.a.server_name) + r": 404")
+    _log_has(lab.a, r"servership: refused the join of " + re.escape(bob.user_id)
+             + r" to " + re.escape(room) + r" at make_join")
     alice.ok("PUT", f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/state/"
              f"m.server.is_able_to_subscribe/{urllib.parse.quote(lab.b.server_name)}",
              {"is_able_to_subscribe": True})

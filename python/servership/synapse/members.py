@@ -143,7 +143,10 @@ class MembersHooks:
         """Runs on every event this server builds: refuses join rules the room version does not
         know, and remote joins (the ``make_join`` templates) ``decide_remote_join`` refuses."""
         if event.type == "m.room.join_rules" and event.state_key == "":
-            self._check_join_rule(event.room_version.identifier, event.content)
+            # Synapse's event content is an immutable mapping, not a dict.
+            self._check_join_rule(
+                event.room_version.identifier, _compat.plain_json(event.content)
+            )
             return True, None
         target = self._remote_join(event)
         if target is None:

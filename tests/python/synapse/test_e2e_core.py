@@ -300,6 +300,30 @@ def test_gated_room_refuses_a_server_until_it_is_able_to_subscribe(lab: Lab) -> 
     assert status == 200, body
 
 
+def test_peekable_is_refused_so_no_room_is_bricked(lab: Lab) -> None:
+    """Issue 12: Synapse accepts `join_rule: peekable` in a standard room version, then refuses
+    every membership change. The module refuses to send it, with a clear error, and the room
+    stays usable."""
+    alice = lab.a.register(_uid("alice"))
+    status, body = alice.call("POST", "/_matrix/client/v3/createRoom", {
+        "preset": "public_chat",
+        "initial_state": [{"type": "m.room.join_rules", "state_key": "",
+                           "content": {"join_rule": "peekable"}}],
+    })
+    assert status == 400 and body["errcode"] == "M_INVALID_PARAM", (status, body)
+    assert "peekable" in body["error"], body
+    room = alice.create_room(preset="public_chat")
+    quoted = urllib.parse.quote(room)
+    status, body = alice.call("PUT", f"/_matrix/client/v3/rooms/{quoted}/state/m.room.join_rules/",
+                              {"join_rule": "peekable"})
+    assert status == 400 and "peekable" in body["error"], (status, body)
+    # Nothing was sent: the join rule is still public, and membership changes still work.
+    rules = alice.ok("GET", f"/_matrix/client/v3/rooms/{quoted}/state/m.room.join_rules/")
+    assert rules == {"join_rule": "public"}, rules
+    alice.ok("PUT", f"/_matrix/client/v3/rooms/{quoted}/state/m.room.member/"
+             f"{urllib.parse.quote(alice.user_id)}", {"membership": "join", "displayname": "A"})
+
+
 def test_admin_audit_classifies_a_departed_peer_and_a_stranger(lab: Lab) -> None:
     """The seed's scenario with two servers: bob@B joins alice's council and leaves; alice's
     attic B never saw. A's admin audits both through A's module (which asks B, signed): B

@@ -203,8 +203,11 @@ def test_peekable_is_refused_in_standard_room_versions_before_anything_is_sent(s
     asyncio.run(create(requester, ok, False))
     asyncio.run(create(requester, {"room_version": "11", "preset": "public_chat"}, False))
     # A later change of the join rules, built locally.
-    change = FakeEvent("m.room.join_rules", "", "@c:b.example", ROOM, {"join_rule": "peekable"},
-                       room_version="12")
+    from types import MappingProxyType
+
+    # Synapse hands the content as an immutable mapping, not a dict.
+    change = FakeEvent("m.room.join_rules", "", "@c:b.example", ROOM,
+                       MappingProxyType({"join_rule": "peekable"}), room_version="12")  # type: ignore[arg-type]
     with pytest.raises(_compat.SynapseError):
         asyncio.run(m.check_event_allowed(change, {}))
     fine = FakeEvent("m.room.join_rules", "", "@c:b.example", ROOM, {"join_rule": "invite"},

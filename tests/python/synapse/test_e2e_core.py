@@ -279,6 +279,26 @@ def test_knock_edu_is_delivered_and_recorded(lab: Lab) -> None:
     assert status == 403, body
 
 
+def test_a_knock_flood_writes_nothing(lab: Lab) -> None:
+    """Issue 12: 100 knocks for rooms that do not exist gave 100 rows. A sends 100 knocks for
+    rooms B does not know (Synapse's federation sender batches them into transactions); B
+    drops them all before any write."""
+    admin = lab.a.register(_uid("admin"), admin=True)
+    store = servership.KnockStore(lab.b.module_config["store_path"], 7 * 24 * 3600 * 1000)
+    before = len(store)
+    dropped = re.escape(f"servership: dropped knock from {lab.a.server_name}")
+    pattern = dropped + r" \(not a gated room here\)"
+    seen = len(re.findall(pattern, lab.b.log_text()))
+    tag = _uid("flood")
+    for i in range(100):
+        assert admin.ok("POST", "/_synapse/client/servership/v1/knock",
+                        {"room_id": f"!{tag}{i}:{lab.b.server_name}",
+                         "destination": lab.b.server_name}) == {"sent": True}
+    _eventually(lambda: len(re.findall(pattern, lab.b.log_text())) >= seen + 100,
+                timeout=30, what="100 dropped knocks on B")
+    assert len(store) == before
+
+
 def test_gated_room_refuses_a_server_until_it_is_able_to_subscribe(lab: Lab) -> None:
     alice, bob = lab.a.register(_uid("alice")), lab.b.register(_uid("bob"))
     room = alice.create_room(preset="public_chat")

@@ -469,3 +469,24 @@ def join_rule_known(room_version_id: str, rule: Any) -> bool:
 def default_room_version(api: Any) -> str:
     """The room version ``createRoom`` uses when the request names none."""
     return str(homeserver(api).config.server.default_room_version.identifier)
+
+
+async def current_state(
+    api: Any, room_id: str, types: list[tuple[str, str | None]] | None = None
+) -> list[dict] | None:
+    """The room's current state as plain event dicts (only ``types`` if given), or ``None``
+    while the room has partial state (we are joining it ourselves, MSC3706). Never waits for
+    full state: ``ModuleApi.get_room_state`` does, and called from a spam check on the events
+    of that very resync it never returns."""
+    from synapse.types.state import StateFilter
+
+    hs = homeserver(api)
+    store = hs.get_datastores().main
+    if await store.is_partial_state_room(room_id):
+        return None
+    state_filter = StateFilter.all() if types is None else StateFilter.from_types(types)
+    ids = await hs.get_storage_controllers().state.get_current_state_ids(
+        room_id, state_filter=state_filter, await_full_state=False
+    )
+    events = await store.get_events(list(ids.values()))
+    return [plain_json(e.get_dict()) for e in events.values()]

@@ -117,9 +117,37 @@ class MembersHooks:
                 return JoinVerdict(False, reason, f"{room_id} is gated and {server} may not join")
         return ALLOW
 
-    async def _current_state(self, room_id: str) -> list[dict]:
-        events = await self._api.get_room_state(room_id)
-        return [_compat.plain_json(e.get_dict()) for e in events.values()]
+    async def _current_state(self, room_id: str, target: str) -> list[dict] | None:
+        """What ``decide_remote_join`` needs of the room's current state for ``target``: all of
+        it for a pseudouser that the MSC1777 rule judges, else the create event and the
+        target server's ``m.server.is_able_to_subscribe``. ``None`` while the room has partial
+        state (we are joining it ourselves: not ours to judge yet)."""
+        if _core.is_server_pseudouser(target) and self._config.pseudousers:
+            return await _compat.current_state(self._api, room_id)
+        server = _core.user_server(target) or ""
+        return await _compat.current_state(
+            self._api,
+            room_id,
+            [("m.room.create", ""), ("m.server.is_able_to_subscribe", server)],
+        )
+
+    async def _judge(self, room_id: str, target: str) -> JoinVerdict:
+        """``decide_remote_join`` on the current state. Only pseudousers and joins into gated
+        rooms can be refused, so only they cost a state read; when the check itself fails they
+        are refused (fail closed), and the failure is logged."""
+        if _core.user_server(target) is None:
+            return JoinVerdict(False, "not_a_user_id", f"{target!r} is not a user ID")
+        if not _core.is_server_pseudouser(target) and room_id not in self._gated:
+            return ALLOW
+        try:
+            state = await self._current_state(room_id, target)
+            if state is None:
+                return ALLOW
+            return await self.decide_remote_join(room_id, target, state)
+        except Exception as exc:  # noqa: BLE001 - any failure of the check keeps the door shut
+            logger.error("servership: checking the join of %s to %s failed: %r", target,
+                         room_id, exc)
+            return JoinVerdict(False, "check_failed", str(exc))
 
     def _remote_join(self, event: Any) -> str | None:
         """The joining user of a remote join event, or None for anything else."""
@@ -169,12 +197,7 @@ class MembersHooks:
         target = self._remote_join(event)
         if target is None:
             return _compat.NOT_SPAM
-        try:
-            verdict = await self.decide_remote_join(
-                event.room_id, target, await self._current_state(event.room_id)
-            )
-        except _core.CoreError as exc:
-            verdict = JoinVerdict(False, "check_failed", str(exc))
+        verdict = await self._judge(event.room_id, target)
         if verdict.allowed:
             return _compat.NOT_SPAM
         if _compat.in_send_join_request(event.room_id):
@@ -188,12 +211,7 @@ class MembersHooks:
         target = self._remote_join(event)
         if target is None:
             return False
-        try:
-            verdict = await self.decide_remote_join(
-                event.room_id, target, await self._current_state(event.room_id)
-            )
-        except _core.CoreError as exc:
-            verdict = JoinVerdict(False, "check_failed", str(exc))
+        verdict = await self._judge(event.room_id, target)
         if verdict.allowed:
             return False
         self._refused("send", event.room_id, target, verdict)
@@ -264,7 +282,7 @@ class MembersHooks:
         logger.info("servership: %s knocked on %s", origin, room_id)
 
     async def _known_room(self, room_id: str) -> bool:
-        state = await self._api.get_room_state(room_id, [("m.room.create", "")])
+        state = await _compat.current_state(self._api, room_id, [("m.room.create", "")])
         return bool(state)
 
     async def purge_knocks(self) -> int:

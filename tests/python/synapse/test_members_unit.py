@@ -34,6 +34,20 @@ def store(tmp_path: Path) -> str:
     return str(tmp_path / "servership.db")
 
 
+@pytest.fixture(autouse=True)
+def _state_from_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_compat.current_state`` reads Synapse's stores; here it reads the fake's room states
+    (``api.partial`` lists rooms with partial state)."""
+
+    async def current_state(api: Any, room_id: str, types: Any = None) -> list[dict] | None:
+        if room_id in getattr(api, "partial", ()):
+            return None
+        events = await api.get_room_state(room_id, types)
+        return [_compat.plain_json(e.get_dict()) for e in events.values()]
+
+    monkeypatch.setattr(_compat, "current_state", current_state)
+
+
 def ev(t: str, key: str, content: dict, sender: str = "@c:b.example", room: str = ROOM) -> FakeEvent:
     return FakeEvent(t, key, sender, room, content, room_version="11")
 
@@ -141,6 +155,32 @@ def test_send_join_of_a_pseudouser_when_pseudousers_are_off(store: str) -> None:
         with pytest.raises(_compat.SynapseError) as refused:
             asyncio.run(api.spam["check_event_for_spam"](join("@:a.example")))
     assert refused.value.code == 404
+
+
+def test_rooms_we_are_still_joining_are_not_judged(store: str) -> None:
+    """While we join a room ourselves (partial state), its events are not ours to judge, and
+    reading its current state would wait for the very resync those events belong to."""
+    m, api = module(store, gated_rooms=[ROOM])
+    api.set_room_state(ROOM, room())
+    api.partial = {ROOM}  # type: ignore[attr-defined]
+    assert asyncio.run(api.spam["should_drop_federated_event"](join("@eve:evil.example"))) is False
+    assert asyncio.run(api.spam["check_event_for_spam"](join("@eve:evil.example"))) is _compat.NOT_SPAM
+
+
+def test_a_failing_check_refuses_only_what_it_could_refuse(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(api: Any, room_id: str, types: Any = None) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(_compat, "current_state", broken)
+    m, api = module(store, gated_rooms=[ROOM], pseudousers=True)
+    drop = api.spam["should_drop_federated_event"]
+    # Gated rooms and pseudousers fail closed...
+    assert asyncio.run(drop(join("@eve:evil.example"))) is True
+    assert asyncio.run(drop(join("@:evil.example", "!other:b.example"))) is True
+    # ...an ordinary join into an ungated room needs no state, and is never refused.
+    assert asyncio.run(drop(join("@ann:good.example", "!other:b.example"))) is False
 
 
 def test_joins_in_send_are_dropped(store: str) -> None:

@@ -425,7 +425,12 @@ def test_remote_pseudouser_join_needs_setting(core: FakeCore, store: str) -> Non
     assert asyncio.run(on.check_event_allowed(join, state)) == (True, None)
 
 
-def test_knock_edu_recorded_and_sent(core: FakeCore, store: str) -> None:
+def test_knock_edu_recorded_and_sent(core: FakeCore, store: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    async def current_state(api: Any, room_id: str, types: Any = None) -> list[dict]:
+        return [e.get_dict() for e in (await api.get_room_state(room_id, types)).values()]
+
+    monkeypatch.setattr(_compat, "current_state", current_state)
     module, api = _module(store, gated_rooms=["!r:b.example"])
     api.set_room_state("!r:b.example", [CREATE])
     handler = api._hs.edu_handlers["m.server.knock"]

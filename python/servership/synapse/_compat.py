@@ -490,3 +490,10 @@ async def current_state(
     )
     events = await store.get_events(list(ids.values()))
     return [plain_json(e.get_dict()) for e in events.values()]
+
+
+def soft_fail_code() -> Any:
+    """What ``check_event_for_spam`` returns to have Synapse soft-fail an event."""
+    from synapse.api.errors import Codes
+
+    return Codes.FORBIDDEN

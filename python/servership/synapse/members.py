@@ -204,7 +204,7 @@ class MembersHooks:
             self._refused("send_join", event.room_id, target, verdict)
             raise _compat.unknown_room_error(event.room_id)
         self._refused("federated", event.room_id, target, verdict)
-        return _compat.spam_errcode("M_FORBIDDEN")
+        return _compat.soft_fail_code()
 
     async def should_drop_federated_event(self, event: Any) -> bool:
         """Runs on every PDU of a ``/send`` transaction: drops refused joins."""

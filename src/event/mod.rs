@@ -26,6 +26,7 @@
 //!   signatures included (as Synapse measures). ruma measures the stripped event against 65 535;
 //!   an event between the two is accepted here and by Synapse.
 
+pub(crate) mod format;
 mod hashes;
 mod room_id;
 mod signatures;

@@ -1,15 +1,16 @@
 //! The MSC4329 request check, and the create-event and invite-event checks it shares with
 //! [`super::check_spec_invite`].
 
-use crate::error::{ErrCode, Error, Result};
+use crate::error::{Error, Result};
 use crate::event;
+use crate::event::format::{check_pdu_format, invalid, user_id_field, verify_signed};
 use crate::ids::{RoomId, UserId};
 use crate::json::{self, Object, Value};
 use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
 
 use super::MAX_INVITE_BODY_BYTES;
-use super::keys::KeyRing;
 use super::state::{self, DroppedEvent};
+use crate::signing::KeyRing;
 
 /// What the receiving server learns from an invite that passed every check.
 #[derive(Debug, Clone)]
@@ -470,120 +471,5 @@ impl CommonJson<'_> {
         );
         o.insert("signatures_checked".into(), self.signatures_checked.into());
         o
-    }
-}
-
-/// Verifies `server`'s signature and the content hash of a PDU.
-pub(crate) fn verify_signed(
-    pdu: &Object,
-    server: &str,
-    ring: &KeyRing,
-    room_version: RoomVersion,
-    place: &str,
-) -> Result<()> {
-    let keys = ring.keys_for(server);
-    if keys.is_empty() {
-        return Err(Error::invalid_param(format!(
-            "{place}: no verify key is known for {server}"
-        )));
-    }
-    event::verify_event_signature(pdu, server, keys, room_version)
-        .map_err(|e| invalid(e, &format!("{place} signature")))?;
-    if !event::check_content_hash(pdu).map_err(|e| invalid(e, place))? {
-        return Err(Error::invalid_param(format!(
-            "{place}.hashes.sha256 does not match the event"
-        )));
-    }
-    Ok(())
-}
-
-/// Checks the members every PDU of the room version must have, with the right types.
-pub(crate) fn check_pdu_format(pdu: &Object, room_version: RoomVersion, place: &str) -> Result<()> {
-    let want = |key: &str, what: &str| -> Result<()> {
-        match pdu.get(key) {
-            None => Err(Error::invalid_param(format!("{place}.{key} is required"))),
-            Some(v) if !ok_type(v, what) => Err(Error::invalid_param(format!(
-                "{place}.{key} must be {what}, found {}",
-                v.type_name()
-            ))),
-            Some(_) => Ok(()),
-        }
-    };
-    for (key, what) in [
-        ("type", "a string"),
-        ("sender", "a string"),
-        ("content", "an object"),
-        ("origin_server_ts", "an integer"),
-        ("depth", "an integer"),
-        ("prev_events", "an array"),
-        ("auth_events", "an array"),
-        ("hashes", "an object"),
-        ("signatures", "an object"),
-    ] {
-        want(key, what)?;
-    }
-    if let Some(v) = pdu.get("state_key") {
-        if v.as_str().is_none() {
-            return Err(Error::invalid_param(format!(
-                "{place}.state_key must be a string, found {}",
-                v.type_name()
-            )));
-        }
-    }
-    if pdu
-        .get("depth")
-        .and_then(Value::as_int)
-        .is_some_and(|d| d < 0)
-    {
-        return Err(Error::invalid_param(format!(
-            "{place}.depth must not be negative"
-        )));
-    }
-    if room_version.event_id_format != EventIdFormat::Opaque {
-        for key in ["prev_events", "auth_events"] {
-            if let Some(Value::Array(ids)) = pdu.get(key) {
-                if let Some(i) = ids.iter().position(|v| v.as_str().is_none()) {
-                    return Err(Error::invalid_param(format!(
-                        "{place}.{key}[{i}] must be an event ID string"
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn ok_type(v: &Value, what: &str) -> bool {
-    match what {
-        "a string" => v.as_str().is_some(),
-        "an object" => v.as_object().is_some(),
-        "an integer" => v.as_int().is_some(),
-        "an array" => v.as_array().is_some(),
-        _ => false,
-    }
-}
-
-/// A user ID member of a PDU, parsed.
-pub(crate) fn user_id_field(pdu: &Object, key: &str, place: &str) -> Result<UserId> {
-    let raw = match pdu.get(key) {
-        Some(Value::String(s)) => s,
-        Some(other) => {
-            return Err(Error::invalid_param(format!(
-                "{place}.{key} must be a user ID, found {}",
-                other.type_name()
-            )));
-        }
-        None => return Err(Error::invalid_param(format!("{place}.{key} is required"))),
-    };
-    UserId::parse(raw).map_err(|e| invalid(e, &format!("{place}.{key}")))
-}
-
-/// Any failure inside an invite is `M_INVALID_PARAM` (spec: "servers SHOULD return
-/// M_INVALID_PARAM"), except size and room-version errors, which keep their own codes.
-pub(crate) fn invalid(e: Error, place: &str) -> Error {
-    let e = e.at(place);
-    match e.errcode() {
-        ErrCode::TooLarge | ErrCode::IncompatibleRoomVersion => e,
-        _ => e.with_errcode(ErrCode::InvalidParam),
     }
 }

@@ -10,8 +10,8 @@ use super::check::{
     CommonJson, check_body_size, find_create, room_version_of_create, verify_create,
     verify_invite_event,
 };
-use super::keys::KeyRing;
 use super::state::{DroppedEvent, prune, stripped};
+use crate::signing::KeyRing;
 
 /// Which spec endpoint the invite came in on; they carry the same data in different shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use crate::event;
 use crate::json::{Object, Value};
 use crate::room_version::{RoomIdFormat, RoomVersion};
 
-use super::check::{check_pdu_format, invalid, user_id_field, verify_signed};
-use super::keys::KeyRing;
+use crate::event::format::{check_pdu_format, invalid, user_id_field, verify_signed};
+use crate::signing::KeyRing;
 
 /// How many events `state` may hold. The create event plus a handful of auth events is the
 /// expected size; the cap keeps hostile requests cheap.

@@ -100,6 +100,21 @@ pub enum ReasonCode {
     AwaitingModerator,
     /// `auto_accepted`: the knock passed every check and the room accepts automatically.
     AutoAccepted,
+    /// `auth_allowed`: the event passes the room version's authorization rules.
+    AuthAllowed,
+    /// `create_event_invalid`: the `m.room.create` event breaks authorization rule 1.
+    CreateEventInvalid,
+    /// `auth_events_invalid`: the event's `auth_events` are not what the auth events selection
+    /// names (duplicates, extras, another room, the create event missing or, in v12, listed).
+    AuthEventsInvalid,
+    /// `sender_not_joined`: the sender is not joined to the room.
+    SenderNotJoined,
+    /// `insufficient_power`: the sender's power level is too low for the event.
+    InsufficientPower,
+    /// `membership_not_allowed`: the membership rules refuse the change.
+    MembershipNotAllowed,
+    /// `room_not_federatable`: `m.federate` keeps the sender's server out.
+    RoomNotFederatable,
 }
 
 impl ReasonCode {
@@ -139,6 +154,13 @@ impl ReasonCode {
             ReasonCode::UnknownRoom => "unknown_room",
             ReasonCode::AwaitingModerator => "awaiting_moderator",
             ReasonCode::AutoAccepted => "auto_accepted",
+            ReasonCode::AuthAllowed => "auth_allowed",
+            ReasonCode::CreateEventInvalid => "create_event_invalid",
+            ReasonCode::AuthEventsInvalid => "auth_events_invalid",
+            ReasonCode::SenderNotJoined => "sender_not_joined",
+            ReasonCode::InsufficientPower => "insufficient_power",
+            ReasonCode::MembershipNotAllowed => "membership_not_allowed",
+            ReasonCode::RoomNotFederatable => "room_not_federatable",
         }
     }
 }

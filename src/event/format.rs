@@ -122,3 +122,29 @@ pub(crate) fn invalid(e: Error, place: &str) -> Error {
         _ => e.with_errcode(ErrCode::InvalidParam),
     }
 }
+
+/// The most `auth_events` a PDU may list: 10, as the v1/v2 PDU schema says and as Synapse applies
+/// to every room version when it receives an event (`_sanity_check_event`).
+pub const MAX_AUTH_EVENTS: usize = 10;
+
+/// The most `prev_events` a PDU may list: 20 (same sources as [`MAX_AUTH_EVENTS`]).
+pub const MAX_PREV_EVENTS: usize = 20;
+
+/// Refuses a PDU listing more than [`MAX_AUTH_EVENTS`] auth events or [`MAX_PREV_EVENTS`] prev
+/// events (`M_INVALID_PARAM`). Arrays of another type are [`check_pdu_format`]'s to refuse.
+pub(crate) fn check_reference_counts(pdu: &Object, place: &str) -> Result<()> {
+    for (key, max) in [
+        ("auth_events", MAX_AUTH_EVENTS),
+        ("prev_events", MAX_PREV_EVENTS),
+    ] {
+        if let Some(Value::Array(list)) = pdu.get(key) {
+            if list.len() > max {
+                return Err(Error::invalid_param(format!(
+                    "{place}.{key} lists {} events; at most {max} are allowed",
+                    list.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -32,6 +32,7 @@ mod room_id;
 mod signatures;
 mod size;
 
+pub use format::{MAX_AUTH_EVENTS, MAX_PREV_EVENTS};
 pub use hashes::{
     content_hash, content_hash_base64, event_id, event_id_from_json, reference_hash,
     reference_hash_base64,

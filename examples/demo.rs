@@ -1,10 +1,12 @@
 //! MSC4358 in one screen: a new joiner discovers that it was shown a hidden branch of a room.
 //!
-//! Blue, Green, Yellow and Bronze share a room. Gray was in it once and left. Blue, controlling
-//! the room's alias, shows a newcomer (Purple) a branch of the room in which only Blue (and
-//! Gray's old leave) appear. Purple audits the room after joining: it asks servers it knows from
-//! other rooms whether they recognise the room's participation tag, through the exact JSON
-//! bytes `discover_common_rooms` carries, each server answering from its own SQLite tag store.
+//! Blue, Green, Yellow and Bronze share a room. Gray was in it once and left; Teal was in it and
+//! Blue's moderator kicked it. Blue, controlling the room's alias, shows a newcomer (Purple) a
+//! branch of the room in which only Blue, Gray's join and leave, and Teal's join and kick appear.
+//! Purple audits the room after joining: it asks servers it knows from other rooms whether they
+//! recognise the room's participation tag, through the exact JSON bytes `discover_common_rooms`
+//! carries, each server answering from its own SQLite tag store, and classifies every "yes"
+//! against the membership history it was shown.
 //!
 //! Run with `cargo run --example demo`.
 
@@ -36,6 +38,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ),
         ("bronze.example", &[ROOM, "!lobby:green.example"]),
         ("gray.example", &[ROOM, "!lobby:green.example"]),
+        ("teal.example", &[ROOM, "!lobby:green.example"]),
         (
             "white.example",
             &["!lobby:green.example", "!garden:yellow.example"],
@@ -65,15 +68,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         purple.store().record_join(ROOM, now_ms + 1)?;
     }
 
-    // What Blue's branch shows Purple: Blue, Purple, and Gray's old leave. Nobody else.
-    let view = RoomView::from_memberships(
+    // What Blue's branch shows Purple, as (user, membership, sender) in the order received:
+    // Blue, Gray joining and leaving, Teal joining and being kicked by Blue's moderator, Purple.
+    let view = RoomView::from_history(
         ROOM,
         "purple.example",
         &[
-            ("@blue:blue.example", "join"),
-            ("@gray:gray.example", "leave"),
-            ("@purple:purple.example", "join"),
+            ("@blue:blue.example", "join", "@blue:blue.example"),
+            ("@gray:gray.example", "join", "@gray:gray.example"),
+            ("@gray:gray.example", "leave", "@gray:gray.example"),
+            ("@teal:teal.example", "join", "@teal:teal.example"),
+            ("@teal:teal.example", "leave", "@mod:blue.example"),
+            ("@purple:purple.example", "join", "@purple:purple.example"),
         ],
+        None::<&[&str]>,
     );
     // Peers Purple knows from the lobby, plus one that does not answer.
     let known_peers = [
@@ -82,6 +90,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "yellow.example",
         "bronze.example",
         "gray.example",
+        "teal.example",
         "white.example",
         "black.example",
     ];

@@ -7,6 +7,7 @@ Run: ``python examples/discovery.py`` (after ``pip install servership``).
 """
 
 import json
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -40,11 +41,15 @@ with tempfile.TemporaryDirectory() as tmp:
     except servership.ServershipError as exc:
         print("error:   ", exc.http_status, json.dumps(exc.matrix_error))
 
-    # Carol joins the council, but the room she is shown has only Alice in it. She audits it:
-    # Bob recognises the room although she sees no membership of his at all.
-    view = discovery.RoomView(ROOM, "carol.example", [("@alice:alice.example", "join"),
-                                                       ("@carol:carol.example", "join")])
-    audit = discovery.Audit.plan(view, known_peers=["bob.example", "alice.example"], max_peers=10)
+    # Carol joins the council, but the room she is shown has only Alice in it. She audits it
+    # from the membership history she received, (user, membership, sender) in order: Bob
+    # recognises the room although no user of his ever joined it in her view.
+    history = [("@alice:alice.example", "join", "@alice:alice.example"),
+               ("@carol:carol.example", "join", "@carol:carol.example")]
+    view = discovery.RoomView(ROOM, "carol.example", history)
+    # Peers weighted by rooms shared with them; a fresh seed per audit keeps the choice secret.
+    audit = discovery.Audit.choose(view, {"bob.example": 3, "alice.example": 9}, max_peers=10,
+                                   seed=secrets.randbits(64))
     answers = {}
     for peer in audit.peers:  # in a homeserver: POST over federation, with a timeout
         reply = bob_endpoint.respond(audit.request_body(peer), origin="carol.example")

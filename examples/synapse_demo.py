@@ -1,16 +1,13 @@
-"""servership in two real Synapses: the seed's scenario, as far as two servers allow.
+"""MSC4358's attack and its detection, on five real Synapses and a rogue homeserver.
 
 Run through ``./demo.sh --synapse`` (which builds and installs the wheel and Synapse first), or
 directly with an interpreter that has both: ``python examples/synapse_demo.py [LAB_DIR]``.
 
-1. Two Synapses, A and B, federate on loopback over TLS (their own CA), servership in each.
-2. alice@A opens a lobby; bob@B joins it: A and B now know each other.
-3. alice opens a council room and invites bob. A's module sends the invite with MSC4329 (the
-   room's create event attached); B's module checks it before Synapse accepts it. bob joins,
-   then leaves. B keeps its participation tag for the council: tags are permanent.
-4. alice opens an attic room that B never hears of.
-5. A's admin audits both rooms through A's module: A asks B (signed federation request) which
-   of the rooms' tags it recognises, and classifies the answers against the rooms' history.
+Blue is a rogue homeserver (our own program, ``tests/python/synapse/harness/rogue.py``) that
+creates rooms and decides who sees what. Green and Yellow (real Synapses with servership) are
+in Blue's rooms. Purple (a real Synapse with servership and audits on) knows them from a lobby,
+joins Blue's rooms through Blue, and is shown branches without them. Purple's audit runs by
+itself after each first join and reports what it finds: this script prints those reports.
 """
 
 from __future__ import annotations
@@ -19,72 +16,77 @@ import json
 import shutil
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python" / "synapse"))
 
-from lab import Lab, LabError, User  # noqa: E402
+from harness.lab import LabError  # noqa: E402
+from harness.scenario import SeedScenario  # noqa: E402
 
 
 def step(text: str) -> None:
-    print(f"\n== {text}")
-
-
-def audit(admin: User, room: str) -> dict:
-    return admin.ok("POST", "/_synapse/client/servership/v1/audit", {"room_id": room})
+    print(f"\n== {text}", flush=True)
 
 
 def main() -> int:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/servership-synapse-demo")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    lab = Lab(root, per_server={"A": {"invites": {"send_msc4329": True}}, "B": {}})
+    scenario = SeedScenario(root)
     t0 = time.monotonic()
     try:
-        step("starting two Synapses on loopback (TLS with a private CA, servership loaded)")
-        lab.setup()
-        lab.start()
-        print(f"A = {lab.a.server_name}   B = {lab.b.server_name}   "
-              f"({time.monotonic() - t0:.1f} s)")
-
-        alice = lab.a.register("alice")
-        admin = lab.a.register("admin", admin=True)
-        bob = lab.b.register("bob")
-
-        step("alice@A opens a lobby; bob@B joins it")
-        lobby = alice.create_room(preset="public_chat", name="lobby")
-        bob.join(lobby, via=lab.a.server_name)
-        print(f"lobby   {lobby}")
-
-        step("alice opens the council and invites bob (MSC4329); bob joins, then leaves")
-        council = alice.create_room(preset="private_chat", name="council")
-        alice.invite(council, bob.user_id)
-        bob.wait_for(lambda s: council in s.get("rooms", {}).get("invite", {}), what="invite")
-        sent = [ln for ln in lab.a.log_text().splitlines() if "sent MSC4329 invite" in ln]
-        print(f"council {council}")
-        print("A's log: " + (sent[-1].split(" - ")[-1] if sent else "(no MSC4329 line)"))
-        bob.join(council, via=lab.a.server_name)
-        bob.ok("POST", f"/_matrix/client/v3/rooms/{urllib.parse.quote(council)}/leave", {})
-
-        step("alice opens the attic; B never hears of it")
-        attic = alice.create_room(preset="private_chat", name="attic")
-        print(f"attic   {attic}")
-
-        step("A audits both rooms (asks B, signed, which tags it recognises)")
-        time.sleep(0.5)  # B records its tags in the background after each join
-        for name, room in (("council", council), ("attic", attic)):
-            print(f"-- {name}")
-            print(json.dumps(audit(admin, room), indent=2, sort_keys=True))
-        print(f"\ndone in {time.monotonic() - t0:.1f} s; logs under {root}")
+        step("Starting Purple, Green, Yellow, Gray and White (real Synapses with servership) "
+             "and the rogue homeservers Blue and Black, all on 127.0.0.1")
+        scenario.start()
+        for name in ("Purple", "Green", "Yellow", "Gray", "White"):
+            print(f"   {name:<7} {scenario[name].server_name}")
+        print(f"   {'Blue':<7} {scenario.blue.server_name}  (rogue)")
+        print(f"   {'Black':<7} {scenario.black.server_name}  (rogue, goes away later)")
+        step("Purple opens a lobby; everyone joins it, so Purple knows them all")
+        scenario.register_users()
+        scenario.open_lobby()
+        step("Blue's room 'hidden': Gray joins and leaves (and is invited back), then Green and "
+             "Yellow join and record their participation tags")
+        hidden = scenario.build_hidden_room()
+        step("Blue's room 'removed': Green and Yellow join; Blue then writes, on a branch only "
+             "newcomers will see, that it kicked Green and banned Yellow")
+        removed = scenario.build_removed_room()
+        step("Black goes away; Purple joins both rooms through Blue and is shown the newcomers' "
+             "branches")
+        scenario.black_goes_away()
+        scenario.purple_joins(hidden)
+        scenario.purple_joins(removed)
+        print(f"   what Purple sees of 'hidden':  {sorted(hidden.members('newcomers'))}")
+        print(f"   what is really there:          {sorted(hidden.members('main'))}")
+        names = {scenario[n].server_name: n for n in ("Purple", "Green", "Yellow", "Gray", "White")}
+        names[scenario.blue.server_name] = "Blue"
+        names[scenario.black.server_name] = "Black"
+        for label, room in (("hidden", hidden), ("removed", removed)):
+            step(f"Purple's own audit of '{label}' ({room.room_id}), from the admin audit API "
+                 "(server names replaced by colours)")
+            text = json.dumps(scenario.audit_report(room.room_id), indent=2, sort_keys=True)
+            for server, name in names.items():
+                text = text.replace(f'"{server}"', f'"{name}"').replace(f":{server}", f":{name}")
+            print(text)
+        step("The same findings in Purple's log")
+        for line in scenario.purple.log_text().splitlines():
+            if "found unexplained participants" in line or "removed by another server" in line:
+                print("   " + line.split(" - ", 4)[-1][:200] + " ...")
+        step("... and in its metrics")
+        for line in scenario.purple.metrics_text().splitlines():
+            if line.startswith(("servership_audits_total", "servership_audit_unexplained_total",
+                                "servership_audit_removed_by_other_total")):
+                print("   " + line)
+        print(f"\nDone in {time.monotonic() - t0:.1f} s. The admin also got each report as a "
+              "server notice. See docs/discovery.md for what an operator does next.")
         return 0
     except LabError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
-        for hs in lab.servers.values():
-            print(hs.tail(30), file=sys.stderr)
+        for hs in scenario.lab.servers.values() if hasattr(scenario, "lab") else []:
+            print(hs.tail(20), file=sys.stderr)
         return 1
     finally:
-        lab.stop()
+        scenario.stop()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds a small seed corpus for every fuzz target from tests/vectors/*.json, into
-# fuzz/corpus/<target>/ (ignored by git: corpora are never committed). Run from anywhere;
-# re-running adds nothing new (files are named by content hash). Needs python3.
+# fuzz/corpus/<target>/ (ignored by git; only the small minimised fuzz/corpus-min/ is
+# committed). Run from anywhere; re-running adds nothing new (files are named by content hash).
+# Needs python3.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 vectors="$here/../tests/vectors"
@@ -87,6 +88,34 @@ for v in v12["invite_scenarios"]:
 for room in ["!abc:example.org", "!" + "A" * 43, "!a:[::1]:8448"]:
     seed("knock_edu", canon({"edu_type": "m.server.knock", "content": {"room_id": room}}))
     seed("knock_edu", canon({"room_id": room}))
+
+import hmac
+def tag(server, room):
+    mac = hmac.new(server.encode(), room.encode(), hashlib.sha256).digest()
+    return base64.b64encode(mac).decode().rstrip("=")
+
+# discover_common_rooms: requests over the target's two-room store (fuzz.example).
+known, other = tag("fuzz.example", "!a:fuzz.example"), tag("fuzz.example", "!b:other.example")
+for tags in ([], [known], [known, other + "=", tag("x.example", "!a:fuzz.example")]):
+    seed("discover_common_rooms", canon({"room_participation_tags": tags}))
+seed("discover_common_rooms", b' { "room_participation_tags" : [ "%s" ] , "x": 1 } ' % known.encode())
+
+# audit_response: the peer's answers (right, empty, foreign, malformed) and membership
+# histories, one "user membership sender" a line.
+asked = tag("peer.example", "!audit:fuzz.example")
+for tags in ([asked], [], [asked, asked + "="], ["x" * 43], [1]):
+    seed("audit_response", canon({"recognised_tags": tags}))
+seed("audit_response", "\n".join([
+    "@a:blue.example join @a:blue.example",
+    "@g:peer.example join @g:peer.example",
+    "@g:peer.example leave @mallory:blue.example",
+    "@h:peer.example ban @eve:cyan.example",
+    "@k:knock.example knock @k:knock.example",
+    "@:gray.example join @:gray.example",
+    "@:gray.example leave @:gray.example",
+    "@i:white.example invite @a:blue.example",
+    "@x:black.example ban @a:blue.example",
+]))
 
 for target, n in sorted(counts.items()):
     print(f"{target}: {n} seeds")

@@ -34,6 +34,14 @@
 // (the body is `{room_version, event, invite_room_state}`).
 #define SERVERSHIP_SPEC_INVITE_V2 2
 
+// The audits waiting to run, and those that ran, in servership's SQLite file (opaque): one
+// audit per room, for ever.
+//
+// Thread safety: one handle may be used from several threads at once (calls are serialised
+// inside), and several handles or processes may open the same file. Free it once, when no other
+// thread uses it.
+typedef struct servership_audit_queue servership_audit_queue;
+
 // Verify keys by server name, for the invite checks (opaque). Filling it (from the homeserver's
 // own key store) is the caller's job; servership never fetches keys.
 //
@@ -53,7 +61,8 @@ typedef struct servership_knock_store servership_knock_store;
 // budgets (opaque).
 //
 // Thread safety: one responder may answer requests from several threads at once (the budgets
-// are behind a lock). Free it once, when no other thread uses it.
+// are behind a lock, or in SQLite for a shared responder). Free it once, when no other thread
+// uses it.
 typedef struct servership_responder servership_responder;
 
 // A server's Ed25519 signing key with its key ID (opaque).
@@ -124,6 +133,101 @@ extern "C" {
 // The library version (e.g. `"0.1.0"`), a static NUL-terminated string that must not be freed.
 const char *servership_version(void);
 
+// The audit report of `room_id`, seen by `own_server`, from its membership history
+// (`history_json`), the visible servers (`visible_json`, or `NULL` with length 0) and the
+// peers' answers (`answers_json`): `*report_json_out` receives the report's canonical JSON
+// (`verdict`, `unexplained`, `removed`, `explained`, ...).
+//
+// Fails with `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for input that is not the documented
+// JSON (the message names the element, e.g. `history[2][1] must be a string, not an integer`),
+// `SERVERSHIP_MISSING_PARAM`/`SERVERSHIP_INVALID_PARAM` for an answer without a server or with
+// an unknown kind, and `SERVERSHIP_INVALID_UTF8` for text that is not UTF-8.
+//
+// # Safety
+// Every pointer/length pair readable (or `NULL` with length 0); `report_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_audit_report(const char *room_id, size_t room_id_len, const char *own_server, size_t own_server_len, const uint8_t *history_json, size_t history_len, const uint8_t *visible_json, size_t visible_len, const uint8_t *answers_json, size_t answers_len, char **report_json_out, size_t *out_len);
+
+// Chooses up to `max_peers` peers to ask about `room_id`: `candidates_json` is
+// `[[server, score], ...]` (a score such as the number of rooms shared with that server); each
+// is drawn without replacement with a chance proportional to score + 1, after dropping
+// `own_server`, servers visible in the room (from `history_json` / `visible_json` as for
+// `servership_audit_report`), empty names and repeats. The same `seed` gives the same peers:
+// pass a fresh random seed per audit. `*peers_json_out` receives a JSON array of server names,
+// in the order drawn.
+//
+// # Safety
+// Every pointer/length pair readable (or `NULL` with length 0); `peers_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_audit_choose_peers(const char *room_id, size_t room_id_len, const char *own_server, size_t own_server_len, const uint8_t *history_json, size_t history_len, const uint8_t *visible_json, size_t visible_len, const uint8_t *candidates_json, size_t candidates_len, size_t max_peers, uint64_t seed, char **peers_json_out, size_t *out_len);
+
+// The `discover_common_rooms` request body asking `peer` about `room_id` alone (the tag keyed by
+// the peer's name), canonical JSON, into `*out`.
+//
+// # Safety
+// Pointer/length pairs readable; `out` a valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_audit_request_body(const char *peer, size_t peer_len, const char *room_id, size_t room_id_len, char **out, size_t *out_len);
+
+// Reads `peer`'s response `body` to `servership_audit_request_body(peer, room_id)`:
+// `*recognised_out` receives 1 if the peer recognised the room, 0 if not.
+//
+// A malformed answer (not JSON, no `recognised_tags` array of tags, a tag that was not asked)
+// fails with `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` and the reason in the last error; count
+// such a peer as failed (`"answer": "failed"` for `servership_audit_report`).
+//
+// # Safety
+// Pointer/length pairs readable; `recognised_out` a valid `int *`.
+servership_status servership_audit_read_response(const char *peer, size_t peer_len, const char *room_id, size_t room_id_len, const uint8_t *body, size_t body_len, int *recognised_out);
+
+// Opens (creating if needed) the audit queue in the SQLite file at `path` (the tag store's
+// file). On success `*out` receives a handle to free with `servership_audit_queue_free`.
+//
+// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path or one with a NUL byte, and
+// `SERVERSHIP_UNKNOWN` if SQLite cannot open it.
+//
+// # Safety
+// `path` readable; `out` a valid `servership_audit_queue **`.
+servership_status servership_audit_queue_open(const char *path, size_t path_len, servership_audit_queue **out);
+
+// Closes an audit queue handle. `NULL` is a no-op.
+void servership_audit_queue_free(servership_audit_queue *queue);
+
+// Queues the audit of `room_id`, due at `due_ms` (ms since the Unix epoch). `*added_out` (if not
+// `NULL`) receives `false` when the room is already pending or was audited: one audit per room.
+//
+// # Safety
+// `queue` `NULL` or live; `room_id` readable; `added_out` `NULL` or a valid `bool *`.
+servership_status servership_audit_queue_enqueue(const servership_audit_queue *queue, const char *room_id, size_t room_id_len, int64_t due_ms, int64_t now_ms, bool *added_out);
+
+// Up to `limit` pending rooms due at `now_ms`, earliest first, as a JSON array of room IDs into
+// `*rooms_json_out`.
+//
+// # Safety
+// `queue` `NULL` or live; `rooms_json_out` a valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_audit_queue_due(const servership_audit_queue *queue, int64_t now_ms, size_t limit, char **rooms_json_out, size_t *out_len);
+
+// Marks the audit of `room_id` done at `now_ms` with `verdict` (the report's verdict, or e.g.
+// `failed`; 1 to 255 bytes, no control characters). `*finished_out` (if not `NULL`) receives
+// `false` when the room was not pending.
+//
+// # Safety
+// `queue` `NULL` or live; pointer/length pairs readable; `finished_out` `NULL` or a valid
+// `bool *`.
+servership_status servership_audit_queue_finish(const servership_audit_queue *queue, const char *room_id, size_t room_id_len, int64_t now_ms, const char *verdict, size_t verdict_len, bool *finished_out);
+
+// Moves the pending audit of `room_id` to `due_ms`, counting one more attempt.
+// `*postponed_out` (if not `NULL`) receives `false` when the room is not pending.
+//
+// # Safety
+// `queue` `NULL` or live; `room_id` readable; `postponed_out` `NULL` or a valid `bool *`.
+servership_status servership_audit_queue_postpone(const servership_audit_queue *queue, const char *room_id, size_t room_id_len, int64_t due_ms, bool *postponed_out);
+
+// How many audits finished at `since_ms` or later, into `*out` (for a per-hour bound).
+//
+// # Safety
+// `queue` `NULL` or live; `out` a valid `uint64_t *`.
+servership_status servership_audit_queue_finished_since(const servership_audit_queue *queue, int64_t since_ms, uint64_t *out);
+
 // Frees a string returned by servership (through a `char **out` parameter). `NULL` is a no-op.
 //
 // # Safety
@@ -176,6 +280,17 @@ servership_status servership_tag_store_record_join(const servership_tag_store *s
 // `store` `NULL` or live; `room_ids_json` readable; `added_out` `NULL` or a valid `size_t *`.
 servership_status servership_tag_store_backfill(const servership_tag_store *store, const char *room_ids_json, size_t room_ids_json_len, int64_t now_ms, size_t *added_out);
 
+// `servership_tag_store_record_join`, and, only if the room is new, queues its post-join audit
+// due at `audit_due_ms` in the audit queue of the same file (`servership_audit_queue_*`), in one
+// transaction: a crash can never leave a new tag without its audit. `*newly_added_out` (if not
+// `NULL`) receives whether the room is new.
+//
+// Fails with `SERVERSHIP_INVALID_PARAM` for a bad room ID (as `servership_tag_store_record_join`).
+//
+// # Safety
+// `store` `NULL` or live; `room_id` readable; `newly_added_out` `NULL` or a valid `bool *`.
+servership_status servership_tag_store_record_join_and_queue_audit(const servership_tag_store *store, const char *room_id, size_t room_id_len, int64_t joined_at_ms, int64_t audit_due_ms, bool *newly_added_out);
+
 // Whether this server has ever joined `room_id`, into `*out`.
 //
 // # Safety
@@ -199,6 +314,25 @@ servership_status servership_tag_store_len(const servership_tag_store *store, si
 // # Safety
 // `store` `NULL` or live; `out` a valid `servership_responder **`.
 servership_status servership_responder_new(const servership_tag_store *store, size_t max_tags_per_request, uint64_t budget_tags, uint64_t budget_window_ms, servership_responder **out);
+
+// Like `servership_responder_new`, but the per-origin budgets live in the store's SQLite file:
+// every responder and process that opens the same file draws on one budget, and a restart does
+// not reset it (use it when several processes answer for one server). Charging waits at most
+// about a second for a busy file, then fails with `SERVERSHIP_UNKNOWN` (500), never allowing
+// the request silently.
+//
+// # Safety
+// `store` `NULL` or live; `out` a valid `servership_responder **`.
+servership_status servership_responder_new_shared(const servership_tag_store *store, size_t max_tags_per_request, uint64_t budget_tags, uint64_t budget_window_ms, servership_responder **out);
+
+// The budget key of an origin: the host lowercased, trailing dots and the default port `:8448`
+// removed, IPv6 literals written canonically (`Asker.Example.:8448` gives `asker.example`).
+// Responders charge every origin under this key. `*out` receives a new string to free with
+// `servership_string_free`.
+//
+// # Safety
+// `origin` readable; `out` a valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_normalise_origin(const char *origin, size_t origin_len, char **out, size_t *out_len);
 
 // Frees a responder. `NULL` is a no-op.
 void servership_responder_free(servership_responder *responder);

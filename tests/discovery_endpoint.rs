@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use servership::discovery::{
-    ParticipationTag, Requester, Responder, ResponderConfig, STABLE_PATH, UNSTABLE_PATH,
-    participation_tag,
+    MemoryBudget, ParticipationTag, Requester, Responder, ResponderConfig, STABLE_PATH,
+    UNSTABLE_PATH, normalise_origin, participation_tag,
 };
 use servership::json::{self, Value};
 use servership::store::TagStore;
@@ -228,7 +228,7 @@ fn budget_per_origin_is_429_with_retry_after() {
     let ten: Vec<String> = (0..10).map(|i| tag(&format!("!b{i}:x"))).collect();
     assert!(r.respond(&body(&ten), "a.example", 100).is_ok());
     assert!(r.respond(&body(&ten), "a.example", 200).is_ok());
-    assert_eq!(r.remaining_budget("a.example", 300), 5);
+    assert_eq!(r.remaining_budget("a.example", 300).unwrap(), 5);
     let err = r.respond(&body(&ten), "a.example", 300).unwrap_err();
     assert_eq!(err.errcode().as_str(), "M_LIMIT_EXCEEDED");
     assert_eq!(err.status(), 429);
@@ -240,24 +240,98 @@ fn budget_per_origin_is_429_with_retry_after() {
     assert!(r.respond(&body(&ten[..5]), "a.example", 300).is_ok());
     // Malformed requests are not charged.
     assert!(r.respond(b"nope", "c.example", 0).is_err());
-    assert_eq!(r.remaining_budget("c.example", 0), 25);
+    assert_eq!(r.remaining_budget("c.example", 0).unwrap(), 25);
     // A new window restores the budget.
     assert!(r.respond(&body(&ten), "a.example", 1100).is_ok());
 }
 
 #[test]
 fn budget_memory_is_bounded() {
-    let config = ResponderConfig {
-        max_tracked_origins: 100,
-        ..ResponderConfig::default()
-    };
-    let (_d, r) = responder("bounded", config);
+    let config = ResponderConfig::default();
+    let dir = TempDir::new("bounded");
+    let store = TagStore::open(dir.0.join("tags.sqlite"), SERVER).unwrap();
+    let budget = Arc::new(MemoryBudget::new(10_000, 60_000, 100).unwrap());
+    let r = Responder::with_budget(Arc::new(store), config, budget.clone()).unwrap();
     let one = body(&[tag("!one:example.org")]);
     for i in 0..1000 {
         r.respond(&one, &format!("s{i}.example"), i).unwrap();
-        assert!(r.tracked_origins() <= 100);
+        assert!(budget.tracked_origins() <= 100);
     }
-    assert_eq!(r.tracked_origins(), 100);
+    assert_eq!(budget.tracked_origins(), 100);
+}
+
+#[test]
+fn origins_are_normalised() {
+    for (given, want) in [
+        ("ASKER.example", "asker.example"),
+        ("asker.example:8448", "asker.example"),
+        ("asker.example.", "asker.example"),
+        ("Asker.Example.:8448", "asker.example"),
+        ("asker.example:08448", "asker.example"),
+        ("asker.example", "asker.example"),
+        ("asker.example:443", "asker.example:443"),
+        ("Asker.Example.:0443", "asker.example:443"),
+        ("[2001:DB8::1]:8448", "[2001:db8::1]"),
+        ("[2001:0DB8:0:0:0:0:0:1]", "[2001:db8::1]"),
+        ("[2001:db8::1]:8008", "[2001:db8::1]:8008"),
+        ("1.2.3.4:8448", "1.2.3.4"),
+        ("", ""),
+        (":", ":"),
+        ("[", "["),
+        ("[]", "[]"),
+        ("[zz]:8448", "[zz]"),
+        ("[::1]x", "[::1]x"),
+        ("a:b:c", "a:b:c"),
+        ("a:99999", "a:99999"),
+        ("é.EXAMPLE", "é.example"),
+        ("a..", "a"),
+        ("a..:8448", "a"),
+    ] {
+        let got = normalise_origin(given);
+        assert_eq!(got, want, "{given:?}");
+        assert_eq!(normalise_origin(&got), got, "normalising {given:?} twice");
+    }
+}
+
+#[test]
+fn ten_spellings_of_one_origin_share_one_budget() {
+    let config = ResponderConfig {
+        max_tags_per_request: 10,
+        budget_tags: 95,
+        budget_window_ms: 60_000,
+        ..ResponderConfig::default()
+    };
+    let (_d, r) = responder("spellings", config);
+    let ten: Vec<String> = (0..10).map(|i| tag(&format!("!s{i}:x"))).collect();
+    let spellings = [
+        "asker.example",
+        "ASKER.example",
+        "asker.example.",
+        "asker.example:8448",
+        "Asker.Example.:8448",
+        "ASKER.EXAMPLE",
+        "asker.EXAMPLE.",
+        "aSkEr.example:8448",
+        "asker.example:08448",
+        "ASKER.EXAMPLE.:8448",
+    ];
+    for (i, origin) in spellings.iter().enumerate().take(9) {
+        assert!(r.respond(&body(&ten), origin, 1).is_ok(), "{origin}");
+        assert_eq!(
+            r.remaining_budget(spellings[9], 1).unwrap(),
+            95 - 10 * (i as u64 + 1)
+        );
+    }
+    let err = r.respond(&body(&ten), spellings[9], 1).unwrap_err();
+    assert_eq!(err.errcode().as_str(), "M_LIMIT_EXCEEDED");
+    assert!(
+        err.message()
+            .starts_with("asker.example has asked about 90"),
+        "{}",
+        err.message()
+    );
+    // Another port is another server, with its own budget.
+    assert!(r.respond(&body(&ten), "asker.example:443", 1).is_ok());
 }
 
 #[test]

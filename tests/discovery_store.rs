@@ -8,12 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use servership::discovery::participation_tag;
-use servership::store::TagStore;
+use servership::discovery::{Budget, participation_tag};
+use servership::store::{AuditQueue, SqliteBudget, TagStore};
 
 const SERVER: &str = "green.example:8448";
 /// Set in a re-executed copy of this test binary to make [`child_entry`] act as a writer.
 const CHILD_ENV: &str = "SERVERSHIP_TAG_STORE_CHILD";
+/// Set in a re-executed copy to make [`budget_child_entry`] charge a shared budget.
+const BUDGET_CHILD_ENV: &str = "SERVERSHIP_BUDGET_CHILD";
 
 /// A fresh directory for one test, removed when dropped.
 struct TempDir(PathBuf);
@@ -352,4 +354,373 @@ fn index_stays_compact() {
     let store = TagStore::open(dir.file(), SERVER).unwrap();
     let per_tag = store.index_bytes() as f64 / store.len().unwrap() as f64;
     assert!(per_tag <= 40.0, "{per_tag} bytes per tag after reopening");
+}
+
+// --- shared budgets (store::SqliteBudget) -----------------------------------------------------
+
+/// Budget of the shared-budget tests: 1000 tags per (practically endless) window.
+const BUDGET: u64 = 1000;
+const WINDOW: u64 = 3_600_000;
+
+/// Starts this test binary again to charge one tag `count` times to `origin` (in the spellings
+/// given, round robin); it prints `charged` or `refused` per attempt.
+fn spawn_charger(path: &Path, origins: &str, count: usize) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "budget_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            BUDGET_CHILD_ENV,
+            format!("{}\t{origins}\t{count}", path.display()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The charging side of the multi-process budget test; does nothing unless started by
+/// [`spawn_charger`].
+#[test]
+fn budget_child_entry() {
+    let Ok(spec) = std::env::var(BUDGET_CHILD_ENV) else {
+        return;
+    };
+    let mut parts = spec.split('\t');
+    let path = parts.next().unwrap();
+    let origins: Vec<&str> = parts.next().unwrap().split(',').collect();
+    let count: usize = parts.next().unwrap().parse().unwrap();
+    let budget = SqliteBudget::open(path, BUDGET, WINDOW).unwrap();
+    let stdout = std::io::stdout();
+    for i in 0..count {
+        let outcome = match budget.charge(origins[i % origins.len()], 1, 10) {
+            Ok(()) => "charged",
+            Err(e) if e.errcode().as_str() == "M_LIMIT_EXCEEDED" => "refused",
+            Err(e) => panic!("charge failed: {e}"),
+        };
+        let mut out = stdout.lock();
+        writeln!(out, "budget {outcome}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// (charged, refused) lines of a charger child.
+fn charge_counts(child: &mut Child) -> (usize, usize) {
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    (count("budget charged"), count("budget refused"))
+}
+
+#[test]
+fn two_budget_handles_on_one_file_share_one_budget() {
+    let dir = TempDir::new("budget-handles");
+    let a = SqliteBudget::open(dir.file(), 100, 1000).unwrap();
+    let b = SqliteBudget::open(dir.file(), 100, 1000).unwrap();
+    a.charge("asker.example", 60, 5).unwrap();
+    assert_eq!(b.remaining("asker.example", 6).unwrap(), 40);
+    let err = b.charge("ASKER.example:8448", 41, 7).unwrap_err();
+    assert_eq!(err.errcode().as_str(), "M_LIMIT_EXCEEDED");
+    assert_eq!(err.status(), 429);
+    assert_eq!(err.retry_after_ms(), Some(998));
+    b.charge("asker.example.", 40, 7).unwrap();
+    assert_eq!(a.remaining("asker.example", 8).unwrap(), 0);
+    // Other origins are untouched; the window ends for everyone at once.
+    assert_eq!(a.remaining("other.example", 8).unwrap(), 100);
+    assert_eq!(a.remaining("asker.example", 1005).unwrap(), 100);
+    a.charge("asker.example", 100, 1005).unwrap();
+    // A clock slightly behind (another worker) does not restart the window.
+    assert!(b.charge("asker.example", 1, 1000).is_err());
+}
+
+#[test]
+fn a_reopened_budget_keeps_its_used_count() {
+    let dir = TempDir::new("budget-reopen");
+    {
+        let budget = SqliteBudget::open(dir.file(), 100, 60_000).unwrap();
+        budget.charge("asker.example", 70, 1).unwrap();
+    }
+    let budget = SqliteBudget::open(dir.file(), 100, 60_000).unwrap();
+    assert_eq!(budget.remaining("asker.example", 2).unwrap(), 30);
+    assert!(budget.charge("asker.example", 31, 2).is_err());
+    // The budget lives next to the tags without disturbing them.
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    store.record_join("!r:example.org", 1).unwrap();
+    assert_eq!(budget.remaining("asker.example", 2).unwrap(), 30);
+}
+
+#[test]
+fn ended_windows_are_purged_a_few_at_a_time() {
+    let dir = TempDir::new("budget-purge");
+    let budget = SqliteBudget::open(dir.file(), 10, 100).unwrap();
+    for i in 0..50 {
+        budget.charge(&format!("s{i}.example"), 1, 0).unwrap();
+    }
+    assert_eq!(budget.stored_origins().unwrap(), 50);
+    // A still-open window is never purged.
+    budget.charge("late.example", 1, 99).unwrap();
+    assert_eq!(budget.stored_origins().unwrap(), 51);
+    // Every charge after the windows ended removes a bounded number of them.
+    budget.charge("new.example", 1, 100).unwrap();
+    let after_one = budget.stored_origins().unwrap();
+    assert!(
+        (44..51).contains(&after_one),
+        "{after_one} rows after one charge"
+    );
+    for _ in 0..10 {
+        budget.charge("new.example", 0, 150).unwrap();
+    }
+    assert_eq!(budget.stored_origins().unwrap(), 2, "late and new remain");
+}
+
+#[test]
+fn a_busy_budget_file_fails_within_about_a_second() {
+    let dir = TempDir::new("budget-busy");
+    let budget = SqliteBudget::open(dir.file(), 10, 1000).unwrap();
+    let blocker = rusqlite::Connection::open(dir.file()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let err = budget.charge("asker.example", 1, 1).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.errcode().as_str(), "M_UNKNOWN", "{err}");
+    assert_eq!(err.status(), 500);
+    assert!(took < Duration::from_millis(1600), "waited {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "gave up after only {took:?}"
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+    budget.charge("asker.example", 1, 1).unwrap();
+}
+
+#[test]
+fn two_processes_draw_on_one_budget() {
+    let dir = TempDir::new("budget-procs");
+    drop(SqliteBudget::open(dir.file(), BUDGET, WINDOW).unwrap());
+    // 2 x 700 charges of one tag against 1000: exactly 1000 succeed, whoever wins the races.
+    let mut a = spawn_charger(&dir.file(), "asker.example,ASKER.example", 700);
+    let mut b = spawn_charger(&dir.file(), "asker.example:8448,asker.example.", 700);
+    let reader_a = std::thread::spawn(move || {
+        let counts = charge_counts(&mut a);
+        (counts, a.wait().unwrap().success())
+    });
+    let counts_b = charge_counts(&mut b);
+    assert!(b.wait().unwrap().success(), "charger b failed");
+    let (counts_a, ok_a) = reader_a.join().unwrap();
+    assert!(ok_a, "charger a failed");
+    assert_eq!(counts_a.0 + counts_a.1, 700);
+    assert_eq!(counts_b.0 + counts_b.1, 700);
+    assert_eq!(
+        counts_a.0 + counts_b.0,
+        BUDGET as usize,
+        "{counts_a:?} {counts_b:?}"
+    );
+    let budget = SqliteBudget::open(dir.file(), BUDGET, WINDOW).unwrap();
+    assert_eq!(budget.remaining("asker.example", 11).unwrap(), 0);
+}
+
+// --- the audit queue (store::AuditQueue) ------------------------------------------------------
+
+#[test]
+fn audit_queue_orders_due_rooms_and_finishes_once() {
+    let dir = TempDir::new("queue");
+    let q = AuditQueue::open(dir.file()).unwrap();
+    assert!(q.enqueue("!b:example.org", 200, 1).unwrap());
+    assert!(q.enqueue("!a:example.org", 100, 1).unwrap());
+    assert!(q.enqueue("!c:example.org", 300, 1).unwrap());
+    assert!(
+        !q.enqueue("!a:example.org", 50, 2).unwrap(),
+        "one audit per room"
+    );
+    assert_eq!(q.due(99, 10).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        q.due(250, 10).unwrap(),
+        ["!a:example.org", "!b:example.org"]
+    );
+    assert_eq!(q.due(1000, 1).unwrap(), ["!a:example.org"]);
+    assert_eq!(q.state("!a:example.org").unwrap(), Some("pending"));
+    assert_eq!(q.state("!z:example.org").unwrap(), None);
+
+    assert!(q.postpone("!a:example.org", 400).unwrap());
+    assert_eq!(
+        q.due(350, 10).unwrap(),
+        ["!b:example.org", "!c:example.org"]
+    );
+    assert!(q.finish("!b:example.org", 500, "consistent").unwrap());
+    assert!(
+        !q.finish("!b:example.org", 600, "consistent").unwrap(),
+        "already done"
+    );
+    assert!(!q.postpone("!b:example.org", 700).unwrap());
+    assert_eq!(q.state("!b:example.org").unwrap(), Some("done"));
+    assert_eq!(
+        q.outcome("!b:example.org").unwrap(),
+        Some(("consistent".into(), 500))
+    );
+    assert!(
+        !q.enqueue("!b:example.org", 800, 800).unwrap(),
+        "a done room is not queued again"
+    );
+    assert_eq!(
+        q.pending().unwrap(),
+        vec![
+            ("!c:example.org".to_owned(), 300),
+            ("!a:example.org".to_owned(), 400)
+        ]
+    );
+    assert!(
+        q.finish("!a:example.org", 900, "hidden_branch_suspected")
+            .unwrap()
+    );
+    assert_eq!(q.finished_since(0).unwrap(), 2);
+    assert_eq!(q.finished_since(600).unwrap(), 1);
+    assert_eq!(q.finished_since(901).unwrap(), 0);
+
+    assert_eq!(
+        q.enqueue("bad", 1, 1).unwrap_err().errcode().as_str(),
+        "M_INVALID_PARAM"
+    );
+    assert!(q.finish("!c:example.org", 1, "").is_err());
+    assert!(q.finish("!c:example.org", 1, "a\nb").is_err());
+    assert!(q.finish("!c:example.org", 1, &"x".repeat(300)).is_err());
+    assert_eq!(q.state("!c:example.org").unwrap(), Some("pending"));
+}
+
+#[test]
+fn audit_queue_keeps_the_report_and_counts_attempts() {
+    let dir = TempDir::new("queue-report");
+    let q = AuditQueue::open(dir.file()).unwrap();
+    assert!(q.enqueue("!r:example.org", 10, 1).unwrap());
+    assert_eq!(q.attempts("!r:example.org").unwrap(), 0);
+    assert!(q.postpone("!r:example.org", 20).unwrap());
+    assert!(q.postpone("!r:example.org", 30).unwrap());
+    assert_eq!(q.attempts("!r:example.org").unwrap(), 2);
+    assert_eq!(q.report("!r:example.org").unwrap(), None, "not done yet");
+    let report = r#"{"verdict":"hidden_branch_suspected"}"#;
+    assert!(
+        q.finish_with_report(
+            "!r:example.org",
+            40,
+            "hidden_branch_suspected",
+            Some(report)
+        )
+        .unwrap()
+    );
+    drop(q);
+    // Another handle (another process, a restart) reads the same report.
+    let again = AuditQueue::open(dir.file()).unwrap();
+    assert_eq!(
+        again.report("!r:example.org").unwrap().as_deref(),
+        Some(report)
+    );
+    assert_eq!(
+        again.outcome("!r:example.org").unwrap(),
+        Some(("hidden_branch_suspected".to_owned(), 40))
+    );
+    assert_eq!(again.attempts("!never:example.org").unwrap(), 0);
+    let huge = "x".repeat(5 * 1024 * 1024);
+    assert!(again.enqueue("!big:example.org", 1, 1).unwrap());
+    let err = again
+        .finish_with_report("!big:example.org", 2, "consistent", Some(&huge))
+        .unwrap_err();
+    assert_eq!(err.errcode().as_str(), "M_TOO_LARGE");
+    assert_eq!(again.state("!big:example.org").unwrap(), Some("pending"));
+}
+
+#[test]
+fn audit_queue_survives_a_restart_and_is_shared_by_handles() {
+    let dir = TempDir::new("queue-restart");
+    {
+        let q = AuditQueue::open(dir.file()).unwrap();
+        for i in 0..20 {
+            q.enqueue(&room("q", i), i as i64, 0).unwrap();
+        }
+        q.finish(&room("q", 0), 5, "consistent").unwrap();
+    }
+    let a = AuditQueue::open(dir.file()).unwrap();
+    let b = AuditQueue::open(dir.file()).unwrap();
+    assert_eq!(a.pending().unwrap().len(), 19);
+    assert_eq!(a.state(&room("q", 0)).unwrap(), Some("done"));
+    // Two handles queueing the same room give one row.
+    assert!(a.enqueue("!same:example.org", 1, 1).unwrap());
+    assert!(!b.enqueue("!same:example.org", 2, 2).unwrap());
+    assert_eq!(b.pending().unwrap().len(), 20);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let path = dir.file();
+            std::thread::spawn(move || {
+                let q = AuditQueue::open(path).unwrap();
+                (0..50)
+                    .filter(|i| q.enqueue(&room("race", *i), 1, 1).unwrap())
+                    .count()
+            })
+        })
+        .collect();
+    let added: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(added, 50);
+    assert_eq!(a.pending().unwrap().len(), 70);
+}
+
+#[test]
+fn record_join_and_queue_audit_queues_once_and_only_new_rooms() {
+    let dir = TempDir::new("join-queue");
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    let q = AuditQueue::open(store.path()).unwrap();
+    store.record_join("!old:example.org", 1).unwrap();
+    assert!(
+        !store
+            .record_join_and_queue_audit("!old:example.org", 2, 100)
+            .unwrap()
+    );
+    assert_eq!(
+        q.state("!old:example.org").unwrap(),
+        None,
+        "a known room is not audited"
+    );
+    assert!(
+        store
+            .record_join_and_queue_audit("!new:example.org", 10, 100)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_join_and_queue_audit("!new:example.org", 20, 200)
+            .unwrap()
+    );
+    assert_eq!(
+        q.pending().unwrap(),
+        vec![("!new:example.org".to_owned(), 100)]
+    );
+    assert_eq!(store.first_joined("!new:example.org").unwrap(), Some(10));
+    assert!(store.contains_room("!new:example.org").unwrap());
+    // Once audited, joining again queues nothing.
+    q.finish("!new:example.org", 150, "consistent").unwrap();
+    assert!(
+        !store
+            .record_join_and_queue_audit("!new:example.org", 30, 300)
+            .unwrap()
+    );
+    assert!(q.pending().unwrap().is_empty());
+    let err = store.record_join_and_queue_audit("nope", 1, 1).unwrap_err();
+    assert!(err.message().starts_with("room_id: "), "{}", err.message());
+    // A restart keeps both.
+    drop((store, q));
+    let store = TagStore::open(dir.file(), SERVER).unwrap();
+    assert!(
+        store
+            .record_join_and_queue_audit("!third:example.org", 40, 400)
+            .unwrap()
+    );
+    let q = AuditQueue::open(dir.file()).unwrap();
+    assert_eq!(
+        q.pending().unwrap(),
+        vec![("!third:example.org".to_owned(), 400)]
+    );
+    assert_eq!(q.state("!new:example.org").unwrap(), Some("done"));
 }

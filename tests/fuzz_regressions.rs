@@ -6,7 +6,37 @@
 #[path = "../fuzz/src/checks.rs"]
 mod checks;
 
+use std::path::Path;
+
 use servership::subscription::knock::parse_knock;
+
+/// A target's invariant check.
+type Check = fn(&[u8]);
+
+/// Every file of the small minimised corpora committed under `fuzz/corpus-min/<target>/` (see
+/// docs/fuzzing.md), through the target's checks: what the fuzzer once reached stays covered.
+#[test]
+fn committed_minimised_corpora_replay() {
+    let targets: [(&str, Check); 2] = [
+        ("audit_response", checks::audit_response),
+        ("discover_common_rooms", checks::discover_common_rooms),
+    ];
+    for (target, check) in targets {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus-min")
+            .join(target);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 5, "{target}: only {} files", files.len());
+        for file in files {
+            let data = std::fs::read(&file).unwrap();
+            check(&data);
+        }
+    }
+}
 
 /// `knock_edu`, 60 s run: `subscription::knock` used its own server-name check and accepted
 /// `!ab:333`, a room ID `ids::RoomId` refuses (a host of digits must be a dotted-quad IPv4).

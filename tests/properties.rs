@@ -265,3 +265,31 @@ fn discovery_invariants_hold_on_requests_and_mutations() {
     ]);
     run(&seeds, 300, checks::discover_common_rooms);
 }
+
+#[test]
+fn audit_invariants_hold_on_answers_histories_and_mutations() {
+    let tag =
+        servership::discovery::participation_tag("peer.example", "!audit:fuzz.example").to_base64();
+    let history = [
+        "@a:blue.example join @a:blue.example",
+        "@g:peer.example join @g:peer.example",
+        "@g:peer.example leave @mallory:blue.example",
+        "@h:peer.example ban @eve:cyan.example",
+        "@k:knock.example knock @k:knock.example",
+        "@:gray.example join @:gray.example",
+        "@:gray.example leave @:gray.example",
+        "@i:white.example invite @a:blue.example",
+        "@x:black.example ban @a:blue.example",
+        "@t:teal.example join @t:teal.example",
+        "@t:teal.example ban @admin:teal.example",
+    ]
+    .join("\n");
+    let seeds = strings([
+        format!(r#"{{"recognised_tags":["{tag}"]}}"#),
+        format!(r#"{{"recognised_tags":["{tag}","{tag}="]}}"#),
+        r#"{"recognised_tags":[]}"#.to_owned(),
+        r#"{"recognised_tags":["AAAA",1]}"#.to_owned(),
+        history,
+    ]);
+    run(&seeds, 400, checks::audit_response);
+}

@@ -774,6 +774,9 @@ pub fn discover_common_rooms(data: &[u8]) {
     let Some(responder) = responder else {
         panic!("could not set up the discovery store");
     };
+    // Budget keys: normalising is total and idempotent on any text.
+    let origin = servership::discovery::normalise_origin(&text(data));
+    assert_eq!(servership::discovery::normalise_origin(&origin), origin);
     // Known tags are recognised: prove the responder is not answering "nothing" to everything.
     let known = participation_tag("fuzz.example", "!a:fuzz.example").to_base64();
     let probe = format!(r#"{{"room_participation_tags":["{known}"]}}"#);
@@ -820,5 +823,276 @@ pub fn discover_common_rooms(data: &[u8]) {
             e.errcode(),
             e.message()
         ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit_response
+// ---------------------------------------------------------------------------------------------
+
+/// What [`audit_response`] expects of `RoomView::standing`, computed the slow, obvious way from
+/// the rules in `docs/protocol.md` ("MSC4358 audit and budgets").
+fn expected_standing(
+    history: &[(String, String, String)],
+    server: &str,
+) -> servership::discovery::Standing {
+    use servership::discovery::{Departure, Standing};
+    struct Valid<'a> {
+        user: &'a str,
+        user_server: String,
+        membership: &'a str,
+        sender: &'a str,
+        sender_server: String,
+    }
+    let server_of = |id: &str| UserId::parse(id).ok().map(|u| u.server_name().to_string());
+    let valid: Vec<Valid<'_>> = history
+        .iter()
+        .filter(|(_, m, _)| ["join", "leave", "ban", "invite", "knock"].contains(&m.as_str()))
+        .filter_map(|(u, m, s)| {
+            Some(Valid {
+                user: u,
+                user_server: server_of(u)?,
+                membership: m,
+                sender: s,
+                sender_server: server_of(s)?,
+            })
+        })
+        .collect();
+    let is_last = |i: usize| !valid[i + 1..].iter().any(|e| e.user == valid[i].user);
+    let ours = |e: &Valid<'_>| e.user_server == server;
+    if (0..valid.len()).any(|i| ours(&valid[i]) && valid[i].membership == "join" && is_last(i)) {
+        return Standing::Visible;
+    }
+    if !valid.iter().any(|e| ours(e) && e.membership == "join") {
+        return Standing::Unexplained;
+    }
+    let mut removed_by: Vec<String> = Vec::new();
+    let mut banned = false;
+    for (i, e) in valid.iter().enumerate() {
+        let removal = matches!(e.membership, "leave" | "ban") && e.sender_server != server;
+        if ours(e) && is_last(i) && removal {
+            if !removed_by.iter().any(|r| r == e.sender) {
+                removed_by.push(e.sender.to_owned());
+            }
+            banned |= e.membership == "ban";
+        }
+    }
+    if !removed_by.is_empty() {
+        let membership = if banned {
+            Departure::Banned
+        } else {
+            Departure::Left
+        };
+        return Standing::RemovedByOther {
+            membership,
+            removed_by,
+        };
+    }
+    let last = valid.iter().rev().find(|e| ours(e)).map(|e| e.membership);
+    Standing::Explained(last.unwrap_or_default().to_owned())
+}
+
+/// `audit_response`: a peer's answer bytes through `Audit::read_response` and the report, and the
+/// same bytes read as a membership history (one `user membership sender` a line).
+///
+/// - `read_response_for` agrees with `recognised_in`: recognised exactly when the body is an
+///   object whose `recognised_tags` holds the asked tag (and only that tag); not recognised when
+///   it is an empty array; otherwise a failure saying `malformed response`, from an `M_NOT_JSON` /
+///   `M_BAD_JSON` error. A correct answer is always recognised (so the target cannot pass by
+///   failing everything).
+/// - `RoomView::from_history` classifies every server as the obvious slow reading of the rules
+///   does ([`expected_standing`]); the report puts every asked peer in exactly one class, in the
+///   class its standing says, and its verdict follows the precedence; its JSON is canonical.
+/// - `Audit::choose` returns distinct eligible peers, as many as asked for or available.
+pub fn audit_response(data: &[u8]) {
+    use servership::discovery::{
+        Audit, PeerAnswer, RoomView, Standing, participation_tag, read_response_for, recognised_in,
+        request_body_for,
+    };
+    const ROOM: &str = "!audit:fuzz.example";
+    const PEER: &str = "peer.example";
+    let tag = participation_tag(PEER, ROOM).to_base64();
+    let good = format!(r#"{{"recognised_tags":["{tag}"]}}"#);
+    assert_eq!(
+        read_response_for(PEER, ROOM, good.as_bytes()),
+        PeerAnswer::Recognised
+    );
+    let asked = json::parse(&request_body_for(PEER, ROOM)).expect("request bodies are JSON");
+    assert_eq!(
+        asked
+            .get("room_participation_tags")
+            .and_then(Value::as_array)
+            .map(|a| a.len()),
+        Some(1)
+    );
+
+    let answer = read_response_for(PEER, ROOM, data);
+    match (recognised_in(PEER, ROOM, data), &answer) {
+        (Ok(true), PeerAnswer::Recognised) | (Ok(false), PeerAnswer::NotRecognised) => {
+            let body = json::parse(data).expect("an accepted answer is JSON");
+            let tags = body
+                .get("recognised_tags")
+                .and_then(Value::as_array)
+                .expect("an accepted answer has recognised_tags");
+            assert_eq!(matches!(answer, PeerAnswer::Recognised), !tags.is_empty());
+            for t in tags {
+                let decoded = t
+                    .as_str()
+                    .and_then(servership::discovery::ParticipationTag::from_base64);
+                assert_eq!(
+                    decoded.map(|d| d.to_base64()),
+                    Some(tag.clone()),
+                    "an accepted answer names only the asked tag"
+                );
+            }
+        }
+        (Err(e), PeerAnswer::Failed(why)) => {
+            assert!(
+                matches!(e.errcode(), ErrCode::NotJson | ErrCode::BadJson),
+                "answer error with errcode {:?}: {}",
+                e.errcode(),
+                e.message()
+            );
+            assert_eq!(why, &format!("malformed response: {}", e.message()));
+        }
+        (strict, lenient) => panic!("recognised_in gave {strict:?}, read_response {lenient:?}"),
+    }
+
+    // The same bytes as a membership history.
+    let text = text(data);
+    let history: Vec<(String, String, String)> = text
+        .lines()
+        .take(64)
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+            ))
+        })
+        .collect();
+    let view = RoomView::from_history(ROOM, "me.example", &history, None::<&[&str]>);
+    let mut servers: Vec<String> = Vec::new();
+    for (u, _, s) in &history {
+        for id in [u, s] {
+            if let Ok(user) = UserId::parse(id) {
+                let name = user.server_name().to_string();
+                if !servers.contains(&name) {
+                    servers.push(name);
+                }
+            }
+        }
+    }
+    for server in servers
+        .iter()
+        .map(String::as_str)
+        .chain([PEER, "never.example"])
+    {
+        assert_eq!(
+            view.standing(server),
+            expected_standing(&history, server),
+            "standing of {server} in {history:?}"
+        );
+    }
+
+    // Everyone recognises the room, except PEER, whose answer is the fuzzed one.
+    let mut peers: Vec<String> = servers
+        .iter()
+        .filter(|s| s.as_str() != "me.example")
+        .cloned()
+        .collect();
+    peers.push(PEER.to_owned());
+    let audit = Audit::plan(view.clone(), &peers, peers.len());
+    let answers: Vec<(String, PeerAnswer)> = peers
+        .iter()
+        .map(|p| {
+            let a = if p == PEER {
+                answer.clone()
+            } else {
+                PeerAnswer::Recognised
+            };
+            (p.clone(), a)
+        })
+        .collect();
+    let report = audit.report(&answers);
+    let mut seen = std::collections::HashSet::new();
+    for peer in &report.asked {
+        assert!(seen.insert(peer.clone()), "{peer} asked twice");
+        let classes = [
+            report.visible.contains(peer),
+            report.explained.iter().any(|(s, _)| s == peer),
+            report.removed.iter().any(|r| &r.server == peer),
+            report.unexplained.contains(peer),
+            report.not_recognising.contains(peer),
+            report.failed.iter().any(|(s, _)| s == peer),
+        ];
+        assert_eq!(
+            classes.iter().filter(|&&c| c).count(),
+            1,
+            "{peer} is in {classes:?}"
+        );
+        if report.not_recognising.contains(peer) || report.failed.iter().any(|(s, _)| s == peer) {
+            continue;
+        }
+        match view.standing(peer) {
+            Standing::Visible => assert!(classes[0]),
+            Standing::Explained(last) => {
+                assert!(report.explained.contains(&(peer.clone(), last)))
+            }
+            Standing::RemovedByOther {
+                membership,
+                removed_by,
+            } => assert!(report.removed.iter().any(|r| &r.server == peer
+                && r.membership == membership
+                && r.removed_by == removed_by)),
+            Standing::Unexplained => assert!(classes[3]),
+        }
+    }
+    let verdict = if !report.unexplained.is_empty() {
+        "hidden_branch_suspected"
+    } else if !report.removed.is_empty() {
+        "removed_by_other_server"
+    } else if report.failed.len() == report.asked.len() {
+        "inconclusive"
+    } else {
+        "consistent"
+    };
+    assert_eq!(report.verdict(), verdict);
+    let json_report = report.to_json();
+    assert_eq!(
+        json::canonicalize(&json_report).ok().as_deref(),
+        Some(json_report.as_slice())
+    );
+    let parsed = json::parse(&json_report).expect("the report is JSON");
+    assert_eq!(
+        parsed
+            .get("removed")
+            .and_then(Value::as_array)
+            .map(|a| a.len()),
+        Some(report.removed.len())
+    );
+    assert!(report.to_text().contains(verdict));
+
+    // Choosing among the same servers, scored by their bytes.
+    let candidates: Vec<(String, u64)> = peers
+        .iter()
+        .map(|p| (p.clone(), p.bytes().map(u64::from).sum::<u64>()))
+        .collect();
+    let eligible: std::collections::HashSet<&str> = candidates
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| !p.is_empty() && *p != "me.example" && !view.is_visible(p))
+        .collect();
+    let seed = data
+        .iter()
+        .fold(0u64, |a, b| a.rotate_left(7) ^ u64::from(*b));
+    for max in [0usize, 1, 3, 100] {
+        let chosen = Audit::choose(view.clone(), &candidates, max, seed);
+        let distinct: std::collections::HashSet<&str> =
+            chosen.peers().iter().map(String::as_str).collect();
+        assert_eq!(distinct.len(), chosen.peers().len(), "a peer chosen twice");
+        assert!(distinct.is_subset(&eligible));
+        assert_eq!(chosen.peers().len(), max.min(eligible.len()));
     }
 }

@@ -16,19 +16,38 @@ Serving (answer with ``exc.http_status`` and ``exc.matrix_error`` on error)::
     except servership.ServershipError as exc:
         ...
 
-Auditing a room just joined::
+Serving from several processes (Synapse workers) on one budget, stored in the tag store's file::
 
-    view = discovery.RoomView(room_id, our_name, memberships)
-    audit = discovery.Audit.plan(view, known_peers, max_peers=20)
+    responder = discovery.Responder(store, shared_budget=True)
+
+Auditing a room just joined, from its membership history ``(user_id, membership, sender)``::
+
+    view = discovery.RoomView(room_id, our_name, history)
+    audit = discovery.Audit.choose(view, {peer: rooms_shared}, max_peers=20,
+                                   seed=secrets.randbits(64))
     answers = {peer: audit.read_response(peer, post(peer, audit.request_body(peer)))
                for peer in audit.peers}
-    report = audit.report(answers)
+    report = audit.report(answers)          # report.verdict, .unexplained, .removed, ...
+
+One room, one peer, no ``Audit`` needed::
+
+    body = discovery.audit_request_body(peer, room_id)
+    answer = discovery.audit_read_response(peer, room_id, post(peer, body))
+
+Queueing audits with the join that needs them (one transaction), and running them later::
+
+    store.record_join(room_id, audit_due_ms=now + 60_000)
+    queue = discovery.AuditQueue(store.path)
+    for room_id in queue.due(limit=10):
+        ...
+        queue.finish(room_id, report.verdict)
 """
 
 from servership._native import (
     DISCOVER_COMMON_ROOMS_PATH,
     DISCOVER_COMMON_ROOMS_STABLE_PATH,
     Audit,
+    AuditQueue,
     AuditReport,
     BadJsonError,
     InvalidParamError,
@@ -39,6 +58,9 @@ from servership._native import (
     RoomView,
     TagStore,
     TooLargeError,
+    audit_read_response,
+    audit_request_body,
+    normalise_origin,
     participation_tag,
     participation_tags,
 )
@@ -47,6 +69,7 @@ __all__ = [
     "DISCOVER_COMMON_ROOMS_PATH",
     "DISCOVER_COMMON_ROOMS_STABLE_PATH",
     "Audit",
+    "AuditQueue",
     "AuditReport",
     "BadJsonError",
     "InvalidParamError",
@@ -57,6 +80,9 @@ __all__ = [
     "RoomView",
     "TagStore",
     "TooLargeError",
+    "audit_read_response",
+    "audit_request_body",
+    "normalise_origin",
     "participation_tag",
     "participation_tags",
 ]

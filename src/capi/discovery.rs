@@ -1,5 +1,5 @@
 //! Out-of-room server discovery (MSC4358, `docs/discovery.md`) for C: the participation tag, the
-//! permanent tag store and the `discover_common_rooms` responder.
+//! permanent tag store and the `discover_common_rooms` responder (the audit is in `audit.rs`).
 //!
 //! [`servership_responder`] holds a reference-counted pointer to its store, so the store handle
 //! may be freed before the responder (the store closes when the last of them goes).
@@ -13,7 +13,7 @@ use super::status::servership_status;
 use crate::discovery::{self, Responder, ResponderConfig};
 use crate::error::Error;
 use crate::json::{self, Value};
-use crate::store::TagStore;
+use crate::store::{SqliteBudget, TagStore};
 
 /// A server's permanent store of room participation tags in its own SQLite file (opaque).
 ///
@@ -28,13 +28,14 @@ pub struct servership_tag_store {
 /// budgets (opaque).
 ///
 /// Thread safety: one responder may answer requests from several threads at once (the budgets
-/// are behind a lock). Free it once, when no other thread uses it.
+/// are behind a lock, or in SQLite for a shared responder). Free it once, when no other thread
+/// uses it.
 pub struct servership_responder {
     responder: Responder,
 }
 
 /// Reads a handle argument that must not be `NULL`.
-fn handle<'a, T>(h: Option<&'a T>, argument: &str) -> Result<&'a T, Failure> {
+pub(crate) fn handle<'a, T>(h: Option<&'a T>, argument: &str) -> Result<&'a T, Failure> {
     h.ok_or_else(|| Failure::null(argument))
 }
 
@@ -99,7 +100,7 @@ pub unsafe extern "C" fn servership_tag_store_open(
 }
 
 /// A file path from C bytes: any bytes but NUL on Unix (paths are bytes there), UTF-8 elsewhere.
-fn file_path(bytes: &[u8]) -> Result<PathBuf, Failure> {
+pub(crate) fn file_path(bytes: &[u8]) -> Result<PathBuf, Failure> {
     if bytes.is_empty() {
         return Err(Error::invalid_param("path must not be empty").into());
     }
@@ -206,6 +207,38 @@ fn room_id_list(input: &[u8]) -> Result<Vec<String>, Error> {
         .collect()
 }
 
+/// `servership_tag_store_record_join`, and, only if the room is new, queues its post-join audit
+/// due at `audit_due_ms` in the audit queue of the same file (`servership_audit_queue_*`), in one
+/// transaction: a crash can never leave a new tag without its audit. `*newly_added_out` (if not
+/// `NULL`) receives whether the room is new.
+///
+/// Fails with `SERVERSHIP_INVALID_PARAM` for a bad room ID (as `servership_tag_store_record_join`).
+///
+/// # Safety
+/// `store` `NULL` or live; `room_id` readable; `newly_added_out` `NULL` or a valid `bool *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn servership_tag_store_record_join_and_queue_audit(
+    store: Option<&servership_tag_store>,
+    room_id: *const c_char,
+    room_id_len: usize,
+    joined_at_ms: i64,
+    audit_due_ms: i64,
+    newly_added_out: Option<&mut bool>,
+) -> servership_status {
+    call("servership_tag_store_record_join_and_queue_audit", || {
+        let store = handle(store, "store")?;
+        // SAFETY: the caller guarantees `room_id` points to `room_id_len` readable bytes.
+        let room_id = unsafe { input_str(room_id, room_id_len, "room_id") }?;
+        let added = store
+            .store
+            .record_join_and_queue_audit(room_id, joined_at_ms, audit_due_ms)?;
+        if let Some(out) = newly_added_out {
+            *out = added;
+        }
+        Ok(())
+    })
+}
+
 /// Whether this server has ever joined `room_id`, into `*out`.
 ///
 /// # Safety
@@ -274,6 +307,68 @@ pub unsafe extern "C" fn servership_responder_new(
         let responder = Responder::new(Arc::clone(&store.store), config)?;
         *out = Box::into_raw(Box::new(servership_responder { responder }));
         Ok(())
+    })
+}
+
+/// Like `servership_responder_new`, but the per-origin budgets live in the store's SQLite file:
+/// every responder and process that opens the same file draws on one budget, and a restart does
+/// not reset it (use it when several processes answer for one server). Charging waits at most
+/// about a second for a busy file, then fails with `SERVERSHIP_UNKNOWN` (500), never allowing
+/// the request silently.
+///
+/// # Safety
+/// `store` `NULL` or live; `out` a valid `servership_responder **`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn servership_responder_new_shared(
+    store: Option<&servership_tag_store>,
+    max_tags_per_request: usize,
+    budget_tags: u64,
+    budget_window_ms: u64,
+    out: Option<&mut *mut servership_responder>,
+) -> servership_status {
+    call("servership_responder_new_shared", || {
+        let out = required(out, "out")?;
+        let store = handle(store, "store")?;
+        let config = ResponderConfig {
+            max_tags_per_request,
+            budget_tags,
+            budget_window_ms,
+            ..ResponderConfig::default()
+        };
+        config.validate()?;
+        let budget = SqliteBudget::open(store.store.path(), budget_tags, budget_window_ms)?;
+        let responder = Responder::with_budget(Arc::clone(&store.store), config, Arc::new(budget))?;
+        *out = Box::into_raw(Box::new(servership_responder { responder }));
+        Ok(())
+    })
+}
+
+/// The budget key of an origin: the host lowercased, trailing dots and the default port `:8448`
+/// removed, IPv6 literals written canonically (`Asker.Example.:8448` gives `asker.example`).
+/// Responders charge every origin under this key. `*out` receives a new string to free with
+/// `servership_string_free`.
+///
+/// # Safety
+/// `origin` readable; `out` a valid `char **`; `out_len` `NULL` or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn servership_normalise_origin(
+    origin: *const c_char,
+    origin_len: usize,
+    out: Option<&mut *mut c_char>,
+    out_len: Option<&mut usize>,
+) -> servership_status {
+    call("servership_normalise_origin", || {
+        let out = required(out, "out")?;
+        // SAFETY: the caller guarantees `origin` points to `origin_len` readable bytes.
+        let origin = unsafe { input_str(origin, origin_len, "origin") }?;
+        if origin.contains('\0') {
+            return Err(Error::invalid_param("origin must not contain a NUL byte").into());
+        }
+        output_string(
+            out,
+            out_len,
+            discovery::normalise_origin(origin).into_bytes(),
+        )
     })
 }
 

@@ -23,6 +23,7 @@
 // C names for C types: `servership_signing_key`, `servership_status`.
 #![allow(non_camel_case_types)]
 
+pub mod audit;
 pub mod boundary;
 pub mod discovery;
 pub mod event;
@@ -35,6 +36,7 @@ pub mod signing;
 pub mod status;
 pub mod x_matrix;
 
+pub use audit::*;
 pub use boundary::*;
 pub use discovery::*;
 pub use event::*;

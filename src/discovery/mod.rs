@@ -1,6 +1,6 @@
 //! Out-of-room server discovery:
-//! [MSC4358](https://github.com/matrix-org/matrix-spec-proposals/pull/4358), as decided in
-//! DESIGN.md §1 and described for operators in `docs/discovery.md`.
+//! [MSC4358](https://github.com/matrix-org/matrix-spec-proposals/pull/4358), with the decisions in
+//! `docs/protocol.md` and the guide in `docs/discovery.md`.
 //!
 //! A server keeps a permanent *room participation tag* for every room it has joined
 //! ([`participation_tag`], stored in [`TagStore`](crate::store::TagStore)). Another server can ask
@@ -8,19 +8,27 @@
 //! set of tags it holds, without revealing rooms the answering server was never in:
 //!
 //! - [`tag`]: the tag itself (HMAC-SHA256 keyed by the server name) and a batch [`Tagger`];
-//! - [`responder`]: the endpoint, with per-request caps and per-origin budgets;
+//! - [`responder`]: the endpoint, with per-request caps;
+//! - [`budget`]: per-origin budgets under a normalised origin ([`normalise_origin`]), in memory
+//!   ([`MemoryBudget`]) or shared through the store (`store::SqliteBudget`);
 //! - [`requester`]: building requests for a peer and reading its answers back into room IDs;
-//! - [`audit`]: after joining a room, asking peers that are not visible in it, and classifying
-//!   each one that recognises it as explained (left or banned) or unexplained (hidden branch?).
+//! - [`audit`]: after joining a room, choosing peers that are not visible in it, asking them, and
+//!   classifying each one that recognises it from the room's membership history: explained (it
+//!   was in the room and left), removed by another server, or unexplained (hidden branch?).
 //!
 //! Every entry point is bytes in, bytes out, so the C and Python bindings stay thin.
 
 pub mod audit;
+pub mod budget;
 pub mod requester;
 pub mod responder;
 pub mod tag;
 
-pub use audit::{Audit, AuditReport, Departure, PeerAnswer, RoomView};
+pub use audit::{
+    Audit, AuditReport, Departure, PeerAnswer, Removal, RoomView, Standing, read_response_for,
+    recognised_in, request_body_for,
+};
+pub use budget::{Budget, MemoryBudget, normalise_origin};
 pub use requester::{DEFAULT_MAX_TAGS_PER_REQUEST, Requester};
 pub use responder::{Responder, ResponderConfig};
 pub use tag::{ParticipationTag, Tagger, participation_tag};

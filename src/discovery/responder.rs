@@ -13,14 +13,18 @@
 //! 3. at most [`ResponderConfig::max_tags_per_request`] tags (`413 M_TOO_LARGE`);
 //! 4. each element is a string (`M_BAD_JSON`) holding 32 bytes of base64 (`M_INVALID_PARAM`), the
 //!    message naming the index: `room_participation_tags[3] is not 32 bytes of base64`;
-//! 5. the origin's budget of tags per window (`429 M_LIMIT_EXCEEDED` with `retry_after_ms`).
+//! 5. the origin's budget of tags per window (`429 M_LIMIT_EXCEEDED` with `retry_after_ms`),
+//!    charged under [`normalise_origin`] of the origin through a [`Budget`]: in memory by default
+//!    ([`MemoryBudget`]), or shared by every process on the store's file
+//!    (`store::SqliteBudget`, [`Responder::with_budget`]).
 //!
 //! Only well-formed requests are charged to the budget, by the number of tags they carry.
 //! Unknown top-level keys are ignored, as everywhere in Matrix.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
+use crate::discovery::budget::{Budget, MemoryBudget, normalise_origin};
 use crate::discovery::tag::decode_43;
 use crate::discovery::{ParticipationTag, STABLE_PATH, UNSTABLE_PATH};
 use crate::error::{Error, Result};
@@ -41,12 +45,14 @@ pub struct ResponderConfig {
     /// Largest request body in bytes. `None` (the default) allows 64 bytes a tag plus 4 KiB, far
     /// more than any well-formed request needs (a tag takes 46 bytes in the array).
     pub max_body_bytes: Option<usize>,
-    /// Tags one origin may ask about per window (default 10,000).
+    /// Tags one origin may ask about per window (default 10,000). Used by [`Responder::new`]'s
+    /// [`MemoryBudget`]; a budget given to [`Responder::with_budget`] has its own.
     pub budget_tags: u64,
-    /// The budget window in milliseconds (default 60,000).
+    /// The budget window in milliseconds (default 60,000), likewise.
     pub budget_window_ms: u64,
-    /// How many origins' budgets are remembered at most (default 100,000). When full, origins
-    /// whose window has ended are forgotten first, then the one whose window started earliest.
+    /// How many origins' budgets [`Responder::new`]'s [`MemoryBudget`] remembers at most (default
+    /// 100,000). When full, origins whose window has ended are forgotten first, then the one whose
+    /// window started earliest.
     pub max_tracked_origins: usize,
     /// Also serve the stable path [`STABLE_PATH`] (default off, until the MSC is merged).
     pub stable_path: bool,
@@ -106,18 +112,41 @@ impl ResponderConfig {
 pub struct Responder {
     store: Arc<TagStore>,
     config: ResponderConfig,
-    budgets: Mutex<Budgets>,
+    budget: Arc<dyn Budget>,
 }
 
 impl Responder {
     /// A responder answering from `store` under `config` (checked with
-    /// [`ResponderConfig::validate`]).
+    /// [`ResponderConfig::validate`]), with per-origin budgets in this process's memory
+    /// ([`MemoryBudget`] of `budget_tags` per `budget_window_ms`).
     pub fn new(store: Arc<TagStore>, config: ResponderConfig) -> Result<Responder> {
+        config.validate()?;
+        let budget = MemoryBudget::new(
+            config.budget_tags,
+            config.budget_window_ms,
+            config.max_tracked_origins,
+        )?;
+        Ok(Responder {
+            store,
+            config,
+            budget: Arc::new(budget),
+        })
+    }
+
+    /// A responder charging `budget` instead of a budget of its own, e.g. a
+    /// [`SqliteBudget`](crate::store::SqliteBudget) on the store's file, which every process
+    /// answering for this server shares. The budget's own limits apply; `config` is still
+    /// checked as a whole.
+    pub fn with_budget(
+        store: Arc<TagStore>,
+        config: ResponderConfig,
+        budget: Arc<dyn Budget>,
+    ) -> Result<Responder> {
         config.validate()?;
         Ok(Responder {
             store,
             config,
-            budgets: Mutex::new(Budgets::default()),
+            budget,
         })
     }
 
@@ -129,6 +158,11 @@ impl Responder {
     /// The store answers come from.
     pub fn store(&self) -> &Arc<TagStore> {
         &self.store
+    }
+
+    /// The budget requests are charged to.
+    pub fn budget(&self) -> &Arc<dyn Budget> {
+        &self.budget
     }
 
     /// The paths to serve: the unstable one always, the stable one if configured.
@@ -155,7 +189,8 @@ impl Responder {
                     .collect()
             }
         };
-        self.charge(origin, asked.len() as u64, now_ms)?;
+        self.budget
+            .charge(&normalise_origin(origin), asked.len() as u64, now_ms)?;
         let tags: Vec<ParticipationTag> = asked.iter().map(|(_, t)| *t).collect();
         let known = self.store.recognise(&tags)?;
         // Only recognised tags enter the set, and those are our own HMAC outputs: the cheap
@@ -181,98 +216,13 @@ impl Responder {
         Ok(out)
     }
 
-    /// How many tags `origin` may still ask about in its current window at `now_ms`.
-    pub fn remaining_budget(&self, origin: &str, now_ms: u64) -> u64 {
-        let budgets = self.lock_budgets();
-        match budgets.windows.get(origin) {
-            Some(w) if now_ms.saturating_sub(w.start_ms) < self.config.budget_window_ms => {
-                self.config.budget_tags.saturating_sub(w.used)
-            }
-            _ => self.config.budget_tags,
-        }
-    }
-
-    /// How many origins' budgets are currently remembered.
-    pub fn tracked_origins(&self) -> usize {
-        self.lock_budgets().windows.len()
-    }
-
-    fn lock_budgets(&self) -> std::sync::MutexGuard<'_, Budgets> {
-        // The budget map stays valid whatever a panicking holder did; keep using it.
-        self.budgets.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn charge(&self, origin: &str, tags: u64, now_ms: u64) -> Result<()> {
-        let window = self.config.budget_window_ms;
-        let mut budgets = self.lock_budgets();
-        if !budgets.windows.contains_key(origin) {
-            budgets.make_room(self.config.max_tracked_origins, now_ms, window);
-        }
-        let w = budgets.windows.entry(origin.to_owned()).or_insert(Window {
-            start_ms: now_ms,
-            used: 0,
-        });
-        if now_ms.saturating_sub(w.start_ms) >= window || now_ms < w.start_ms {
-            *w = Window {
-                start_ms: now_ms,
-                used: 0,
-            };
-        }
-        if w.used.saturating_add(tags) > self.config.budget_tags {
-            let retry = (w.start_ms.saturating_add(window))
-                .saturating_sub(now_ms)
-                .max(1);
-            return Err(Error::limit_exceeded(
-                format!(
-                    "{origin} has asked about {} of its {} tags in this {window} ms window; \
-                     this request asks about {tags} more",
-                    w.used, self.config.budget_tags
-                ),
-                retry,
-            ));
-        }
-        w.used += tags;
-        Ok(())
+    /// How many tags `origin` (normalised with [`normalise_origin`]) may still ask about in its
+    /// current window at `now_ms`.
+    pub fn remaining_budget(&self, origin: &str, now_ms: u64) -> Result<u64> {
+        self.budget.remaining(&normalise_origin(origin), now_ms)
     }
 }
 
-/// Per-origin fixed windows of tag counts.
-#[derive(Debug, Default)]
-struct Budgets {
-    windows: HashMap<String, Window>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    start_ms: u64,
-    used: u64,
-}
-
-impl Budgets {
-    /// Makes space for one more origin: forget ended windows, then, if still full, the oldest.
-    fn make_room(&mut self, max: usize, now_ms: u64, window_ms: u64) {
-        if self.windows.len() < max {
-            return;
-        }
-        self.windows
-            .retain(|_, w| now_ms.saturating_sub(w.start_ms) < window_ms && now_ms >= w.start_ms);
-        while self.windows.len() >= max {
-            let oldest = self
-                .windows
-                .iter()
-                .min_by_key(|(_, w)| w.start_ms)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.windows.remove(&k);
-                }
-                None => break,
-            }
-        }
-    }
-}
-
-/// Reads and checks a request body; returns each tag with its original spelling.
 /// The fast path for the request every well-behaved server sends: `{"room_participation_tags":
 /// ["<tag>", ...]}` (any JSON whitespace), every element a plain base64 string that decodes to a
 /// tag, within the limits. It borrows the tags from `body` instead of building a JSON tree.
@@ -345,6 +295,7 @@ fn scan_plain_request<'a>(
     (pos == body.len()).then_some(tags)
 }
 
+/// Reads and checks a request body; returns each tag with its original spelling.
 fn parse_request(body: &[u8], config: &ResponderConfig) -> Result<Vec<(String, ParticipationTag)>> {
     let limit = config.body_limit();
     if body.len() > limit {

@@ -20,17 +20,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-#[allow(unused_imports)]
-use super::args::{self, Int, Text, at};
-use pyo3::types::{PyBytes, PyDict, PyString};
+use super::args::{self, Text, at};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::convert::json_input;
 use crate::discovery::{
     self, Audit, AuditReport, Departure, ParticipationTag, PeerAnswer, Requester, Responder,
-    ResponderConfig, RoomView, Tagger,
+    ResponderConfig, RoomView, Standing, Tagger,
 };
 use crate::error::Error;
-use crate::store::TagStore;
+use crate::store::{AuditQueue, SqliteBudget, TagStore};
 
 /// Batches at least this long are tagged without holding the interpreter; shorter ones finish
 /// faster than the hand-over costs.
@@ -126,16 +125,22 @@ impl PyTagStore {
     }
 
     /// Records that this server joined `room_id` at `joined_at_ms` (default: now); `True` if the
-    /// room is new. Durable when it returns.
-    #[pyo3(signature = (room_id, joined_at_ms=None))]
+    /// room is new. Durable when it returns. With `audit_due_ms`, a new room's post-join audit is
+    /// queued (see `AuditQueue`) in the same transaction, due at that time; a room already
+    /// recorded is never queued again.
+    #[pyo3(signature = (room_id, joined_at_ms=None, *, audit_due_ms=None))]
     fn record_join(
         &self,
         py: Python<'_>,
         room_id: Text,
         #[pyo3(from_py_with = args::opt_int)] joined_at_ms: Option<i64>,
+        #[pyo3(from_py_with = args::opt_int)] audit_due_ms: Option<i64>,
     ) -> PyResult<bool> {
         let at = time_or_now(joined_at_ms);
-        Ok(py.detach(|| self.store.record_join(&room_id, at))?)
+        Ok(py.detach(|| match audit_due_ms {
+            Some(due) => self.store.record_join_and_queue_audit(&room_id, at, due),
+            None => self.store.record_join(&room_id, at),
+        })?)
     }
 
     /// Records many rooms in one transaction, all first joined at `now_ms` (default: now);
@@ -226,16 +231,21 @@ impl PyTagStore {
 
 /// Serves `POST .../discover_common_rooms` from a `TagStore`: request body bytes and the
 /// authenticated origin in, response bytes out. Limits per request and budgets per origin as in
-/// `docs/discovery.md`. Safe to share between threads; keeps the store alive.
+/// `docs/discovery.md`; origins are charged under `normalise_origin(origin)`. Safe to share
+/// between threads; keeps the store alive.
 #[pyclass(frozen, module = "servership.discovery", name = "Responder")]
 pub(crate) struct PyResponder {
     responder: Responder,
+    shared_budget: bool,
 }
 
 #[pymethods]
 impl PyResponder {
     /// A responder answering from `store`; raises `InvalidParamError` for limits that do not fit
-    /// together (e.g. `budget_tags` below `max_tags_per_request`).
+    /// together (e.g. `budget_tags` below `max_tags_per_request`). With `shared_budget=True` the
+    /// per-origin budgets live in the store's SQLite file, so every process (Synapse worker) that
+    /// opens it draws on one budget and a restart does not reset it; otherwise each responder
+    /// keeps its own in memory.
     #[new]
     #[pyo3(signature = (
         store,
@@ -246,8 +256,11 @@ impl PyResponder {
         stable_path=false,
         max_body_bytes=None,
         max_tracked_origins=100_000,
+        shared_budget=false,
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         store: &PyTagStore,
         #[pyo3(from_py_with = args::int)] max_tags_per_request: usize,
         #[pyo3(from_py_with = args::int)] budget_tags: u64,
@@ -255,6 +268,7 @@ impl PyResponder {
         stable_path: bool,
         #[pyo3(from_py_with = args::opt_int)] max_body_bytes: Option<usize>,
         #[pyo3(from_py_with = args::int)] max_tracked_origins: usize,
+        shared_budget: bool,
     ) -> PyResult<Self> {
         let config = ResponderConfig {
             max_tags_per_request,
@@ -264,8 +278,19 @@ impl PyResponder {
             max_tracked_origins,
             stable_path,
         };
+        let store = Arc::clone(&store.store);
+        let responder = if shared_budget {
+            config.validate()?;
+            let budget = py.detach(|| {
+                SqliteBudget::open(store.path(), config.budget_tags, config.budget_window_ms)
+            })?;
+            Responder::with_budget(store, config, Arc::new(budget))?
+        } else {
+            Responder::new(store, config)?
+        };
         Ok(PyResponder {
-            responder: Responder::new(Arc::clone(&store.store), config)?,
+            responder,
+            shared_budget,
         })
     }
 
@@ -293,15 +318,17 @@ impl PyResponder {
         Ok(PyBytes::new(py, &answer))
     }
 
-    /// How many tags `origin` may still ask about in its current window.
+    /// How many tags `origin` (normalised, see `normalise_origin`) may still ask about in its
+    /// current window.
     #[pyo3(signature = (origin, now_ms=None))]
     fn remaining_budget(
         &self,
+        py: Python<'_>,
         origin: Text,
         #[pyo3(from_py_with = args::opt_int)] now_ms: Option<u64>,
-    ) -> u64 {
-        self.responder
-            .remaining_budget(&origin, now_ms.unwrap_or_else(self::now_ms))
+    ) -> PyResult<u64> {
+        let at = now_ms.unwrap_or_else(self::now_ms);
+        Ok(py.detach(|| self.responder.remaining_budget(&origin, at))?)
     }
 
     /// The paths to serve: the unstable one always, the stable one with `stable_path=True`.
@@ -316,14 +343,21 @@ impl PyResponder {
         self.responder.config().max_tags_per_request
     }
 
+    /// Whether the budgets live in the store's file (shared by every process) or in memory.
+    #[getter]
+    fn shared_budget(&self) -> bool {
+        self.shared_budget
+    }
+
     fn __repr__(&self) -> String {
         let c = self.responder.config();
         format!(
-            "<Responder for {:?}: {} tags a request, {} tags per {} ms per origin>",
+            "<Responder for {:?}: {} tags a request, {} tags per {} ms per origin{}>",
             self.responder.store().server_name(),
             c.max_tags_per_request,
             c.budget_tags,
-            c.budget_window_ms
+            c.budget_window_ms,
+            if self.shared_budget { ", shared" } else { "" }
         )
     }
 }
@@ -402,24 +436,85 @@ impl PyRequester {
     }
 }
 
-/// Reads `"leave"` / `"ban"`.
-fn departure(text: &str, place: &str) -> PyResult<Departure> {
-    match text {
-        "leave" => Ok(Departure::Left),
-        "ban" => Ok(Departure::Banned),
-        other => Err(Error::invalid_param(format!(
-            "{place} must be \"leave\" or \"ban\", not {other:?}"
-        ))
-        .into()),
-    }
+/// A membership history as Python gives it: `(user_id, membership, sender)` triples, or the
+/// older `(user_id, membership)` pairs of current memberships (all items the same shape).
+enum History {
+    Triples(Vec<(String, String, String)>),
+    Pairs(Vec<(String, String)>),
 }
 
-/// What we can see of a room we just joined: which servers are in it (visible) and which were
-/// and left or were banned (departed). Immutable.
+/// The items of a tuple or list element, or `None` for anything else.
+fn sequence_items<'py>(item: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
+    if let Ok(t) = item.cast::<PyTuple>() {
+        return Some(t.iter().collect());
+    }
+    if let Ok(l) = item.cast::<PyList>() {
+        return Some(l.iter().collect());
+    }
+    None
+}
+
+fn read_history(obj: &Bound<'_, PyAny>) -> PyResult<History> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "history must be a sequence of (user_id, membership, sender) triples, not a single {}",
+            obj.get_type().name()?
+        )));
+    }
+    let mut triples = Vec::new();
+    let mut pairs = Vec::new();
+    for (i, item) in obj.try_iter()?.enumerate() {
+        let item = item?;
+        let shape = match sequence_items(&item) {
+            Some(parts) if parts.len() == 3 || parts.len() == 2 => parts,
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "history[{i}] must be a (user_id, membership, sender) triple of str, not {}",
+                    item.get_type().name()?
+                )));
+            }
+        };
+        if (shape.len() == 3 && !pairs.is_empty()) || (shape.len() == 2 && !triples.is_empty()) {
+            return Err(PyTypeError::new_err(format!(
+                "history[{i}] has {} items but history[0] has {}: give (user_id, membership, \
+                 sender) triples throughout",
+                shape.len(),
+                5 - shape.len()
+            )));
+        }
+        let mut texts = Vec::with_capacity(3);
+        for (j, part) in shape.iter().enumerate() {
+            let text: Text = part
+                .extract()
+                .map_err(|e| at(e, &format!("history[{i}][{j}]")))?;
+            texts.push(text.to_string());
+        }
+        let mut texts = texts.into_iter();
+        let (a, b, c) = (texts.next(), texts.next(), texts.next());
+        match (a, b, c) {
+            (Some(user), Some(membership), Some(sender)) => {
+                triples.push((user, membership, sender))
+            }
+            (Some(user), Some(membership), None) => pairs.push((user, membership)),
+            _ => {}
+        }
+    }
+    Ok(if pairs.is_empty() {
+        History::Triples(triples)
+    } else {
+        History::Pairs(pairs)
+    })
+}
+
+/// What we can see of a room we just joined, from its membership history. Immutable.
 ///
-/// `memberships` are `(user_id, membership)` pairs (current state and, if known, history): a
-/// `join` makes the user's server visible, `leave`/`ban` departed; `visible` and `departed`
-/// (`{server: "leave" | "ban"}`) add servers directly.
+/// `history` holds every membership event the homeserver has for the room, in the order it
+/// received them, as `(user_id, membership, sender)` triples. `visible`, when given, is the
+/// homeserver's own list of servers with a currently joined user and wins over the history;
+/// otherwise a server is visible when one of its users' last entry is `join`. Entries with an
+/// invalid user ID, sender or membership are skipped. (`(user_id, membership)` pairs, the older
+/// form without senders, are still read as current memberships: `join` visible, `leave`/`ban`
+/// explained; `visible` then adds to the joins.)
 #[pyclass(frozen, module = "servership.discovery", name = "RoomView")]
 #[derive(Clone)]
 pub(crate) struct PyRoomView {
@@ -429,48 +524,30 @@ pub(crate) struct PyRoomView {
 #[pymethods]
 impl PyRoomView {
     #[new]
-    #[pyo3(signature = (room_id, own_server, memberships=None, *, visible=None, departed=None))]
+    #[pyo3(signature = (room_id, own_server, history=None, *, visible=None))]
     fn new(
         room_id: Text,
         own_server: Text,
-        memberships: Option<&Bound<'_, PyAny>>,
+        history: Option<&Bound<'_, PyAny>>,
         visible: Option<&Bound<'_, PyAny>>,
-        departed: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        if let Some(memberships) = memberships {
-            for (i, item) in memberships.try_iter()?.enumerate() {
-                let item = item?;
-                let Ok((user, membership)) = item.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()
-                else {
-                    return Err(PyTypeError::new_err(format!(
-                        "memberships[{i}] must be a (user_id, membership) pair of str"
-                    )));
-                };
-                let user: Text = user
-                    .extract()
-                    .map_err(|e| at(e, &format!("memberships[{i}][0]")))?;
-                let membership: Text = membership
-                    .extract()
-                    .map_err(|e| at(e, &format!("memberships[{i}][1]")))?;
-                pairs.push((user.to_string(), membership.to_string()));
+        let history = match history {
+            Some(h) => read_history(h)?,
+            None => History::Triples(Vec::new()),
+        };
+        let visible = visible.map(|v| strings(v, "visible")).transpose()?;
+        let view = match history {
+            History::Triples(triples) => {
+                RoomView::from_history(&room_id, &own_server, &triples, visible.as_deref())
             }
-        }
-        let mut view = RoomView::from_memberships(&room_id, &own_server, &pairs);
-        if let Some(visible) = visible {
-            for server in strings(visible, "visible")? {
-                view.add_visible(&server);
+            History::Pairs(pairs) => {
+                let mut view = RoomView::from_memberships(&room_id, &own_server, &pairs);
+                for server in visible.iter().flatten() {
+                    view.add_visible(server);
+                }
+                view
             }
-        }
-        if let Some(departed) = departed {
-            for (server, how) in departed.iter() {
-                let server: Text = server.extract().map_err(|e| at(e, "departed key"))?;
-                let how: Text = how
-                    .extract()
-                    .map_err(|e| at(e, &format!("departed[{:?}]", &*server)))?;
-                view.add_departed(&server, departure(&how, &format!("departed[{server:?}]"))?);
-            }
-        }
+        };
         Ok(PyRoomView { view })
     }
 
@@ -486,21 +563,45 @@ impl PyRoomView {
         self.view.own_server()
     }
 
+    /// The visible servers, sorted.
+    #[getter]
+    fn visible(&self) -> Vec<String> {
+        self.view.visible_servers().map(str::to_owned).collect()
+    }
+
     /// Whether `server` has a joined user in the room.
     fn is_visible(&self, server: Text) -> bool {
         self.view.is_visible(&server)
     }
 
-    /// `"leave"` or `"ban"` if our view shows `server`'s users departing, else `None`.
+    /// `"leave"` or `"ban"` if our view shows that `server` was in the room and its users' last
+    /// membership is that, else `None`.
     fn departure(&self, server: Text) -> Option<&'static str> {
         self.view.departure(&server).map(Departure::as_str)
     }
 
+    /// The membership of the latest entry of any of `server`'s users, or `None`.
+    fn last_membership(&self, server: Text) -> Option<String> {
+        self.view.last_membership(&server).map(str::to_owned)
+    }
+
+    /// How a recognition of the room by `server` would be classified: `"visible"`,
+    /// `"explained"`, `"removed_by_other"` or `"unexplained"`.
+    fn standing(&self, server: Text) -> &'static str {
+        match self.view.standing(&server) {
+            Standing::Visible => "visible",
+            Standing::Explained(_) => "explained",
+            Standing::RemovedByOther { .. } => "removed_by_other",
+            Standing::Unexplained => "unexplained",
+        }
+    }
+
     fn __repr__(&self) -> String {
         format!(
-            "<RoomView of {} by {}>",
+            "<RoomView of {} by {}: {} visible server(s)>",
             self.view.room_id(),
-            self.view.own_server()
+            self.view.own_server(),
+            self.view.visible_servers().count()
         )
     }
 }
@@ -571,6 +672,73 @@ impl PyPeerAnswer {
     }
 }
 
+/// Reads `{server: score}` or `(server, score)` pairs, naming the bad element.
+fn scored_candidates(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(String, u64)>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "candidates must be (server, score) pairs or a dict, not a single {}",
+            obj.get_type().name()?
+        )));
+    }
+    let items = match obj.cast::<PyDict>() {
+        Ok(dict) => dict.items().into_any(),
+        Err(_) => obj.clone(),
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.try_iter()?.enumerate() {
+        let item = item?;
+        let Some([server, score]) = sequence_items(&item).and_then(|p| <[_; 2]>::try_from(p).ok())
+        else {
+            return Err(PyTypeError::new_err(format!(
+                "candidates[{i}] must be a (server, score) pair, not {}",
+                item.get_type().name()?
+            )));
+        };
+        let server: Text = server
+            .extract()
+            .map_err(|e| at(e, &format!("candidates[{i}][0]")))?;
+        let score: u64 = args::int(&score).map_err(|e| at(e, &format!("candidates[{i}][1]")))?;
+        out.push((server.to_string(), score));
+    }
+    Ok(out)
+}
+
+/// The `discover_common_rooms` request body asking `peer` about `room_id` alone (the tag keyed
+/// by the peer's name): one call, no `Audit` or `Requester` needed.
+#[pyfunction]
+fn audit_request_body<'py>(py: Python<'py>, peer: Text, room_id: Text) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &discovery::request_body_for(&peer, &room_id))
+}
+
+/// Reads `peer`'s answer `body` to `audit_request_body(peer, room_id)`: `PeerAnswer.recognised()`,
+/// `.not_recognised()`, or `.failed(reason)` for a malformed answer (never an exception: a hostile
+/// peer cannot stop an audit).
+#[pyfunction]
+fn audit_read_response(
+    py: Python<'_>,
+    peer: Text,
+    room_id: Text,
+    body: &Bound<'_, PyAny>,
+) -> PyResult<PyPeerAnswer> {
+    let Some(input) = json_input(body)? else {
+        return Err(PyTypeError::new_err(format!(
+            "body must be bytes, not {}",
+            body.get_type().name()?
+        )));
+    };
+    let bytes = input.bytes();
+    Ok(PyPeerAnswer {
+        answer: py.detach(|| discovery::read_response_for(&peer, &room_id, bytes)),
+    })
+}
+
+/// The budget key of an origin: the host lowercased, a trailing dot and the default port `:8448`
+/// removed, IPv6 literals written canonically (`Asker.Example.:8448` -> `asker.example`).
+#[pyfunction]
+fn normalise_origin(origin: Text) -> String {
+    discovery::normalise_origin(&origin)
+}
+
 /// An audit of one room (see `docs/discovery.md`): plan it, send `request_body(peer)` to each of
 /// `peers`, read each answer with `read_response`, then `report(answers)`.
 #[pyclass(frozen, module = "servership.discovery", name = "Audit")]
@@ -591,6 +759,25 @@ impl PyAudit {
         let peers = strings(known_peers, "known_peers")?;
         Ok(PyAudit {
             audit: Audit::plan(view.view.clone(), &peers, max_peers),
+        })
+    }
+
+    /// Chooses up to `max_peers` of `candidates` at random, without replacement, each with a
+    /// chance proportional to its score + 1 (a score such as the number of rooms shared with that
+    /// server); us, visible servers, empty names and repeats are dropped first. `candidates` is a
+    /// `{server: score}` mapping or an iterable of `(server, score)` pairs. The same `seed` gives
+    /// the same peers in the same order: pass a fresh random one per audit (e.g.
+    /// `secrets.randbits(64)`) so that no peer can predict whether it will be asked.
+    #[staticmethod]
+    fn choose(
+        view: &PyRoomView,
+        candidates: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = args::int)] max_peers: usize,
+        #[pyo3(from_py_with = args::int)] seed: u64,
+    ) -> PyResult<Self> {
+        let scored = scored_candidates(candidates)?;
+        Ok(PyAudit {
+            audit: Audit::choose(view.view.clone(), &scored, max_peers, seed),
         })
     }
 
@@ -664,9 +851,10 @@ impl PyAudit {
     }
 }
 
-/// What an audit found. `verdict` is `"hidden_branch_suspected"` (some server recognises the
-/// room with no membership in our view), `"inconclusive"` (nobody answered usably) or
-/// `"consistent"`.
+/// What an audit found. `verdict` is the first that applies of `"hidden_branch_suspected"`
+/// (some server recognises the room but never joined it in our view), `"removed_by_other_server"`
+/// (some server recognising it was kicked or banned by another server's user), `"inconclusive"`
+/// (nobody was asked, or nobody answered usably) and `"consistent"`.
 #[pyclass(frozen, module = "servership.discovery", name = "AuditReport")]
 pub(crate) struct PyAuditReport {
     report: AuditReport,
@@ -698,17 +886,31 @@ impl PyAuditReport {
         self.report.visible.clone()
     }
 
-    /// Peers not visible that recognise the room, each with `"leave"` or `"ban"`.
+    /// Peers not visible that recognise the room and were in it, left on their own terms, each
+    /// with the last membership of its users (`"leave"`, `"ban"`, `"invite"`...).
     #[getter]
-    fn explained(&self) -> Vec<(String, &'static str)> {
+    fn explained(&self) -> Vec<(String, String)> {
+        self.report.explained.clone()
+    }
+
+    /// Peers not visible that recognise the room and were removed by another server's user:
+    /// `(server, "leave" | "ban", removed_by)`, `removed_by` the senders of the kicks or bans.
+    #[getter]
+    fn removed(&self) -> Vec<(String, &'static str, Vec<String>)> {
         self.report
-            .explained
+            .removed
             .iter()
-            .map(|(s, how)| (s.clone(), how.as_str()))
+            .map(|r| {
+                (
+                    r.server.clone(),
+                    r.membership.as_str(),
+                    r.removed_by.clone(),
+                )
+            })
             .collect()
     }
 
-    /// Peers that recognise the room with no membership at all in our view.
+    /// Peers that recognise the room but never joined it in our view.
     #[getter]
     fn unexplained(&self) -> Vec<String> {
         self.report.unexplained.clone()
@@ -726,13 +928,14 @@ impl PyAuditReport {
         self.report.failed.clone()
     }
 
-    /// `"hidden_branch_suspected"`, `"inconclusive"` or `"consistent"`.
+    /// `"hidden_branch_suspected"`, `"removed_by_other_server"`, `"inconclusive"` or
+    /// `"consistent"`.
     #[getter]
     fn verdict(&self) -> &'static str {
         self.report.verdict()
     }
 
-    /// True when some server recognises the room with no membership in our view.
+    /// True when some server recognises the room but never joined it in our view.
     #[getter]
     fn hidden_branch_suspected(&self) -> bool {
         self.report.hidden_branch_suspected()
@@ -750,13 +953,141 @@ impl PyAuditReport {
 
     fn __repr__(&self) -> String {
         format!(
-            "<AuditReport of {} by {}: {}, {} asked, {} unexplained>",
+            "<AuditReport of {} by {}: {}, {} asked, {} unexplained, {} removed>",
             self.report.room_id,
             self.report.server,
             self.report.verdict(),
             self.report.asked.len(),
-            self.report.unexplained.len()
+            self.report.unexplained.len(),
+            self.report.removed.len()
         )
+    }
+}
+
+/// The queue of post-join audits in servership's SQLite file (the tag store's): one audit per
+/// room, for ever. Durable like the tag store; a file busy for more than about a second raises
+/// `StorageError` instead of blocking the thread. Every call runs without holding the
+/// interpreter. Safe to share between threads; several processes may share the file.
+#[pyclass(frozen, module = "servership", name = "AuditQueue")]
+pub(crate) struct PyAuditQueue {
+    queue: AuditQueue,
+    path: String,
+}
+
+#[pymethods]
+impl PyAuditQueue {
+    /// Opens (creating if needed) the queue in the SQLite file at `path`.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let queue = py.detach(|| AuditQueue::open(&path))?;
+        Ok(PyAuditQueue {
+            queue,
+            path: path.to_string_lossy().into_owned(),
+        })
+    }
+
+    /// Queues the audit of `room_id`, due at `due_ms`; `False` if the room is already pending or
+    /// was audited (one audit per room).
+    #[pyo3(signature = (room_id, due_ms, now_ms=None))]
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        room_id: Text,
+        #[pyo3(from_py_with = args::int)] due_ms: i64,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
+    ) -> PyResult<bool> {
+        let now = time_or_now(now_ms);
+        Ok(py.detach(|| self.queue.enqueue(&room_id, due_ms, now))?)
+    }
+
+    /// Up to `limit` pending rooms due at `now_ms` (default: now), earliest first.
+    #[pyo3(signature = (now_ms=None, limit=100))]
+    fn due(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
+        #[pyo3(from_py_with = args::int)] limit: usize,
+    ) -> PyResult<Vec<String>> {
+        let now = time_or_now(now_ms);
+        Ok(py.detach(|| self.queue.due(now, limit))?)
+    }
+
+    /// Marks the audit of `room_id` done with `verdict` (e.g. the report's verdict) at `now_ms`
+    /// (default: now), keeping `report_json` if given; `False` if it was not pending.
+    #[pyo3(signature = (room_id, verdict, now_ms=None, *, report_json=None))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        room_id: Text,
+        verdict: Text,
+        #[pyo3(from_py_with = args::opt_int)] now_ms: Option<i64>,
+        report_json: Option<Text>,
+    ) -> PyResult<bool> {
+        let now = time_or_now(now_ms);
+        let report = report_json.as_deref().map(str::to_owned);
+        Ok(py.detach(|| {
+            self.queue
+                .finish_with_report(&room_id, now, &verdict, report.as_deref())
+        })?)
+    }
+
+    /// The report (JSON text) kept with the done audit of `room_id`, else `None`.
+    fn report(&self, py: Python<'_>, room_id: Text) -> PyResult<Option<String>> {
+        Ok(py.detach(|| self.queue.report(&room_id))?)
+    }
+
+    /// How many times the audit of `room_id` was postponed (0 if never queued).
+    fn attempts(&self, py: Python<'_>, room_id: Text) -> PyResult<u32> {
+        Ok(py.detach(|| self.queue.attempts(&room_id))?)
+    }
+
+    /// Moves the pending audit of `room_id` to `due_ms`, counting one more attempt; `False` if it
+    /// is not pending.
+    fn postpone(
+        &self,
+        py: Python<'_>,
+        room_id: Text,
+        #[pyo3(from_py_with = args::int)] due_ms: i64,
+    ) -> PyResult<bool> {
+        Ok(py.detach(|| self.queue.postpone(&room_id, due_ms))?)
+    }
+
+    /// Every pending room with its due time (ms), earliest first.
+    fn pending(&self, py: Python<'_>) -> PyResult<Vec<(String, i64)>> {
+        Ok(py.detach(|| self.queue.pending())?)
+    }
+
+    /// How many audits finished at `since_ms` or later (for a per-hour bound).
+    fn finished_since(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::int)] since_ms: i64,
+    ) -> PyResult<u64> {
+        Ok(py.detach(|| self.queue.finished_since(since_ms))?)
+    }
+
+    /// `"pending"`, `"done"`, or `None` if the room was never queued.
+    fn state(&self, py: Python<'_>, room_id: Text) -> PyResult<Option<&'static str>> {
+        Ok(py.detach(|| self.queue.state(&room_id))?)
+    }
+
+    /// `(verdict, finished_ms)` of a done audit, else `None`.
+    fn outcome(&self, py: Python<'_>, room_id: Text) -> PyResult<Option<(String, i64)>> {
+        Ok(py.detach(|| self.queue.outcome(&room_id))?)
+    }
+
+    /// The file the queue lives in, as given when it was opened.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let pending = match py.detach(|| self.queue.pending()) {
+            Ok(p) => p.len().to_string(),
+            Err(_) => "?".to_owned(),
+        };
+        format!("<AuditQueue {pending} pending at {}>", self.path)
     }
 }
 
@@ -770,6 +1101,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPeerAnswer>()?;
     m.add_class::<PyAudit>()?;
     m.add_class::<PyAuditReport>()?;
+    m.add_class::<PyAuditQueue>()?;
+    m.add_function(wrap_pyfunction!(audit_request_body, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_read_response, m)?)?;
+    m.add_function(wrap_pyfunction!(normalise_origin, m)?)?;
     m.add("DISCOVER_COMMON_ROOMS_PATH", discovery::UNSTABLE_PATH)?;
     m.add("DISCOVER_COMMON_ROOMS_STABLE_PATH", discovery::STABLE_PATH)?;
     Ok(())

@@ -11,16 +11,26 @@ use crate::error::{Error, Result};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long [`with_retry`] keeps retrying a transaction that still found the file busy.
 const RETRY_FOR: Duration = Duration::from_secs(60);
+/// The bound on busy waiting for work done on a request's or a homeserver thread's time (budgets,
+/// the audit queue): a thread must never sleep long, so a file busy for longer fails instead.
+pub(crate) const SHORT_RETRY_FOR: Duration = Duration::from_secs(1);
+/// The per-statement busy timeout of connections used under [`SHORT_RETRY_FOR`].
+pub(crate) const SHORT_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Opens (creating if needed) the store file with the shared conventions applied.
 pub fn open_connection(path: &Path) -> Result<Connection> {
+    open_connection_with(path, BUSY_TIMEOUT)
+}
+
+/// [`open_connection`] with another per-statement busy timeout.
+pub(crate) fn open_connection_with(path: &Path, busy_timeout: Duration) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| storage_error(&format!("opening {}", path.display()), &e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
+    conn.busy_timeout(busy_timeout)
         .map_err(|e| storage_error("setting busy timeout", &e))?;
     with_retry(|| {
         conn.execute_batch(
@@ -91,16 +101,24 @@ pub fn ensure_schema(conn: &mut Connection, component: &str, migrations: &[&str]
 
 /// Runs `f`, retrying while SQLite reports the file busy or locked by another process, for up to
 /// a minute. Callers therefore never see "database is locked".
-pub fn with_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+pub fn with_retry<T>(f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    with_retry_for(RETRY_FOR, f)
+}
+
+/// [`with_retry`], giving up (with SQLite's busy error) once `limit` has passed.
+pub(crate) fn with_retry_for<T>(
+    limit: Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
         match f() {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                    && started.elapsed() < RETRY_FOR =>
+                    && started.elapsed() < limit =>
             {
-                std::thread::sleep(pause);
+                std::thread::sleep(pause.min(limit.saturating_sub(started.elapsed())));
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             other => return other,

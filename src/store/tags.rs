@@ -21,14 +21,14 @@
 //!   open under another.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::discovery::{ParticipationTag, Tagger};
 use crate::error::{Error, Result};
-use crate::store::{ensure_schema, open_connection, storage_error, with_retry};
+use crate::store::{audits, ensure_schema, open_connection, storage_error, with_retry};
 
 /// The component name in `servership_schema`.
 const COMPONENT: &str = "tags";
@@ -58,6 +58,7 @@ const MAX_ROOM_ID_BYTES: usize = 255;
 pub struct TagStore {
     inner: Mutex<Inner>,
     tagger: Tagger,
+    path: PathBuf,
 }
 
 struct Inner {
@@ -240,6 +241,8 @@ impl TagStore {
         }
         let mut conn = open_connection(path.as_ref())?;
         ensure_schema(&mut conn, COMPONENT, MIGRATIONS)?;
+        // The audit queue lives in the same file and is written by `record_join_and_queue_audit`.
+        ensure_schema(&mut conn, audits::COMPONENT, audits::MIGRATIONS)?;
         let stored: String = with_retry(|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
@@ -273,7 +276,15 @@ impl TagStore {
         Ok(TagStore {
             inner: Mutex::new(inner),
             tagger: Tagger::new(server_name),
+            path: path.as_ref().to_path_buf(),
         })
+    }
+
+    /// The file the store lives in, as given to [`TagStore::open`] (other components, such as
+    /// [`SqliteBudget`](crate::store::SqliteBudget) and [`AuditQueue`](crate::store::AuditQueue),
+    /// may open it too).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The server name this store is bound to.
@@ -304,6 +315,42 @@ impl TagStore {
         // Our own commit does not change our `data_version`; load the new rows explicitly.
         inner.refresh(true)?;
         Ok(added == 1)
+    }
+
+    /// [`TagStore::record_join`], and, only if the room is new, queues its post-join audit due at
+    /// `audit_due_ms` in the [`AuditQueue`](crate::store::AuditQueue) of the same file, in one
+    /// transaction: a crash can never leave a new tag without its audit, and a room already
+    /// recorded is never queued again. Returns `true` if the room is new.
+    pub fn record_join_and_queue_audit(
+        &self,
+        room_id: &str,
+        joined_at_ms: i64,
+        audit_due_ms: i64,
+    ) -> Result<bool> {
+        check_room_id(room_id).map_err(|e| e.at("room_id"))?;
+        let tag = self.tagger.tag(room_id);
+        let mut inner = self.lock();
+        let added = with_retry(|| {
+            let tx = inner
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let added = tx.execute(
+                "INSERT INTO participation_tags (room_id, tag, first_joined_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(room_id) DO NOTHING",
+                params![room_id, tag.0.as_slice(), joined_at_ms],
+            )?;
+            if added == 1 {
+                tx.execute(
+                    audits::ENQUEUE,
+                    params![room_id, joined_at_ms, audit_due_ms],
+                )?;
+            }
+            tx.commit()?;
+            Ok(added == 1)
+        })
+        .map_err(|e| storage_error("recording a join and queueing its audit", &e))?;
+        inner.refresh(true)?;
+        Ok(added)
     }
 
     /// Records many rooms at once (e.g. every room the homeserver is in when the store is first
@@ -459,7 +506,7 @@ impl Inner {
 
 /// The minimal checks a room ID needs before it is stored for ever: the full grammar belongs to
 /// the `ids` module, but an empty, oversized or control-character ID is certainly a caller bug.
-fn check_room_id(room_id: &str) -> Result<()> {
+pub(crate) fn check_room_id(room_id: &str) -> Result<()> {
     if !room_id.starts_with('!') {
         return Err(Error::invalid_param("a room ID must start with '!'"));
     }

@@ -185,6 +185,152 @@ static void stores(void) {
     }
 }
 
+/* The audit, budgets and the audit queue: every new function, every pointer argument. */
+#define H (const uint8_t *)"[]", 2
+#define ANS (const uint8_t *)"[]", 2
+#define ROOM T("!r:x.org")
+#define ME T("x.org")
+static void audits(void) {
+    /* servership_audit_report: room, own server, history, visible, answers, out. */
+    EXPECT(servership_audit_report(NULL, 3, ME, H, NULL, 0, ANS, &out, &len), SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_report(BAD, BAD_LEN, ME, H, NULL, 0, ANS, &out, &len), SERVERSHIP_INVALID_UTF8);
+    EXPECT(servership_audit_report("!", HUGE, ME, H, NULL, 0, ANS, &out, &len), SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_audit_report(ROOM, NULL, 2, H, NULL, 0, ANS, &out, &len), SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_report(ROOM, BAD, BAD_LEN, H, NULL, 0, ANS, &out, &len), SERVERSHIP_INVALID_UTF8);
+    EXPECT(servership_audit_report(ROOM, "x", HUGE, H, NULL, 0, ANS, &out, &len), SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_audit_report(ROOM, ME, NULL, 2, NULL, 0, ANS, &out, &len), SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_report(ROOM, ME, (const uint8_t *)"[", HUGE, NULL, 0, ANS, &out, &len),
+           SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_audit_report(ROOM, ME, (const uint8_t *)BAD, BAD_LEN, NULL, 0, ANS, &out, &len),
+           SERVERSHIP_NOT_JSON);
+    EXPECT(servership_audit_report(ROOM, ME, (const uint8_t *)"{}", 2, NULL, 0, ANS, &out, &len),
+           SERVERSHIP_BAD_JSON);
+    EXPECT(servership_audit_report(ROOM, ME, (const uint8_t *)"[[\"@a:b\",\"join\"]]", 17, NULL, 0,
+                                   ANS, &out, &len),
+           SERVERSHIP_BAD_JSON);
+    EXPECT(servership_audit_report(ROOM, ME, (const uint8_t *)"[[\"@a:b\",\"join\",1]]", 19, NULL,
+                                   0, ANS, &out, &len),
+           SERVERSHIP_BAD_JSON);
+    EXPECT(servership_audit_report(ROOM, ME, H, NULL, 5, ANS, &out, &len), SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_report(ROOM, ME, H, (const uint8_t *)"[", HUGE, ANS, &out, &len),
+           SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_audit_report(ROOM, ME, H, (const uint8_t *)"[1]", 3, ANS, &out, &len),
+           SERVERSHIP_BAD_JSON);
+    EXPECT(servership_audit_report(ROOM, ME, H, NULL, 0, NULL, 2, &out, &len), SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_report(ROOM, ME, H, NULL, 0, (const uint8_t *)"[", HUGE, &out, &len),
+           SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_audit_report(ROOM, ME, H, NULL, 0, (const uint8_t *)"[{}]", 4, &out, &len),
+           SERVERSHIP_MISSING_PARAM);
+    EXPECT(servership_audit_report(ROOM, ME, H, NULL, 0, (const uint8_t *)"[7]", 3, &out, &len),
+           SERVERSHIP_BAD_JSON);
+    {
+        const char *maybe = "[{\"server\":\"y.org\",\"answer\":\"maybe\"}]";
+        EXPECT(servership_audit_report(ROOM, ME, H, NULL, 0, (const uint8_t *)maybe, strlen(maybe),
+                                       &out, &len),
+               SERVERSHIP_INVALID_PARAM);
+    }
+    EXPECT_NO_OUT(servership_audit_report(ROOM, ME, H, NULL, 0, ANS, NULL, NULL), SERVERSHIP_NULL_POINTER);
+
+    /* servership_audit_choose_peers */
+    EXPECT(servership_audit_choose_peers(NULL, 1, ME, H, NULL, 0, H, 5, 1, &out, &len),
+           SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_choose_peers(ROOM, BAD, BAD_LEN, H, NULL, 0, H, 5, 1, &out, &len),
+           SERVERSHIP_INVALID_UTF8);
+    EXPECT(servership_audit_choose_peers(ROOM, ME, (const uint8_t *)"[", HUGE, NULL, 0, H, 5, 1, &out,
+                                         &len),
+           SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_audit_choose_peers(ROOM, ME, H, NULL, 0, NULL, 2, 5, 1, &out, &len),
+           SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_choose_peers(ROOM, ME, H, NULL, 0, (const uint8_t *)"[", HUGE, 5, 1, &out,
+                                         &len),
+           SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_audit_choose_peers(ROOM, ME, H, NULL, 0, (const uint8_t *)"[[\"y.org\",-1]]", 14,
+                                         5, 1, &out, &len),
+           SERVERSHIP_INVALID_PARAM);
+    EXPECT(servership_audit_choose_peers(ROOM, ME, H, NULL, 0, (const uint8_t *)"[[\"y.org\"]]", 11, 5,
+                                         1, &out, &len),
+           SERVERSHIP_BAD_JSON);
+    EXPECT(servership_audit_choose_peers(ROOM, ME, H, NULL, 0, (const uint8_t *)BAD, BAD_LEN, 5, 1,
+                                         &out, &len),
+           SERVERSHIP_NOT_JSON);
+    EXPECT_NO_OUT(servership_audit_choose_peers(ROOM, ME, H, NULL, 0, H, 5, 1, NULL, NULL),
+                  SERVERSHIP_NULL_POINTER);
+
+    /* one room, one peer */
+    EXPECT(servership_audit_request_body(NULL, 1, ROOM, &out, &len), SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_audit_request_body(BAD, BAD_LEN, ROOM, &out, &len), SERVERSHIP_INVALID_UTF8);
+    EXPECT(servership_audit_request_body(ME, "!", HUGE, &out, &len), SERVERSHIP_TOO_LARGE);
+    EXPECT_NO_OUT(servership_audit_request_body(ME, ROOM, NULL, NULL), SERVERSHIP_NULL_POINTER);
+    {
+        int recognised = 77;
+        EXPECT_NO_OUT(servership_audit_read_response(NULL, 1, ROOM, (const uint8_t *)"{}", 2, &recognised),
+                      SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_read_response(ME, BAD, BAD_LEN, (const uint8_t *)"{}", 2,
+                                                     &recognised),
+                      SERVERSHIP_INVALID_UTF8);
+        EXPECT_NO_OUT(servership_audit_read_response(ME, ROOM, (const uint8_t *)"{", HUGE, &recognised),
+                      SERVERSHIP_TOO_LARGE);
+        EXPECT_NO_OUT(servership_audit_read_response(ME, ROOM, NULL, 3, &recognised),
+                      SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_read_response(ME, ROOM, (const uint8_t *)BAD, BAD_LEN,
+                                                     &recognised),
+                      SERVERSHIP_NOT_JSON);
+        EXPECT_NO_OUT(servership_audit_read_response(ME, ROOM, (const uint8_t *)"{}", 2, &recognised),
+                      SERVERSHIP_BAD_JSON);
+        EXPECT_NO_OUT(servership_audit_read_response(ME, ROOM, (const uint8_t *)"{}", 2, NULL),
+                      SERVERSHIP_NULL_POINTER);
+        if (recognised == 77) {
+            passed++;
+        } else {
+            failed++;
+            fprintf(stderr, "FAIL: recognised written on failure\n");
+        }
+    }
+
+    /* budgets */
+    EXPECT(servership_normalise_origin(NULL, 1, &out, &len), SERVERSHIP_NULL_POINTER);
+    EXPECT(servership_normalise_origin(BAD, BAD_LEN, &out, &len), SERVERSHIP_INVALID_UTF8);
+    EXPECT(servership_normalise_origin("x", HUGE, &out, &len), SERVERSHIP_TOO_LARGE);
+    EXPECT(servership_normalise_origin("a\0b", 3, &out, &len), SERVERSHIP_INVALID_PARAM);
+    EXPECT_NO_OUT(servership_normalise_origin(ME, NULL, NULL), SERVERSHIP_NULL_POINTER);
+    {
+        servership_responder *r = (servership_responder *)SENTINEL;
+        EXPECT_NO_OUT(servership_responder_new_shared(NULL, 10, 100, 1000, &r), SERVERSHIP_NULL_POINTER);
+        if (r == (servership_responder *)SENTINEL) {
+            passed++;
+        } else {
+            failed++;
+            fprintf(stderr, "FAIL: responder written on failure\n");
+        }
+    }
+
+    /* the audit queue and the joined-and-queued record */
+    {
+        bool flag = true;
+        uint64_t count = 777;
+        servership_audit_queue *q = (servership_audit_queue *)SENTINEL;
+        EXPECT_NO_OUT(servership_tag_store_record_join_and_queue_audit(NULL, ROOM, 1, 2, &flag),
+                      SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_queue_open(NULL, 4, &q), SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_queue_open("x", HUGE, &q), SERVERSHIP_TOO_LARGE);
+        EXPECT_NO_OUT(servership_audit_queue_open(NULL, 0, &q), SERVERSHIP_INVALID_PARAM);
+        EXPECT_NO_OUT(servership_audit_queue_open("a\0b", 3, &q), SERVERSHIP_INVALID_PARAM);
+        EXPECT_NO_OUT(servership_audit_queue_open(T("q.db"), NULL), SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_queue_enqueue(NULL, ROOM, 1, 1, &flag), SERVERSHIP_NULL_POINTER);
+        EXPECT(servership_audit_queue_due(NULL, 1, 10, &out, &len), SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_queue_finish(NULL, ROOM, 1, T("consistent"), &flag),
+                      SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_queue_postpone(NULL, ROOM, 1, &flag), SERVERSHIP_NULL_POINTER);
+        EXPECT_NO_OUT(servership_audit_queue_finished_since(NULL, 0, &count), SERVERSHIP_NULL_POINTER);
+        if (flag && count == 777 && q == (servership_audit_queue *)SENTINEL) {
+            passed++;
+        } else {
+            failed++;
+            fprintf(stderr, "FAIL: queue out-parameters written on failure\n");
+        }
+    }
+}
+
 static void frees(void) {
     /* Every destructor takes NULL as a no-op, and none of them touches the last error. */
     EXPECT_NO_OUT(servership_validate_server_name(NULL, 4), SERVERSHIP_NULL_POINTER);
@@ -194,6 +340,7 @@ static void frees(void) {
     servership_tag_store_free(NULL);
     servership_responder_free(NULL);
     servership_knock_store_free(NULL);
+    servership_audit_queue_free(NULL);
     if (servership_last_error_status() == SERVERSHIP_NULL_POINTER) {
         passed++;
     } else {
@@ -208,6 +355,7 @@ int main(void) {
     signing();
     invites();
     stores();
+    audits();
     frees();
     return finish("hostile_all");
 }

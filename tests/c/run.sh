@@ -20,7 +20,7 @@ echo "-- compiling (cc ${CFLAGS[*]})"
 cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
     "${LDFLAGS[@]}" -o "$out/header_only_cpp"
-for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c tests/c/hostile_all.c; do
+for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c tests/c/hostile_all.c tests/c/audit_flow.c; do
     name=$(basename "$src" .c)
     cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
 done
@@ -100,6 +100,13 @@ err=$(printf '%s' "$request" | run "$out/discovery_store" "$store" other.example
 code=$?
 set -e
 [[ $code == 1 && "$err" == *M_INVALID_PARAM* ]] || fail "store opened under another name: $err"
+step "the audit, budgets and the audit queue (tests/c/audit_flow.c)"
+rm -rf "$out/audit" && mkdir -p "$out/audit"
+got=$(run "$out/audit_flow" "$out/audit")
+[[ "$got" == *'"verdict":"removed_by_other_server"'* && "$got" == *"audit_flow: "*" passed, 0 failed"* ]] \
+    || fail "audit_flow printed $got"
+echo "${got##*$'\n'}"
+
 step "members hostile input"
 rm -f "$out/members_hostile.db"*
 run "$out/members_hostile" "$out/members_hostile.db"

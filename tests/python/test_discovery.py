@@ -455,14 +455,15 @@ def test_full_audit_through_bytes(tmp_path: pathlib.Path) -> None:
         store.backfill(rooms, 1)
         responders[server] = discovery.Responder(store)
 
-    # Blue's branch shows Purple only Blue, Purple and Gray's old leave.
+    # Blue's branch shows Purple only Blue, Purple and Gray's old join and leave.
     view = discovery.RoomView(
         ROOM,
         "purple.example",
         [
-            ("@blue:blue.example", "join"),
-            ("@gray:gray.example", "leave"),
-            ("@purple:purple.example", "join"),
+            ("@blue:blue.example", "join", "@blue:blue.example"),
+            ("@gray:gray.example", "join", "@gray:gray.example"),
+            ("@gray:gray.example", "leave", "@gray:gray.example"),
+            ("@purple:purple.example", "join", "@purple:purple.example"),
         ],
     )
     assert view.is_visible("blue.example") and not view.is_visible("green.example")
@@ -509,9 +510,8 @@ def test_full_audit_through_bytes(tmp_path: pathlib.Path) -> None:
 
 
 def test_audit_hostile_answers_are_failures() -> None:
-    view = discovery.RoomView(ROOM, "purple.example", visible=["blue.example"],
-                              departed={"gray.example": "ban"})
-    assert view.departure("gray.example") == "ban"
+    view = discovery.RoomView(ROOM, "purple.example", visible=["blue.example"])
+    assert view.visible == ["blue.example"]
     audit = discovery.Audit.plan(view, ["evil.example"], 5)
     for body in [b"", b"[]", b'{"recognised_tags": ["nope"]}', b"\x00" * 100]:
         answer = audit.read_response("evil.example", body)
@@ -519,12 +519,195 @@ def test_audit_hostile_answers_are_failures() -> None:
         assert answer.reason and answer.reason.startswith("malformed response")
     report = audit.report({"evil.example": audit.read_response("evil.example", b"[]")})
     assert report.verdict == "inconclusive"
-    with pytest.raises(servership.InvalidParamError, match="leave"):
-        discovery.RoomView(ROOM, "p.example", departed={"x.example": "kick"})
-    with pytest.raises(TypeError, match=r"memberships\[0\]"):
+    with pytest.raises(TypeError, match=r"history\[0\]"):
         discovery.RoomView(ROOM, "p.example", [("@a:b",)])
+    with pytest.raises(TypeError, match=r"history\[1\]"):
+        discovery.RoomView(ROOM, "p.example", [("@a:b", "join", "@a:b"), ("@a:b", "join")])
+    with pytest.raises(TypeError, match=r"history\[0\]"):
+        discovery.RoomView(ROOM, "p.example", ["@a:b join @a:b"])
+    with pytest.raises(TypeError, match=r"history\[0\]\[2\]"):
+        discovery.RoomView(ROOM, "p.example", [("@a:b", "join", 3)])
+    with pytest.raises(TypeError, match="history"):
+        discovery.RoomView(ROOM, "p.example", "@a:b")
     with pytest.raises(TypeError, match=r"answers\[0\]"):
         audit.report([("evil.example", "recognised")])
+
+
+# --- the audit from the membership history --------------------------------------------------------
+
+HISTORY = [
+    ("@blue:blue.example", "join", "@blue:blue.example"),
+    ("@purple:purple.example", "join", "@purple:purple.example"),
+    # Left, then re-invited: was in the room.
+    ("@gray:gray.example", "join", "@gray:gray.example"),
+    ("@gray:gray.example", "leave", "@gray:gray.example"),
+    ["@gray:gray.example", "invite", "@blue:blue.example"],  # lists work as well as tuples
+    # Kicked by Blue's moderator.
+    ("@green:green.example", "join", "@green:green.example"),
+    ("@green:green.example", "leave", "@mod:blue.example"),
+    # Banned by its own admin.
+    ("@red:red.example", "join", "@red:red.example"),
+    ("@red:red.example", "ban", "@admin:red.example"),
+    # Knocked only; banned without a join.
+    ("@k:knock.example", "knock", "@k:knock.example"),
+    ("@b:black.example", "ban", "@blue:blue.example"),
+    # Skipped: not user IDs, not a membership.
+    ("nobody", "join", "@blue:blue.example"),
+    ("@y:yellow.example", "dance", "@y:yellow.example"),
+]
+
+
+def test_room_view_from_history_classifies_each_server() -> None:
+    view = discovery.RoomView(ROOM, "purple.example", HISTORY)
+    assert view.visible == ["blue.example", "purple.example"]
+    assert [view.standing(s) for s in ["blue.example", "gray.example", "green.example",
+                                      "red.example", "knock.example", "black.example",
+                                      "yellow.example"]] == [
+        "visible", "explained", "removed_by_other", "explained", "unexplained", "unexplained",
+        "unexplained",
+    ]
+    assert view.last_membership("gray.example") == "invite"
+    assert view.departure("red.example") == "ban"
+    assert view.departure("black.example") is None
+    # The homeserver's list of joined servers wins.
+    told = discovery.RoomView(ROOM, "purple.example", HISTORY, visible=["gray.example"])
+    assert told.visible == ["gray.example"] and told.standing("blue.example") == "explained"
+    assert "2 visible" in repr(view)
+
+
+def test_report_names_who_removed_whom_and_ranks_verdicts() -> None:
+    view = discovery.RoomView(ROOM, "purple.example", HISTORY)
+    peers = ["gray.example", "green.example", "red.example", "knock.example", "white.example"]
+    audit = discovery.Audit.plan(view, peers, 10)
+    everyone = {p: discovery.PeerAnswer.recognised() for p in peers[:4]}
+    everyone["white.example"] = discovery.PeerAnswer.not_recognised()
+    report = audit.report(everyone)
+    assert report.unexplained == ["knock.example"]
+    assert report.removed == [("green.example", "leave", ["@mod:blue.example"])]
+    assert report.explained == [("gray.example", "invite"), ("red.example", "ban")]
+    assert report.verdict == "hidden_branch_suspected"
+    as_json = json.loads(report.to_json())
+    assert as_json["removed"] == [
+        {"server": "green.example", "membership": "leave", "removed_by": ["@mod:blue.example"]}
+    ]
+    text = report.to_text()
+    assert "REMOVED BY ANOTHER SERVER: green.example (kicked by @mod:blue.example)" in text
+    assert "1 removed" in repr(report)
+    # Without the unexplained peer the removal decides, and is never "consistent".
+    del everyone["knock.example"]
+    assert audit.report(everyone).verdict == "removed_by_other_server"
+    del everyone["green.example"]
+    assert audit.report(everyone).verdict == "consistent"
+    assert audit.report({}).verdict == "inconclusive"
+
+
+def test_choose_is_seeded_weighted_and_skips_the_room() -> None:
+    view = discovery.RoomView(ROOM, "purple.example", HISTORY)
+    candidates = {"blue.example": 50, "purple.example": 50, "green.example": 3,
+                  "white.example": 0, "teal.example": 7}
+    plan = discovery.Audit.choose(view, candidates, 10, 1234)
+    assert sorted(plan.peers) == ["green.example", "teal.example", "white.example"]
+    assert discovery.Audit.choose(view, candidates, 10, 1234).peers == plan.peers
+    assert discovery.Audit.choose(view, list(candidates.items()), 10, 1234).peers == plan.peers
+    firsts = [discovery.Audit.choose(view, candidates, 1, seed).peers[0] for seed in range(3000)]
+    # Weights 4 : 1 : 8 (score + 1).
+    assert firsts.count("teal.example") > firsts.count("green.example") > firsts.count(
+        "white.example"
+    )
+    assert 0.55 < firsts.count("teal.example") / 3000 < 0.68
+    assert discovery.Audit.choose(view, {}, 5, 1).peers == []
+    with pytest.raises(servership.InvalidParamError, match=r"candidates\[0\]\[1\]"):
+        discovery.Audit.choose(view, [("x.example", -1)], 5, 1)
+    with pytest.raises(TypeError, match=r"candidates\[0\]"):
+        discovery.Audit.choose(view, ["x.example"], 5, 1)
+    with pytest.raises(servership.InvalidParamError):
+        discovery.Audit.choose(view, candidates, 5, 2**64)
+
+
+def test_one_room_one_call_helpers(tmp_path: pathlib.Path) -> None:
+    store = servership.TagStore(tmp_path / "green.sqlite", "green.example")
+    store.record_join(ROOM, 1)
+    green = discovery.Responder(store)
+    body = discovery.audit_request_body("green.example", ROOM)
+    assert json.loads(body) == {"room_participation_tags": [hmac_tag("green.example", ROOM)]}
+    answer = green.respond(body, "purple.example", 0)
+    assert discovery.audit_read_response("green.example", ROOM, answer).is_recognised
+    other = discovery.audit_request_body("green.example", "!other:x.example")
+    nothing = green.respond(other, "purple.example", 0)
+    assert discovery.audit_read_response("green.example", "!other:x.example", nothing).kind == (
+        "not_recognised"
+    )
+    # An answer to another question names a tag that was not asked: a failure, not a "yes".
+    wrong = discovery.audit_read_response("green.example", "!other:x.example", answer)
+    assert wrong.kind == "failed" and "not asked" in (wrong.reason or "")
+
+
+# --- budgets and the audit queue -------------------------------------------------------------------
+
+
+def test_normalise_origin() -> None:
+    for spelling in ["ASKER.example", "asker.example:8448", "asker.example.", "Asker.Example.:8448"]:
+        assert discovery.normalise_origin(spelling) == "asker.example"
+    assert discovery.normalise_origin("asker.example:443") == "asker.example:443"
+    assert discovery.normalise_origin("[2001:DB8::1]:8448") == "[2001:db8::1]"
+
+
+def test_spellings_share_a_budget(responder: Any) -> None:
+    _, r = responder
+    tags = [servership.participation_tag("a.example", f"!r{i}:x") for i in range(100)]
+    for origin in ["asker.example", "ASKER.example", "asker.example.:8448"]:
+        r.respond(request(*tags), origin, 0)
+    with pytest.raises(servership.LimitExceededError):
+        r.respond(request(tags[0]), "Asker.Example", 0)
+    assert r.remaining_budget("asker.example:8448", 0) == 0
+
+
+def test_shared_budget_is_one_budget_for_every_responder(tmp_path: pathlib.Path) -> None:
+    store = servership.TagStore(tmp_path / "tags.sqlite", "a.example")
+    other = servership.TagStore(tmp_path / "tags.sqlite", "a.example")
+    a = discovery.Responder(store, max_tags_per_request=10, budget_tags=15, shared_budget=True)
+    b = discovery.Responder(other, max_tags_per_request=10, budget_tags=15, shared_budget=True)
+    assert a.shared_budget and "shared" in repr(a)
+    tags = [servership.participation_tag("a.example", f"!r{i}:x") for i in range(10)]
+    a.respond(request(*tags), "asker.example", 0)
+    assert b.remaining_budget("ASKER.example", 0) == 5
+    with pytest.raises(servership.LimitExceededError):
+        b.respond(request(*tags), "asker.example", 0)
+    # A restart continues the window; a responder without a shared budget has its own.
+    c = discovery.Responder(servership.TagStore(tmp_path / "tags.sqlite", "a.example"),
+                            max_tags_per_request=10, budget_tags=15, shared_budget=True)
+    assert c.remaining_budget("asker.example", 1) == 5
+    assert discovery.Responder(store, max_tags_per_request=10, budget_tags=15).remaining_budget(
+        "asker.example", 1) == 15
+
+
+def test_record_join_queues_the_audit_once(tmp_path: pathlib.Path) -> None:
+    store = servership.TagStore(tmp_path / "tags.sqlite", "a.example")
+    queue = discovery.AuditQueue(store.path)
+    assert store.record_join("!old:a.example", 1) is True
+    assert store.record_join("!old:a.example", 2, audit_due_ms=10) is False
+    assert queue.state("!old:a.example") is None
+    assert store.record_join(ROOM, 5, audit_due_ms=100) is True
+    assert store.record_join(ROOM, 6, audit_due_ms=200) is False
+    assert queue.pending() == [(ROOM, 100)]
+    assert queue.due(99) == [] and queue.due(100) == [ROOM]
+    assert queue.postpone(ROOM, 300) is True
+    assert queue.due(200) == []
+    assert queue.enqueue("!other:a.example", 250, 0) is True
+    assert queue.enqueue("!other:a.example", 1, 0) is False
+    assert queue.due(1000, limit=1) == ["!other:a.example"]
+    assert queue.finish(ROOM, "consistent", 400) is True
+    assert queue.finish(ROOM, "consistent", 500) is False
+    assert queue.state(ROOM) == "done" and queue.outcome(ROOM) == ("consistent", 400)
+    assert queue.finished_since(400) == 1 and queue.finished_since(401) == 0
+    # Durable: a new handle (a restart) sees the same queue.
+    again = discovery.AuditQueue(tmp_path / "tags.sqlite")
+    assert again.pending() == [("!other:a.example", 250)]
+    assert "1 pending" in repr(again)
+    with pytest.raises(servership.InvalidParamError, match="room_id"):
+        queue.enqueue("no-bang", 1)
+    with pytest.raises(servership.InvalidParamError, match="verdict"):
+        queue.finish("!other:a.example", "")
 
 
 def test_discovery_submodule_reexports() -> None:
@@ -580,30 +763,33 @@ def test_synapse_core_discovery_calls(tmp_path: pathlib.Path) -> None:
     assert core.tag_count(store) == 2
     responder = core.make_responder(store, 10, 20, 60_000)
 
-    peers = core.audit_plan(ROOM, ["blue.example"], ["blue.example", "green.example",
-                                                     "gray.example"], 5)
-    assert peers == ["green.example", "gray.example"]
-    bodies = core.audit_requests("purple.example", "green.example", [ROOM], 1000)
-    assert len(bodies) == 1
-    answer = core.respond_discovery(responder, json.dumps(bodies[0]).encode(), "purple.example", 0)
-    assert core.audit_read("green.example", [ROOM], bodies[0], answer) == [ROOM]
-    assert core.audit_read("green.example", [ROOM], bodies[0], {"recognised_tags": []}) == []
+    history = [("@blue:blue.example", "join", "@blue:blue.example"),
+               ("@gray:gray.example", "join", "@gray:gray.example"),
+               ("@gray:gray.example", "leave", "@gray:gray.example")]
+    peers = core.audit_choose(ROOM, "purple.example", history, ["blue.example"],
+                              [("blue.example", 9), ("green.example", 3), ("gray.example", 1)],
+                              5, seed=7)
+    assert sorted(peers) == ["gray.example", "green.example"]  # blue is visible: never asked
+    body = core.audit_request("green.example", ROOM)
+    answer = core.respond_discovery(responder, json.dumps(body).encode(), "purple.example", 0)
+    assert core.audit_read("green.example", ROOM, json.dumps(answer).encode()) is True
+    assert core.audit_read("green.example", ROOM, b'{"recognised_tags": []}') is False
     with pytest.raises(core.CoreError) as bad:
-        core.audit_read("green.example", [ROOM], bodies[0], {"recognised_tags": ["x"]})
+        core.audit_read("green.example", ROOM, b'{"recognised_tags": ["x"]}')
     assert bad.value.errcode == "M_BAD_JSON"
 
     outcome = core.audit_report(
         ROOM,
         "purple.example",
-        [("@blue:blue.example", "join"), ("@gray:gray.example", "leave")],
+        history,
         ["blue.example"],
         [("green.example", core.RECOGNISED), ("gray.example", core.RECOGNISED),
          ("white.example", core.NOT_RECOGNISED), ("black.example", core.FAILED_PREFIX + "timeout")],
     )
+    assert outcome.verdict == "hidden_branch_suspected"
     assert outcome.unexplained == ["green.example"]
     assert outcome.explained == ["gray.example"]
     report = json.loads(outcome.report_json)
-    assert report["verdict"] == "hidden_branch_suspected"
     assert report["not_recognising"] == ["white.example"]
     assert report["failed"] == [{"server": "black.example", "error": "timeout"}]
     assert "HIDDEN BRANCH SUSPECTED" in outcome.report_text
@@ -611,7 +797,7 @@ def test_synapse_core_discovery_calls(tmp_path: pathlib.Path) -> None:
     with pytest.raises(core.CoreError) as info:
         core.respond_discovery(responder, b"[]", "purple.example", 0)
     assert (info.value.errcode, info.value.http_status) == ("M_BAD_JSON", 400)
-    tag = json.dumps(bodies[0]).encode()
+    tag = json.dumps(body).encode()
     for _ in range(20):
         core.respond_discovery(responder, tag, "flood.example", 0)
     with pytest.raises(core.CoreError) as limited:

@@ -215,7 +215,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "TagStore": lambda: _native.TagStore(os.path.join(_TMP, "tags.db"), "x.org"),
     "Responder": lambda: _native.Responder(FACTORIES["TagStore"]()),
     "Requester": lambda: _native.Requester("y.org", ["!r:x.org"]),
-    "RoomView": lambda: _native.RoomView("!r:x.org", "x.org", [("@a:y.org", "join")]),
+    "RoomView": lambda: _native.RoomView("!r:x.org", "x.org", [("@a:y.org", "join", "@a:y.org")]),
     "Audit": lambda: _native.Audit.plan(FACTORIES["RoomView"](), ["y.org"], 5),
     "RoomState": lambda: _native.RoomState.from_events([]),
     "OperatorPolicy": lambda: _native.OperatorPolicy(),
@@ -225,6 +225,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "JoinGate": lambda: _native.JoinGate(),
     "ServerAcl": lambda: _native.ServerAcl({"allow": ["*"]}),
     "KnockStore": lambda: _native.KnockStore(os.path.join(_TMP, "knocks.db"), 1000),
+    "AuditQueue": lambda: _native.AuditQueue(os.path.join(_TMP, "audits.db")),
 }
 
 TARGETS = _targets()
@@ -309,10 +310,15 @@ def test_out_of_range_integer_names_the_range() -> None:
 
 
 def test_nested_elements_name_their_place() -> None:
-    with pytest.raises(servership.InvalidParamError, match=r"memberships\[1\]\[0\]"):
-        _native.RoomView("!r:x.org", "x.org", [("@a:y.org", "join"), (LONE, "join")])
-    with pytest.raises(servership.InvalidParamError, match="departed"):
-        _native.RoomView("!r:x.org", "x.org", departed={"y.org": "leave\udc80"})
+    triple = ("@a:y.org", "join", "@a:y.org")
+    with pytest.raises(servership.InvalidParamError, match=r"history\[1\]\[0\]"):
+        _native.RoomView("!r:x.org", "x.org", [triple, (LONE, "join", "@a:y.org")])
+    with pytest.raises(servership.InvalidParamError, match=r"history\[0\]\[2\]"):
+        _native.RoomView("!r:x.org", "x.org", [("@a:y.org", "leave", LONE)])
+    with pytest.raises(servership.InvalidParamError, match=r"candidates\[0\]\[0\]"):
+        _native.Audit.choose(FACTORIES["RoomView"](), [(LONE, 1)], 5, 1)
+    with pytest.raises(servership.InvalidParamError, match=r"candidates\[0\]\[1\]"):
+        _native.Audit.choose(FACTORIES["RoomView"](), [("y.org", 2**64)], 5, 1)
 
 
 # --- callbacks -------------------------------------------------------------------------------

@@ -196,22 +196,111 @@ async def event_signature_problem(api: Any, pdu: dict, room_version_id: str) -> 
     return None
 
 
+def invite_sending_problem(api: Any) -> str | None:
+    """Why this Synapse's invite-sending internals do not fit :func:`send_invites_with`, or
+    None. Checked at start-up, so ``invites.send_msc4329`` fails as a config error instead of
+    failing every remote invite (1.140 and 1.150 have a three-argument ``_do_send_invite`` and
+    no ``get_stripped_room_state_ids_from_event_context``)."""
+    hs = homeserver(api)
+    client = hs.get_federation_client()
+    original = getattr(client, "_do_send_invite", None)
+    if original is None:
+        return "FederationClient._do_send_invite does not exist"
+    try:
+        params = list(inspect.signature(original).parameters)
+    except (TypeError, ValueError):
+        return "FederationClient._do_send_invite has no readable signature"
+    if params[:4] != ["destination", "pdu", "context", "room_version"]:
+        return f"FederationClient._do_send_invite takes ({', '.join(params)})"
+    store = hs.get_datastores().main
+    if not hasattr(store, "get_stripped_room_state_ids_from_event_context"):
+        return "the store has no get_stripped_room_state_ids_from_event_context"
+    return None
+
+
+#: Most servers whose keys one invite may make us fetch, and key IDs per server.
+MAX_KEY_SERVERS = 16
+MAX_KEY_IDS = 4
+
+
+def _with_timeout(api: Any, awaitable: Awaitable[Any], seconds: float) -> Any:
+    """``awaitable`` as a Deferred that fails with a timeout after ``seconds`` (Synapse's
+    ``timeout_deferred``, whose arguments became keyword-only with a ``clock`` in 1.15x)."""
+    from twisted.internet import defer
+    from synapse.util.async_helpers import timeout_deferred
+
+    d = defer.ensureDeferred(awaitable)  # type: ignore[arg-type]
+    hs = homeserver(api)
+    if "clock" in inspect.signature(timeout_deferred).parameters:
+        return timeout_deferred(deferred=d, timeout=seconds, clock=hs.get_clock())
+    return timeout_deferred(d, seconds, hs.get_reactor())  # pragma: no cover - older Synapse
+
+
+async def verify_keys_for(api: Any, pdus: Iterable[Any], timeout_seconds: float) -> dict:
+    """The verify keys of the servers that signed ``pdus``, from Synapse's keyring (its store,
+    then the servers themselves, as for any PDU), as ``{server: {key_id: base64}}`` for
+    ``KeyRing.from_json``. Keys that cannot be had within ``timeout_seconds`` in all are left
+    out: the core then does not promote what they signed. At most ``MAX_KEY_SERVERS``
+    servers."""
+    from signedjson.key import encode_verify_key_base64
+    from synapse.crypto.keyring import _FetchKeyRequest
+
+    wanted: dict[str, set[str]] = {}
+    for pdu in pdus:
+        sigs = pdu.get("signatures") if isinstance(pdu, dict) else None
+        if not isinstance(sigs, dict):
+            continue
+        for server, by_key in sigs.items():
+            if not isinstance(server, str) or not isinstance(by_key, dict):
+                continue
+            if server not in wanted and len(wanted) >= MAX_KEY_SERVERS:
+                continue
+            ids = wanted.setdefault(server, set())
+            for key_id in by_key:
+                if isinstance(key_id, str) and len(ids) < MAX_KEY_IDS:
+                    ids.add(key_id)
+    if not wanted:
+        return {}
+    hs = homeserver(api)
+    keyring = hs.get_keyring()
+    clock = hs.get_clock()
+    deadline = clock.time_msec() + timeout_seconds * 1000
+    out: dict[str, dict[str, str]] = {}
+    for server, key_ids in sorted(wanted.items()):
+        left = (deadline - clock.time_msec()) / 1000
+        if left <= 0 or not key_ids:
+            break
+        request = _FetchKeyRequest(server_name=server, minimum_valid_until_ts=0,
+                                   key_ids=sorted(key_ids))
+        try:
+            found = await _with_timeout(api, keyring._inner_fetch_key_request(request), left)
+        except Exception as exc:  # noqa: BLE001 - a server we cannot reach signs nothing here
+            logger.info("servership: no keys for %s within the bound: %s", server, exc)
+            continue
+        keys = {kid: encode_verify_key_base64(result.verify_key)
+                for kid, result in found.items() if result is not None}
+        if keys:
+            out[server] = keys
+    return out
+
+
 def send_invites_with(
     api: Any,
     build_request: Callable[[dict, dict, list[dict]], Awaitable[tuple[str, dict]]],
 ) -> None:
     """Make Synapse send invites to remote users as ``build_request`` says (MSC4329), falling
-    back to its own v2 invite when the peer does not serve that path.
+    back to its own v2 invite whenever that does not work out.
 
     Synapse has no hook for the outgoing invite request, so this wraps the private
     ``FederationClient._do_send_invite(destination, pdu, context, room_version)`` of this
-    process's client (1.163.2). ``build_request(invite_pdu, create_pdu, stripped_state)`` returns
-    ``(path, body)``; the answer must be the v2 shape ``{"event": ...}``, which Synapse then
-    checks (our co-signature) as for v2.
+    process's client (check :func:`invite_sending_problem` first). ``build_request(invite_pdu,
+    create_pdu, stripped_state)`` returns ``(path, body)``; the answer must be the v2 shape
+    ``{"event": ...}``, which Synapse then checks (our co-signature) as for v2. Any failure to
+    build the request (a room our core refuses, say) and any failure of the remote (an error, a
+    timeout, an answer without an ``event``) sends the ordinary v2 invite instead: MSC4329 may
+    only ever add to what an invite could do before.
     """
-    from synapse.api.errors import HttpResponseException
     from synapse.events.utils import strip_event
-    from synapse.http.client import is_unknown_endpoint
 
     hs = homeserver(api)
     client = hs.get_federation_client()
@@ -223,28 +312,33 @@ def send_invites_with(
         if room_version.identifier in ("1", "2"):
             # MSC4329 needs event IDs computed from the event (room version 3 and later).
             return await original(destination, pdu, context, room_version)
-        now = clock.time_msec()
-        # The same state Synapse would send as invite_room_state (MSC4311), as full events.
-        state_ids = await store.get_stripped_room_state_ids_from_event_context(pdu, context)
-        events = await store.get_events(state_ids)
-        creates = [e for e in events.values() if e.type == "m.room.create"]
-        if not creates:
-            logger.warning("servership: no create event for %s; sending a v2 invite", pdu.room_id)
+        try:
+            now = clock.time_msec()
+            # The same state Synapse would send as invite_room_state (MSC4311), as full events.
+            state_ids = await store.get_stripped_room_state_ids_from_event_context(pdu, context)
+            events = await store.get_events(state_ids)
+            creates = [e for e in events.values() if e.type == "m.room.create"]
+            if not creates:
+                raise ValueError(f"no create event for {pdu.room_id}")
+            stripped = [dict(strip_event(e)) for e in events.values()
+                        if e.type != "m.room.create"]
+            path, body = await build_request(
+                pdu.get_pdu_json(now), creates[0].get_pdu_json(now), stripped
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, v2 still works
+            logger.warning("servership: could not build an MSC4329 invite for %s (%s); sending "
+                           "a v2 invite", pdu.event_id, exc)
             return await original(destination, pdu, context, room_version)
-        stripped = [dict(strip_event(e)) for e in events.values() if e.type != "m.room.create"]
-        path, body = await build_request(
-            pdu.get_pdu_json(now), creates[0].get_pdu_json(now), stripped
-        )
         try:
             answer = await client.transport_layer.client.put_json(
                 destination=destination, path=path, data=body, ignore_backoff=True
             )
-        except HttpResponseException as exc:
-            if not is_unknown_endpoint(exc):
-                raise
-            logger.info(
-                "servership: %s does not serve MSC4329 invites; sending a v2 invite", destination
-            )
+            if not isinstance(answer, dict) or not isinstance(answer.get("event"), dict):
+                raise ValueError("the answer has no event")
+        except Exception as exc:  # noqa: BLE001 - the remote's failure: fall back, as above
+            status, reason = http_request_error_details(exc)
+            logger.info("servership: %s did not take the MSC4329 invite (%s %s); sending a v2 "
+                        "invite", destination, status or "", reason)
             return await original(destination, pdu, context, room_version)
         logger.info("servership: sent MSC4329 invite %s to %s", pdu.event_id, destination)
         return answer
@@ -258,21 +352,40 @@ def send_invites_with(
 
 
 def register_admin_json_resource(
-    api: Any, path: str, handler: Callable[[str, dict], Awaitable[dict]]
+    api: Any,
+    path: str,
+    handler: Callable[[str, dict], Awaitable[dict]],
+    get_handler: Callable[[str, dict[str, str]], Awaitable[dict]] | None = None,
 ) -> None:
-    """Serve ``POST path`` (JSON in, JSON out) to server admins only; ``handler(admin_user_id,
-    body)``. Uses the public module API (``register_web_resource``, ``get_user_by_req``)."""
+    """Serve ``POST path`` (JSON in, JSON out; ``handler(admin_user_id, body)``) and, if given,
+    ``GET path?k=v`` (``get_handler(admin_user_id, query)``) to server admins only. Uses the
+    public module API (``register_web_resource``, ``get_user_by_req``)."""
     from synapse.module_api import DirectServeJsonResource
     from synapse.http.servlet import parse_json_object_from_request
 
+    async def admin_of(request: Any) -> str:
+        requester = await api.get_user_by_req(request)
+        user_id = requester.user.to_string()
+        if not await api.is_user_admin(user_id):
+            raise SynapseError(403, "server admins only", "M_FORBIDDEN")
+        return user_id
+
     class AdminResource(DirectServeJsonResource):  # type: ignore[misc, valid-type]
         async def _async_render_POST(self, request: Any) -> tuple[int, dict]:
-            requester = await api.get_user_by_req(request)
-            user_id = requester.user.to_string()
-            if not await api.is_user_admin(user_id):
-                raise SynapseError(403, "server admins only", "M_FORBIDDEN")
+            user_id = await admin_of(request)
             body = parse_json_object_from_request(request)
             return 200, await handler(user_id, body)
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict]:
+            if get_handler is None:
+                raise SynapseError(405, "use POST", "M_UNRECOGNIZED")
+            user_id = await admin_of(request)
+            query = {
+                k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
+                for k, v in (request.args or {}).items()
+                if v
+            }
+            return 200, await get_handler(user_id, query)
 
     api.register_web_resource(path, AdminResource())
 
@@ -341,26 +454,49 @@ def _rows(txn: Any, sql: str, args: tuple = ()) -> list[tuple]:
     return list(txn.fetchall())
 
 
-async def joined_rooms(api: Any) -> list[str]:
-    """Rooms where at least one local user is currently joined."""
-    rows = await api.run_db_interaction(
-        "servership_joined_rooms",
-        _rows,
-        "SELECT DISTINCT room_id FROM local_current_membership WHERE membership = ?",
-        ("join",),
+def _like_suffix(server_name: str) -> str:
+    """A LIKE pattern (escape character ``!``) for user IDs on ``server_name``."""
+    escaped = server_name.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%:{escaped}"
+
+
+def _on_server(user_id: str, server_name: str) -> bool:
+    # LIKE is case-insensitive on SQLite and not on PostgreSQL: decide exactly here.
+    return user_id.startswith("@") and user_id.endswith(":" + server_name) and (
+        user_id[1 : -len(server_name) - 1].find(":") == -1
     )
-    return sorted(str(r[0]) for r in rows)
+
+
+async def joined_rooms(api: Any, limit: int | None = None) -> list[str]:
+    """Rooms where at least one local user is currently joined, most recently joined first."""
+    sql = (
+        "SELECT room_id FROM local_current_membership WHERE membership = ?"
+        " GROUP BY room_id ORDER BY MAX(event_stream_ordering) DESC"
+    )
+    args: tuple = ("join",)
+    if limit is not None:
+        sql += " LIMIT ?"
+        args = ("join", int(limit))
+    rows = await api.run_db_interaction("servership_joined_rooms", _rows, sql, args)
+    return [str(r[0]) for r in rows]
 
 
 async def rooms_ever_joined(api: Any) -> list[str]:
-    """Rooms where a local user has ever had a join (current or past): tags are permanent."""
+    """Rooms where a local user (or our pseudouser ``@:server``) has ever *joined*: a
+    membership event with ``membership = join`` that Synapse did not reject. Invites, knocks
+    and rejected invites are not joins (``local_current_membership`` holds them too, so it is
+    not used)."""
+    server = api.server_name
     rows = await api.run_db_interaction(
         "servership_rooms_ever_joined",
         _rows,
-        "SELECT DISTINCT room_id FROM local_current_membership",
-        (),
+        "SELECT DISTINCT m.room_id, m.user_id FROM room_memberships AS m"
+        " LEFT JOIN rejections AS r ON r.event_id = m.event_id"
+        " WHERE m.membership = 'join' AND r.event_id IS NULL"
+        " AND m.user_id LIKE ? ESCAPE '!'",
+        (_like_suffix(server),),
     )
-    return sorted(str(r[0]) for r in rows)
+    return sorted({str(room) for room, user in rows if _on_server(str(user), server)})
 
 
 async def hosts_in_room(api: Any, room_id: str) -> set[str]:
@@ -369,28 +505,79 @@ async def hosts_in_room(api: Any, room_id: str) -> set[str]:
     return set(hosts)
 
 
-async def membership_history(api: Any, room_id: str) -> list[tuple[str, str]]:
-    """Every user who ever had a membership in the room, with their *current* membership
-    (``join``, ``leave``, ``ban``, ...), as (user_id, membership): a user who joined and left
-    appears once, as ``leave``. From ``current_state_events`` (one row per state key)."""
+#: Most membership events read for one audit (a room with more is audited on its first ones).
+MAX_HISTORY = 200_000
+
+
+async def membership_history(api: Any, room_id: str) -> list[tuple[str, str, str]]:
+    """Every membership event Synapse holds for the room, as ``(user_id, membership, sender)``,
+    rejected events left out, outliers included (the ``send_join`` state is what we were shown).
+
+    Order: the room's DAG order (depth, then arrival), except that each user's membership in
+    Synapse's *current state* comes last. The core reads a user's last entry as where they stand
+    now; Synapse's state resolution decides that, not the depth a remote server wrote into its
+    events (a forged depth must not turn a kick into an old one). Arrival alone cannot order
+    this: Synapse gives the outliers of a ``send_join`` negative, descending stream orderings."""
     rows = await api.run_db_interaction(
         "servership_membership_history",
         _rows,
-        "SELECT state_key, membership FROM current_state_events"
-        " WHERE room_id = ? AND type = 'm.room.member'",
+        "SELECT m.user_id, m.membership, m.sender FROM room_memberships AS m"
+        " JOIN events AS e ON e.event_id = m.event_id"
+        " LEFT JOIN rejections AS r ON r.event_id = m.event_id"
+        " LEFT JOIN current_state_events AS c ON c.event_id = m.event_id"
+        " WHERE m.room_id = ? AND r.event_id IS NULL"
+        " ORDER BY CASE WHEN c.event_id IS NULL THEN 0 ELSE 1 END,"
+        " e.topological_ordering, e.stream_ordering LIMIT ?",
+        (room_id, MAX_HISTORY),
+    )
+    return [(str(u), str(m), str(s)) for (u, m, s) in rows]
+
+
+async def has_membership(api: Any, room_id: str) -> bool:
+    """Whether Synapse holds any membership event for the room (does it know the room?)."""
+    rows = await api.run_db_interaction(
+        "servership_has_membership",
+        _rows,
+        "SELECT 1 FROM room_memberships WHERE room_id = ? LIMIT 1",
         (room_id,),
     )
-    return [(str(u), str(m)) for (u, m) in rows]
+    return bool(rows)
 
 
-def spam_errcode(errcode: str) -> Any:
-    """The ``Codes`` member for a Matrix errcode (``M_FORBIDDEN`` if Synapse has none)."""
-    from synapse.api.errors import Codes
+async def shared_room_counts(api: Any, max_rooms: int, exclude: str | None = None) -> dict[str, int]:
+    """For each other server: in how many of our ``max_rooms`` most recently joined rooms it has
+    a joined member (Synapse's cached per-room host lists)."""
+    counts: dict[str, int] = {}
+    for room in await joined_rooms(api, max_rooms):
+        if room == exclude:
+            continue
+        for host in await hosts_in_room(api, room):
+            counts[host] = counts.get(host, 0) + 1
+    counts.pop(api.server_name, None)
+    return counts
 
-    try:
-        return Codes(errcode)
-    except ValueError:
-        return Codes.FORBIDDEN
+
+async def servers_sharing_rooms(api: Any) -> set[str]:
+    """Every server with a joined member in a room where one of our users is joined (Synapse's
+    cached host list of each of our rooms)."""
+    hosts: set[str] = set()
+    for room in await joined_rooms(api):
+        hosts |= await hosts_in_room(api, room)
+    hosts.discard(api.server_name)
+    return hosts
+
+
+def synapse_checks_invite_state(api: Any, room_version_id: str) -> bool:
+    """Whether this Synapse validates an incoming invite's ``invite_room_state`` itself for
+    this room version (MSC4311; 1.162 and later, room versions flagged
+    ``msc4311_stripped_state``: v12), warning about failures. Feature-detected."""
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.handlers.federation import FederationHandler
+
+    if not hasattr(FederationHandler, "_parse_stripped_room_state"):
+        return False
+    version = KNOWN_ROOM_VERSIONS.get(room_version_id)
+    return bool(getattr(version, "msc4311_stripped_state", False))
 
 
 def synapse_database_files(api: Any) -> list[str]:

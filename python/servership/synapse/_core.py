@@ -34,6 +34,8 @@ _REQUIRED = (
     "KnockStore",
     "parse_knock_edu",
     "join_allowed",
+    "AuditQueue",
+    "normalise_origin",
 )
 _cached: Any = None
 
@@ -131,9 +133,12 @@ def open_tag_store(path: str, server_name: str) -> Any:
     return _call(_servership().TagStore, path, server_name)
 
 
-def record_join(store: Any, room_id: str, joined_at_ms: int) -> bool:
-    """Record our tag for ``room_id``; True if it was new."""
-    return bool(_call(store.record_join, room_id, joined_at_ms))
+def record_join(
+    store: Any, room_id: str, joined_at_ms: int, audit_due_ms: int | None = None
+) -> bool:
+    """Record our tag for ``room_id``; True if it was new. With ``audit_due_ms``, a new tag
+    also queues the room's audit, in the same transaction."""
+    return bool(_call(store.record_join, room_id, joined_at_ms, audit_due_ms=audit_due_ms))
 
 
 def backfill_tags(store: Any, room_ids: list[str], now_ms: int) -> int:
@@ -141,20 +146,35 @@ def backfill_tags(store: Any, room_ids: list[str], now_ms: int) -> int:
     return int(_call(store.backfill, room_ids, now_ms))
 
 
+def missing_rooms(store: Any, room_ids: list[str]) -> list[str]:
+    """The rooms of ``room_ids`` the store has no tag for (from memory, no writes)."""
+    return [room for room in room_ids if not _call(store.contains_room, room)]
+
+
 def tag_count(store: Any) -> int:
     """How many tags the store holds."""
     return len(store)
 
 
-def make_responder(store: Any, max_tags: int, budget_tags: int, budget_window_ms: int) -> Any:
-    """The ``discover_common_rooms`` responder with our limits."""
+def make_responder(
+    store: Any, max_tags: int, budget_tags: int, budget_window_ms: int, shared_budget: bool = False
+) -> Any:
+    """The ``discover_common_rooms`` responder with our limits. ``shared_budget`` keeps the
+    per-origin budgets in the store's file, shared by every process that opens it."""
     return _call(
         _native().Responder,
         store,
         max_tags_per_request=max_tags,
         budget_tags=budget_tags,
         budget_window_ms=budget_window_ms,
+        shared_budget=shared_budget,
     )
+
+
+def normalise_origin(origin: str) -> str:
+    """``origin`` as budgets and shared-room checks key it: host lowercased, trailing dot and
+    the default port removed."""
+    return str(_call(_native().normalise_origin, origin))
 
 
 def respond_discovery(responder: Any, body: bytes, origin: str, now_ms: int) -> dict:
@@ -168,7 +188,9 @@ class AuditOutcome:
     """What one audit of one room found."""
 
     room_id: str
+    verdict: str
     unexplained: list[str]
+    removed: list[str]
     explained: list[str]
     report_json: str
     report_text: str
@@ -181,54 +203,52 @@ NOT_RECOGNISED = "not_recognised"
 FAILED_PREFIX = "failed: "
 
 
-def audit_plan(
-    room_id: str, room_servers: list[str], known_peers: list[str], max_peers: int
+def _view(room_id: str, server_name: str, history: list[tuple[str, str, str]],
+          visible: list[str]) -> Any:
+    return _call(_native().RoomView, room_id, server_name, history, visible=visible)
+
+
+def audit_choose(
+    room_id: str,
+    server_name: str,
+    history: list[tuple[str, str, str]],
+    visible: list[str],
+    candidates: list[tuple[str, int]],
+    max_peers: int,
+    seed: int,
 ) -> list[str]:
-    """The peers to ask about ``room_id``: ``known_peers`` (in the order given) that are not
-    visible in the room, without duplicates, at most ``max_peers``
-    (``Audit.plan(RoomView(..., visible=room_servers), ...)``)."""
-    native = _native()
-    view = _call(native.RoomView, room_id, "", visible=room_servers)
-    return list(_call(native.Audit.plan, view, known_peers, max_peers).peers)
+    """The peers to ask about ``room_id``: drawn from ``candidates`` (server, rooms shared with
+    us), weighted by that count, never us or a server visible in the room
+    (``Audit.choose``)."""
+    view = _view(room_id, server_name, history, visible)
+    return list(_call(_native().Audit.choose, view, candidates, max_peers, seed).peers)
 
 
-def audit_requests(server_name: str, peer: str, room_ids: list[str], max_tags: int) -> list[dict]:
-    """Request bodies (chunked to ``max_tags``) asking ``peer`` about ``room_ids``
-    (``Requester(peer, room_ids, max_tags).bodies``). The tags are keyed by the *peer's* name;
-    ``server_name`` (ours) is not part of the question."""
-    requester = _call(_native().Requester, peer, room_ids, max(1, max_tags))
-    return [json.loads(body) for body in requester.bodies]
+def audit_request(peer: str, room_id: str) -> dict:
+    """The ``discover_common_rooms`` body asking ``peer`` about ``room_id``."""
+    return dict(json.loads(bytes(_call(_native().audit_request_body, peer, room_id))))
 
 
-def audit_read(peer: str, room_ids: list[str], request: dict, response: Any) -> list[str]:
-    """The room IDs ``peer`` recognised in ``response``, its answer to ``request`` (one body from
-    ``audit_requests``). Raises ``CoreError`` (``M_BAD_JSON``) for a malformed answer, including
-    one naming a tag that ``request`` did not ask."""
-    native = _native()
-    asked = request.get("room_participation_tags") if isinstance(request, dict) else None
-    if not isinstance(asked, list):
-        raise CoreError("M_BAD_JSON", 400, "the request has no room_participation_tags list")
-    asked_set = {t for t in asked if isinstance(t, str)}
-    tags = _call(native.participation_tags, peer, room_ids)
-    rooms = [room for room, tag in zip(room_ids, tags) if tag in asked_set]
-    requester = _call(native.Requester, peer, rooms, max(1, len(rooms)))
-    body = json.dumps(response).encode()
-    return list(_call(requester.map_response, 0, body))
+def audit_read(peer: str, room_id: str, body: bytes) -> bool:
+    """Whether ``peer``'s answer (bytes) to :func:`audit_request` recognises the room. Raises
+    ``CoreError`` (``M_BAD_JSON``) for a malformed answer."""
+    answer = _call(_native().audit_read_response, peer, room_id, body)
+    if answer.kind == "failed":
+        raise CoreError("M_BAD_JSON", 400, str(answer.reason))
+    return bool(answer.is_recognised)
 
 
 def audit_report(
     room_id: str,
     server_name: str,
-    membership: list[tuple[str, str]],
-    room_servers: list[str],
+    history: list[tuple[str, str, str]],
+    visible: list[str],
     answers: list[tuple[str, str]],
 ) -> AuditOutcome:
-    """Classify every asked peer's answer against the room (``RoomView(room_id, server_name,
-    membership, visible=room_servers)``, ``Audit.report``): a peer that recognised the room with
-    no membership at all is *unexplained*; one whose users left or were banned is *explained*;
-    the report also lists peers that did not recognise it and peers that failed to answer."""
+    """Classify every asked peer's answer against the room's membership history
+    (``RoomView(room_id, server_name, history, visible=...)``, ``Audit.report``)."""
     native = _native()
-    view = _call(native.RoomView, room_id, server_name, membership, visible=room_servers)
+    view = _view(room_id, server_name, history, visible)
     peers = [peer for peer, _ in answers]
     audit = _call(native.Audit.plan, view, peers, max(1, len(peers)))
 
@@ -242,10 +262,60 @@ def audit_report(
     report = _call(audit.report, [(peer, answer(kind)) for peer, kind in answers])
     return AuditOutcome(
         room_id=room_id,
+        verdict=str(report.verdict),
         unexplained=list(report.unexplained),
+        removed=[str(server) for server, _how, _by in report.removed],
         explained=[server for server, _how in report.explained],
         report_json=bytes(report.to_json()).decode(),
         report_text=str(report.to_text()),
+    )
+
+
+def open_audit_queue(path: str) -> Any:
+    """The queue of pending audits, in the store file."""
+    return _call(_native().AuditQueue, path)
+
+
+def queue_due(queue: Any, now_ms: int, limit: int) -> list[str]:
+    """Rooms whose audit is due, earliest first."""
+    return [str(r) for r in _call(queue.due, now_ms, limit)]
+
+
+def queue_finished_since(queue: Any, since_ms: int) -> int:
+    """Audits finished since ``since_ms`` (for the hourly bound)."""
+    return int(_call(queue.finished_since, since_ms))
+
+
+def queue_pending_count(queue: Any) -> int:
+    return len(_call(queue.pending))
+
+
+def queue_finish(queue: Any, room_id: str, now_ms: int, verdict: str, report_json: str) -> None:
+    """Record the audit of ``room_id`` as done, with its verdict and report."""
+    _call(queue.finish, room_id, verdict, now_ms, report_json=report_json)
+
+
+def queue_retry(queue: Any, room_id: str, now_ms: int, max_attempts: int,
+                retry_after_ms: int) -> bool:
+    """After a failed attempt: postpone the audit, or give up after ``max_attempts`` (records
+    it as ``failed``). True if it gave up."""
+    attempts = int(_call(queue.attempts, room_id)) + 1
+    if attempts >= max_attempts:
+        _call(queue.finish, room_id, "failed", now_ms)
+        return True
+    _call(queue.postpone, room_id, now_ms + retry_after_ms * attempts)
+    return False
+
+
+def audit_status(queue: Any, room_id: str) -> tuple[str | None, str | None, dict | None]:
+    """(state, verdict, report) of the room's automatic audit; Nones where there is none."""
+    state = _call(queue.state, room_id)
+    outcome = _call(queue.outcome, room_id)
+    report = _call(queue.report, room_id)
+    return (
+        None if state is None else str(state),
+        None if outcome is None else str(outcome[0]),
+        None if not report else dict(json.loads(report)),
     )
 
 
@@ -281,12 +351,16 @@ def _invite_result(check: Any) -> InviteResult:
     )
 
 
-def check_invite(path_room_id: str, body: bytes, receiving_server: str, origin: str) -> InviteResult:
-    """Check an MSC4329 invite request body; raises ``CoreError``. Signatures are not checked
-    here (no key ring): the caller verifies the create event with Synapse's keyring, and
-    Synapse's own pipeline verifies the invite event."""
+def check_invite(path_room_id: str, body: bytes, receiving_server: str, origin: str,
+                 keys: dict | None = None) -> InviteResult:
+    """Check an MSC4329 invite request body; raises ``CoreError``. ``keys`` (``{server:
+    {key_id: base64}}``, from Synapse's keyring) lets the core verify signatures and hashes of
+    the events it promotes from ``state``; the caller still verifies the create event with
+    Synapse's keyring, and Synapse's own pipeline the invite event."""
+    native = _native()
+    ring = _call(native.KeyRing.from_json, keys) if keys else None
     return _invite_result(
-        _call(_native().check_invite, path_room_id, body, receiving_server, origin)
+        _call(native.check_invite, path_room_id, body, receiving_server, origin, ring)
     )
 
 

@@ -29,6 +29,8 @@ class DiscoveryConfig:
     max_tags_per_request: int = 1000
     budget_tags: int = 10_000
     budget_window_seconds: int = 3600
+    #: Answer only origins that share at least one room with us (see docs/protocol.md).
+    require_shared_room: bool = True
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class InvitesConfig:
     stable_v3_path: bool = False
     mode: str = "warn"  # for spec (v1/v2) invites: "warn" or "reject"
     send_msc4329: bool = False  # send our invites with the create event (fallback: v2)
+    #: The bound on fetching the keys an MSC4329 invite's ``state`` needs (seconds, in all).
+    key_fetch_seconds: int = 5
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class AuditConfig:
     spread_seconds: int = 300
     request_timeout_seconds: int = 30
     notify_admin: str | None = None
+    #: How often the background-tasks process looks for due audits.
+    poll_seconds: int = 10
+    #: Audits run per hour at most (the rest wait in the queue).
+    max_audits_per_hour: int = 20
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,8 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
     _known(
         d,
         "discovery",
-        {"enabled", "stable_path", "max_tags_per_request", "budget_tags", "budget_window_seconds"},
+        {"enabled", "stable_path", "max_tags_per_request", "budget_tags", "budget_window_seconds",
+         "require_shared_room"},
     )
     discovery = DiscoveryConfig(
         enabled=_bool(d, "discovery", "enabled", True),
@@ -178,6 +187,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         max_tags_per_request=_positive(d, "discovery", "max_tags_per_request", 1000),
         budget_tags=_positive(d, "discovery", "budget_tags", 10_000),
         budget_window_seconds=_positive(d, "discovery", "budget_window_seconds", 3600),
+        require_shared_room=_bool(d, "discovery", "require_shared_room", True),
     )
     if discovery.budget_tags < discovery.max_tags_per_request:
         raise _err(
@@ -186,7 +196,8 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         )
 
     i = _section(raw.get("invites"), "invites")
-    _known(i, "invites", {"enabled", "stable_v3_path", "mode", "send_msc4329"})
+    _known(i, "invites", {"enabled", "stable_v3_path", "mode", "send_msc4329",
+                          "key_fetch_seconds"})
     mode = i.get("mode", "warn")
     if mode not in ("warn", "reject"):
         raise _err("invites.mode", 'must be "warn" or "reject"')
@@ -195,6 +206,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         stable_v3_path=_bool(i, "invites", "stable_v3_path", False),
         mode=mode,
         send_msc4329=_bool(i, "invites", "send_msc4329", False),
+        key_fetch_seconds=_positive(i, "invites", "key_fetch_seconds", 5),
     )
 
     k = _section(raw.get("knocks"), "knocks")
@@ -215,7 +227,8 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
     _known(
         a,
         "audit",
-        {"enabled", "max_peers", "spread_seconds", "request_timeout_seconds", "notify_admin"},
+        {"enabled", "max_peers", "spread_seconds", "request_timeout_seconds", "notify_admin",
+         "poll_seconds", "max_audits_per_hour"},
     )
     notify = a.get("notify_admin")
     if notify is not None and (not isinstance(notify, str) or not _USER_ID.match(notify)):
@@ -226,6 +239,8 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         spread_seconds=_non_negative(a, "audit", "spread_seconds", 300),
         request_timeout_seconds=_positive(a, "audit", "request_timeout_seconds", 30),
         notify_admin=notify,
+        poll_seconds=_positive(a, "audit", "poll_seconds", 10),
+        max_audits_per_hour=_positive(a, "audit", "max_audits_per_hour", 20),
     )
     if audit.enabled and not discovery.enabled:
         raise _err("audit.enabled", "needs discovery.enabled (audits use the same tags)")

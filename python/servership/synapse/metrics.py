@@ -40,8 +40,17 @@ GATED_JOINS = Counter(
 )
 AUDITS = Counter(
     "servership_audits_total",
-    "Discovery audits run after a first local join, by result (clean, findings, failed)",
+    "Discovery audits run, by verdict (consistent, hidden_branch_suspected, "
+    "removed_by_other_server, inconclusive) or failed (the audit itself could not run)",
     ["result"],
+)
+AUDITS_PENDING = Gauge(
+    "servership_audits_pending",
+    "Audits waiting in the queue (background-tasks process)",
+)
+AUDIT_REMOVED = Counter(
+    "servership_audit_removed_by_other_total",
+    "Peers that recognised a room and were, in our view, kicked or banned by another server",
 )
 AUDIT_REQUESTS = Counter(
     "servership_audit_requests_total",

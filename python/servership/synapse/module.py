@@ -8,9 +8,11 @@ reached through ``_compat``. Blocking work (SQLite, checks) runs in Synapse's th
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from . import _compat, _core, config as config_mod, metrics
@@ -42,6 +44,22 @@ def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
+#: The event ID of the MSC4329 invite this request's call chain is handing to Synapse, if any.
+#: A context variable follows the request through Synapse's awaits (Twisted runs coroutines in
+#: a copy of the caller's context), and no other request sees it.
+_CHECKED_V3_INVITE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "servership_checked_v3_invite", default=None
+)
+
+#: Only the first events of an invite's ``state`` make us fetch keys (the core caps it anyway).
+_MAX_STATE_FOR_KEYS = 64
+
+#: How long the snapshot of "servers we share a room with" is used (seconds).
+SHARED_ROOM_CACHE_SECONDS = 300
+#: An origin missing from the snapshot triggers a new one if the snapshot is this old (seconds).
+SHARED_ROOM_RECHECK_SECONDS = 5
+
+
 class ServershipModule:
     """Servers as room participants, for Synapse. Configure in ``homeserver.yaml``::
 
@@ -66,10 +84,15 @@ class ServershipModule:
         self._open_lock = threading.Lock()
         self._tag_store: Any = None
         self._knock_store: Any = None
+        self._audit_queue: Any = None
         self._responder: Any = None
-        # Invites we are passing to Synapse's pipeline ourselves: the MSC4311 hook skips them.
-        self._v3_in_flight: set[str] = set()
-        self._auditor = Auditor(api, config.audit, config.discovery.max_tags_per_request)
+        # One process per homeserver records joins and runs audits: the one Synapse runs its
+        # background tasks on. The others only answer requests.
+        self._background = bool(api.should_run_background_tasks())
+        self._auditor = Auditor(api, config.audit, self._open_audit_queue)
+        # (normalised names of the servers we share a room with, monotonic time taken), for
+        # discovery.require_shared_room.
+        self._sharing: tuple[frozenset[str], float] | None = None
 
         servlets = self._servlet_classes()
         if servlets:
@@ -85,11 +108,21 @@ class ServershipModule:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
             _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock)
         if config.discovery.enabled:
-            _compat.register_admin_json_resource(api, ADMIN_AUDIT_PATH, self.handle_admin_audit)
+            _compat.register_admin_json_resource(
+                api, ADMIN_AUDIT_PATH, self.handle_admin_audit, self.handle_admin_audit_status
+            )
         if config.invites.send_msc4329:
+            problem = _compat.invite_sending_problem(api)
+            if problem is not None:
+                raise _compat.ConfigError(
+                    f"servership.invites.send_msc4329 needs Synapse's invite-sending internals "
+                    f"as of 1.158 ({problem}); set it to false on this Synapse"
+                )
             _compat.send_invites_with(api, self.build_invite_request)
-        if api.should_run_background_tasks():
+        if self._background:
             api.delayed_background_call(0, self.startup, desc="servership_startup")
+            if config.audit.enabled:
+                self._auditor.start()
         logger.info(
             "servership loaded (discovery=%s invites=%s knocks=%s audit=%s, store %s)",
             config.discovery.enabled,
@@ -112,11 +145,14 @@ class ServershipModule:
             if self._tag_store is None:
                 self._tag_store = _core.open_tag_store(self._config.store_path, self._server_name)
                 d = self._config.discovery
+                # The budget lives in the store file, so every process of this homeserver draws
+                # on one budget per (normalised) origin, and a restart does not reset it.
                 self._responder = _core.make_responder(
                     self._tag_store,
                     d.max_tags_per_request,
                     d.budget_tags,
                     d.budget_window_seconds * 1000,
+                    shared_budget=True,
                 )
             if self._knock_store is None and self._config.knocks.enabled:
                 self._knock_store = _core.open_knock_store(
@@ -124,14 +160,31 @@ class ServershipModule:
                 )
         return self._tag_store, self._responder, self._knock_store
 
+    def _open_audit_queue(self) -> Any:
+        """The audit queue, in the same store file (blocking: call in a thread)."""
+        with self._open_lock:
+            if self._audit_queue is None:
+                self._audit_queue = _core.open_audit_queue(self._config.store_path)
+        return self._audit_queue
+
     async def startup(self) -> int:
         """Open the store and backfill tags for rooms joined before the module was installed."""
         await self._api.defer_to_thread(self._stores)
         rooms = await _compat.rooms_ever_joined(self._api)
         store = self._tag_store
-        added = await self._api.defer_to_thread(
-            _core.backfill_tags, store, rooms, _compat.now_ms(self._api)
-        )
+        now = _compat.now_ms(self._api)
+        installed_before = await self._api.defer_to_thread(_core.tag_count, store) > 0
+        if installed_before and self._config.audit.enabled:
+            # Joins the module missed (the process was down while another persisted them):
+            # record each with its audit. On a first install, every old room is only tagged.
+            missing = await self._api.defer_to_thread(_core.missing_rooms, store, rooms)
+            added = 0
+            for room in missing:
+                if await self._api.defer_to_thread(_core.record_join, store, room, now,
+                                                   self._auditor.due_ms(now)):
+                    added += 1
+        else:
+            added = await self._api.defer_to_thread(_core.backfill_tags, store, rooms, now)
         metrics.TAGS_RECORDED.labels("backfill").inc(added)
         logger.info("servership: backfilled %d new tags from %d rooms", added, len(rooms))
         return added
@@ -184,8 +237,41 @@ class ServershipModule:
             extra["retry_after_ms"] = exc.retry_after_ms
         return _compat.matrix_error(exc.http_status, exc.message, exc.errcode, **extra)
 
+    async def _origin_shares_a_room(self, origin: str) -> bool:
+        """Whether ``origin`` (any spelling) has a joined member in one of our rooms. Answered
+        from a snapshot of the servers we share rooms with, taken at most every
+        ``SHARED_ROOM_CACHE_SECONDS``: the work does not grow with the number of distinct
+        origins that ask (an attacker can have many names)."""
+        now = time.monotonic()
+        snapshot = self._sharing
+        if snapshot is None or now - snapshot[1] >= SHARED_ROOM_CACHE_SECONDS:
+            hosts = await _compat.servers_sharing_rooms(self._api)
+            names = await self._api.defer_to_thread(
+                lambda: {_core.normalise_origin(h) for h in hosts}
+            )
+            snapshot = (frozenset(names), now)
+            self._sharing = snapshot
+        if _core.normalise_origin(origin) in snapshot[0]:
+            return True
+        # A server that joined one of our rooms since the snapshot: look again, at most once a
+        # few seconds for all origins together.
+        if now - snapshot[1] >= SHARED_ROOM_RECHECK_SECONDS:
+            self._sharing = None
+            return await self._origin_shares_a_room(origin)
+        return False
+
     async def handle_discovery(self, origin: str, body: bytes) -> tuple[int, Any]:
         """``POST .../discover_common_rooms`` from an authenticated ``origin``."""
+        if self._config.discovery.require_shared_room and not await self._origin_shares_a_room(
+            origin
+        ):
+            metrics.DISCOVERY_REQUESTS.labels("no_shared_room").inc()
+            raise _compat.matrix_error(
+                403,
+                "this server answers discover_common_rooms only for servers it shares a room "
+                "with",
+                "M_FORBIDDEN",
+            )
         try:
             _, responder, _ = await self._api.defer_to_thread(self._stores)
             answer = await self._api.defer_to_thread(
@@ -201,9 +287,10 @@ class ServershipModule:
         """``PUT .../invite/{roomId}`` (MSC4329): check with the core, then hand the invite to
         Synapse's own pipeline with the rewritten ``invite_room_state``. Answers like v2:
         ``{"event": <invite co-signed by us>}``."""
+        keys = await self._invite_keys(body)
         try:
             check = await self._api.defer_to_thread(
-                _core.check_invite, room_id, body, self._server_name, origin
+                _core.check_invite, room_id, body, self._server_name, origin, keys
             )
         except _core.CoreError as exc:
             metrics.INVITES_CHECKED.labels("v3", exc.errcode).inc()
@@ -223,14 +310,31 @@ class ServershipModule:
         unsigned = dict(unsigned) if isinstance(unsigned, dict) else {}
         unsigned["invite_room_state"] = check.invite_room_state
         event["unsigned"] = unsigned
-        self._v3_in_flight.add(check.event_id)
+        # Mark *this request* (not the event ID: a v2 invite for the same event, sent while this
+        # one is in flight, must still meet the MSC4311 hook).
+        token = _CHECKED_V3_INVITE.set(check.event_id)
         try:
             result = await _compat.process_invite(
                 self._api, origin, check.room_id, check.event_id, event, check.room_version
             )
         finally:
-            self._v3_in_flight.discard(check.event_id)
+            _CHECKED_V3_INVITE.reset(token)
         return 200, result
+
+    async def _invite_keys(self, body: bytes) -> dict:
+        """Keys of the servers that signed the events in an MSC4329 body's ``state``, from
+        Synapse's keyring within ``invites.key_fetch_seconds``; unparseable bodies get none
+        (the core then answers with the precise error)."""
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return {}
+        state = parsed.get("state") if isinstance(parsed, dict) else None
+        if not isinstance(state, list):
+            return {}
+        return await _compat.verify_keys_for(
+            self._api, state[:_MAX_STATE_FOR_KEYS], self._config.invites.key_fetch_seconds
+        )
 
     async def build_invite_request(
         self, invite: dict, create: dict, stripped_state: list[dict]
@@ -250,7 +354,16 @@ class ServershipModule:
 
     async def federated_user_may_invite(self, event: Any) -> Any:
         """MSC4311 checks of spec (v1/v2) invites: ``invites.mode`` warn or reject."""
-        if event.event_id in self._v3_in_flight:
+        if _CHECKED_V3_INVITE.get() == event.event_id:
+            # Called from inside our own MSC4329 handling of this very request: already checked.
+            return _compat.NOT_SPAM
+        if self._config.invites.mode == "warn" and _compat.synapse_checks_invite_state(
+            self._api, event.room_version.identifier
+        ):
+            # This Synapse validates invite_room_state itself for this room version (1.162+),
+            # logs and counts each failure (synapse_federation_saw_invalid_stripped_state) and
+            # lets the invite through: the same outcome as our warn mode. One check is enough.
+            metrics.INVITES_CHECKED.labels("spec", "left_to_synapse").inc()
             return _compat.NOT_SPAM
         pdu = _compat.plain_json(event.get_pdu_json())
         unsigned = pdu.pop("unsigned", {}) or {}
@@ -299,37 +412,48 @@ class ServershipModule:
             if self._config.invites.mode == "reject":
                 metrics.INVITES_CHECKED.labels("spec", exc.errcode).inc()
                 logger.info("servership: rejected invite %s: %s", event.event_id, exc)
-                return (_compat.spam_errcode(exc.errcode), {"error": exc.message})
+                # Raised, not returned: a spam-checker verdict becomes 403, and the spec
+                # (MSC4311) asks for 400 with the check's errcode (M_INVALID_PARAM).
+                raise _compat.matrix_error(exc.http_status, exc.message, exc.errcode) from exc
             metrics.INVITES_CHECKED.labels("spec", "warned").inc()
             logger.warning("servership: invite %s fails MSC4311 checks: %s", event.event_id, exc)
             return _compat.NOT_SPAM
         metrics.INVITES_CHECKED.labels("spec", "ok").inc()
         return _compat.NOT_SPAM
 
+    def _is_local(self, user_id: str) -> bool:
+        """A user of ours, including our pseudouser ``@:server``."""
+        return _server_of(user_id) == self._server_name and user_id.startswith("@")
+
     async def on_new_event(self, event: Any, state_events: Any) -> None:
-        """Record our tag on a local member's join; audit rooms the server newly joined."""
+        """Record our tag on a local member's (or our pseudouser's) join; queue the audit of a
+        room the server newly joined. Only on the background-tasks process: Synapse calls this
+        on every process, and one record per homeserver is enough."""
+        if not self._background:
+            return
         if event.type != "m.room.member" or event.membership != "join":
             return
-        if not self._api.is_mine(event.state_key):
+        if not self._is_local(event.state_key):
             return
         self._api.run_as_background_process(
             "servership_record_join", self.record_join, event.room_id
         )
 
     async def record_join(self, room_id: str) -> bool:
-        """Record the tag for ``room_id``; schedule an audit if this is our first join."""
+        """Record the tag for ``room_id``; on our first join, queue its audit in the same
+        transaction (so a restart or a crash between the two loses nothing)."""
+        now = _compat.now_ms(self._api)
+        due = self._auditor.due_ms(now) if self._config.audit.enabled else None
         try:
             store, _, _ = await self._api.defer_to_thread(self._stores)
-            new = await self._api.defer_to_thread(
-                _core.record_join, store, room_id, _compat.now_ms(self._api)
-            )
+            new = await self._api.defer_to_thread(_core.record_join, store, room_id, now, due)
         except _core.CoreError as exc:
             logger.error("servership: could not record the tag for %s: %s", room_id, exc)
             return False
         if new:
             metrics.TAGS_RECORDED.labels("join").inc()
-            if self._config.audit.enabled and self._api.should_run_background_tasks():
-                self._auditor.schedule(room_id)
+            if due is not None:
+                logger.info("servership: first join of %s; audit queued", room_id)
         return bool(new)
 
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, None]:
@@ -395,17 +519,37 @@ class ServershipModule:
         logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
         return {"sent": True}
 
+    async def _known_room(self, room_id: Any) -> str:
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        if not await _compat.has_membership(self._api, room_id):
+            raise _compat.matrix_error(404, "this server knows no such room", "M_NOT_FOUND")
+        return room_id
+
     async def handle_admin_audit(self, admin: str, body: dict) -> dict:
         """``POST /_synapse/client/servership/v1/audit`` ``{"room_id"}``: audit the room now
         (server admins only); answers with the report."""
-        room_id = body.get("room_id")
-        if not isinstance(room_id, str) or not room_id.startswith("!"):
-            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        room_id = await self._known_room(body.get("room_id"))
         logger.info("servership: %s asked for an audit of %s", admin, room_id)
         outcome = await self._auditor.run(room_id)
         if outcome is None:
             raise _compat.matrix_error(500, "the audit failed; see the server log", "M_UNKNOWN")
-        return json.loads(outcome.report_json)
+        return dict(json.loads(outcome.report_json))
+
+    async def handle_admin_audit_status(self, admin: str, query: dict[str, str]) -> dict:
+        """``GET /_synapse/client/servership/v1/audit?room_id=...``: the state of the room's
+        automatic audit (``pending``, ``done`` or ``none``) and, once done, its report."""
+        room_id = await self._known_room(query.get("room_id"))
+        queue = await self._api.defer_to_thread(self._open_audit_queue)
+        state, verdict, report = await self._api.defer_to_thread(
+            _core.audit_status, queue, room_id
+        )
+        answer: dict[str, Any] = {"room_id": room_id, "state": state or "none"}
+        if verdict is not None:
+            answer["verdict"] = verdict
+        if report is not None:
+            answer["report"] = report
+        return answer
 
     def send_knock(self, destination: str, room_id: str) -> None:
         """Send ``m.server.knock`` for ``room_id`` to ``destination`` (main process or

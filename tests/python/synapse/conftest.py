@@ -17,7 +17,8 @@ HERE = Path(__file__).resolve().parent
 # never the source tree (test_installed_wheel.py checks this).
 sys.path.insert(0, str(HERE))
 
-from lab import Lab  # noqa: E402
+from harness.lab import Lab  # noqa: E402
+from harness.scenario import SeedScenario  # noqa: E402
 
 
 def native_core_present() -> bool:
@@ -47,7 +48,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     A serves the stable paths too (``discovery.stable_path``, ``invites.stable_v3_path``), sends
     its invites with MSC4329 and rejects spec invites that fail MSC4311; B keeps the defaults
     (warn) and audits rooms right after its first join. Routing and mode differences are
-    therefore observable between them.
+    therefore observable between them. A lobby room joins them from the start.
     """
     root = tmp_path_factory.mktemp("synapse-lab")
     lab = Lab(
@@ -57,15 +58,34 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 "discovery": {"stable_path": True},
                 "invites": {"stable_v3_path": True, "send_msc4329": True, "mode": "reject"},
             },
-            "B": {"audit": {"enabled": True, "spread_seconds": 0}},
+            "B": {"audit": {"enabled": True, "spread_seconds": 0, "poll_seconds": 1}},
         },
     )
     _labs.append(lab)
     try:
         lab.setup()
         lab.start()
+        # A and B share a room for the whole session, as federating servers do: discovery
+        # answers only servers that share a room (discovery.require_shared_room).
+        host, guest = lab.a.register("lobbyhost"), lab.b.register("lobbyguest")
+        guest.join(host.create_room(preset="public_chat"), via=lab.a.server_name)
         yield lab
     finally:
         lab.stop()
     timings = ", ".join(f"{k}={v:.2f}s" for k, v in lab.timings.items())
     print(f"\nlab timings: {timings}")
+
+
+@pytest.fixture(scope="session")
+def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedScenario]:
+    """MSC4358's seed scenario (``harness/scenario.py``): five real Synapses and two rogue
+    homeservers, played up to Purple's joins of Blue's rooms."""
+    scenario = SeedScenario(tmp_path_factory.mktemp("seed"))
+    try:
+        scenario.start()
+        _labs.append(scenario.lab)
+        scenario.run()
+        yield scenario
+    finally:
+        scenario.stop()
+    print(f"\nseed scenario timings: {scenario.timings}")

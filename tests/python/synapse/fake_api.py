@@ -49,6 +49,14 @@ class FakeHomeServer:
         self.notices_enabled = True
         self.hosts: dict[str, set[str]] = {}
         self.invites: list[dict] = []
+        self.during_invite: Any = None
+        # Invite sending (invites.send_msc4329): Synapse's internals as of 1.158, or older.
+        self.new_invite_internals = True
+        self.invite_state: list[str] = []
+        self.invite_state_events: list[Any] = []
+        self.v2_invites: list[str] = []
+        self.msc4329_puts: list[tuple] = []
+        self.msc4329_answer: Any = {"event": {"sent_by": "msc4329"}}
         self.now = 1_700_000_000_000
 
     def get_federation_registry(self) -> Any:
@@ -77,8 +85,18 @@ class FakeHomeServer:
         async def get_current_hosts_in_room(room_id: str) -> set[str]:
             return set(self.hosts.get(room_id, set()))
 
-        return SimpleNamespace(main=SimpleNamespace(
-            get_current_hosts_in_room=get_current_hosts_in_room))
+        async def get_stripped_room_state_ids_from_event_context(pdu: Any, ctx: Any) -> list:
+            return list(self.invite_state)
+
+        async def get_events(ids: list) -> dict:
+            return {e.event_id: e for e in self.invite_state_events if e.event_id in ids}
+
+        main = SimpleNamespace(get_current_hosts_in_room=get_current_hosts_in_room,
+                               get_events=get_events)
+        if self.new_invite_internals:
+            main.get_stripped_room_state_ids_from_event_context = (
+                get_stripped_room_state_ids_from_event_context)
+        return SimpleNamespace(main=main)
 
     def get_federation_server(self) -> Any:
         async def on_invite_request(*, origin: str, expected_room_id: str,
@@ -87,6 +105,8 @@ class FakeHomeServer:
             self.invites.append(dict(origin=origin, room_id=expected_room_id,
                                      event_id=expected_event_id, event=event_json,
                                      room_version=room_version_id))
+            if self.during_invite is not None:  # what Synapse runs inside (the spam checkers)
+                await self.during_invite(expected_event_id)
             signed = dict(event_json, signatures={"b": {}})
             return {"event": signed}
 
@@ -94,10 +114,26 @@ class FakeHomeServer:
 
     def get_federation_client(self) -> Any:
         if not hasattr(self, "_federation_client"):
-            async def _do_send_invite(*args: Any) -> dict:
-                return {"event": {"sent_by": "synapse v2"}}
+            if self.new_invite_internals:
+                async def _do_send_invite(destination: str, pdu: Any, context: Any,
+                                          room_version: Any) -> dict:
+                    self.v2_invites.append(destination)
+                    return {"event": {"sent_by": "synapse v2"}}
+            else:  # 1.140/1.150: no context argument
+                async def _do_send_invite(destination: str, pdu: Any,  # type: ignore[misc]
+                                          room_version: Any) -> dict:
+                    return {"event": {"sent_by": "synapse v2"}}
 
-            self._federation_client = SimpleNamespace(_do_send_invite=_do_send_invite)
+            async def put_json(destination: str, path: str, data: Any, **kw: Any) -> Any:
+                self.msc4329_puts.append((destination, path))
+                answer = self.msc4329_answer
+                if isinstance(answer, BaseException):
+                    raise answer
+                return answer
+
+            self._federation_client = SimpleNamespace(
+                _do_send_invite=_do_send_invite,
+                transport_layer=SimpleNamespace(client=SimpleNamespace(put_json=put_json)))
         return self._federation_client
 
     def get_clock(self) -> Any:
@@ -108,8 +144,11 @@ class FakeModuleApi:
     """Records registrations; runs db interactions on an in-memory sqlite copy of Synapse's
     two membership tables."""
 
-    def __init__(self, server_name: str = "b.example", db_file: str | None = None) -> None:
+    def __init__(self, server_name: str = "b.example", db_file: str | None = None,
+                 background_tasks: bool = True) -> None:
         self.server_name = server_name
+        self.background_tasks = background_tasks
+        self.looping: list[tuple] = []
         self._hs = FakeHomeServer(self, db_file)
         self.third_party: dict[str, Any] = {}
         self.spam: dict[str, Any] = {}
@@ -120,9 +159,14 @@ class FakeModuleApi:
         self.db = sqlite3.connect(":memory:")
         self.db.executescript(
             "CREATE TABLE local_current_membership(room_id TEXT, user_id TEXT, event_id TEXT,"
-            " membership TEXT);"
+            " membership TEXT, event_stream_ordering BIGINT);"
             "CREATE TABLE current_state_events(event_id TEXT, room_id TEXT, type TEXT,"
             " state_key TEXT, membership TEXT);"
+            "CREATE TABLE room_memberships(event_id TEXT, user_id TEXT, sender TEXT,"
+            " room_id TEXT, membership TEXT, event_stream_ordering BIGINT);"
+            "CREATE TABLE rejections(event_id TEXT, reason TEXT, last_check TEXT);"
+            "CREATE TABLE events(event_id TEXT, room_id TEXT, topological_ordering BIGINT,"
+            " stream_ordering BIGINT);"
         )
 
     def is_mine(self, id: str) -> bool:
@@ -145,7 +189,33 @@ class FakeModuleApi:
         return user_id in self.admins
 
     def should_run_background_tasks(self) -> bool:
-        return True
+        return self.background_tasks
+
+    def looping_background_call(self, f: Any, msec: float, *args: Any, desc: str = "",
+                                run_on_all_instances: bool = False) -> None:
+        self.looping.append((f, msec, args, desc))
+
+    def add_membership(self, room_id: str, user_id: str, membership: str,
+                       sender: str | None = None, rejected: bool = False,
+                       depth: int | None = None, stream: int | None = None) -> str:
+        """A membership event in ``room_memberships`` and ``events`` (and ``rejections`` if
+        ``rejected``); it becomes the user's membership in ``current_state_events`` unless
+        rejected. ``depth`` and ``stream`` default to the order of calls."""
+        n = self.db.execute("SELECT COUNT(*) FROM room_memberships").fetchone()[0] + 1
+        event_id = f"$m{n}"
+        self.db.execute("INSERT INTO room_memberships VALUES (?,?,?,?,?,?)",
+                        (event_id, user_id, sender or user_id, room_id, membership, n))
+        self.db.execute("INSERT INTO events VALUES (?,?,?,?)",
+                        (event_id, room_id, n if depth is None else depth,
+                         n if stream is None else stream))
+        if rejected:
+            self.db.execute("INSERT INTO rejections VALUES (?, 'auth', '')", (event_id,))
+        else:
+            self.db.execute("DELETE FROM current_state_events WHERE room_id = ? AND"
+                            " type = 'm.room.member' AND state_key = ?", (room_id, user_id))
+            self.db.execute("INSERT INTO current_state_events VALUES (?,?,?,?,?)",
+                            (event_id, room_id, "m.room.member", user_id, membership))
+        return event_id
 
     def delayed_background_call(self, msec: float, f: Any, *args: Any, desc: str = "") -> None:
         self.delayed.append((msec, f, args, desc))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from lab import Lab, LabError
+from harness.lab import Lab, LabError
 
 DISCOVER = "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"
 DISCOVER_STABLE = "/_matrix/federation/v1/discover_common_rooms"
@@ -96,7 +96,7 @@ def test_signature_from_wrong_key_is_rejected(lab: Lab) -> None:
     # Signed with B's key but claiming to be A: Synapse's keyring must refuse it.
     import signedjson.key
 
-    from lab import x_matrix_header, client_request
+    from harness.lab import x_matrix_header, client_request
 
     forged = signedjson.key.generate_signing_key("forged")
     header = x_matrix_header(forged, lab.a.server_name, lab.b.server_name, "POST", DISCOVER,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import servership
 
 from fake_api import FakeEvent, FakeModuleApi
 from servership.synapse import ServershipModule, _compat, _core
@@ -170,7 +171,7 @@ class FakeCore:
         m(_core, "native_available", lambda: True)
         m(_core, "require", lambda: None)
         m(_core, "open_tag_store", lambda path, name: self)
-        m(_core, "make_responder", lambda store, *a: self)
+        m(_core, "make_responder", lambda store, *a, **k: self)
         m(_core, "open_knock_store", lambda path, expiry: self)
         m(_core, "record_join", self.record_join)
         m(_core, "backfill_tags", lambda s, rooms, now: sum(self.record_join(s, r, now)
@@ -187,13 +188,11 @@ class FakeCore:
             return self.create_problem
 
         m(_compat, "event_signature_problem", signature_problem)
-        m(_core, "audit_plan", lambda room, servers, known, n: [p for p in known
-                                                                 if p not in servers][:n])
-        m(_core, "audit_requests", lambda me, peer, rooms, n: [{"rooms": rooms}])
-        m(_core, "audit_read", lambda peer, rooms, req, resp: resp.get("recognised", []))
-        m(_core, "audit_report", self.report)
 
-    def record_join(self, store: Any, room_id: str, now: int) -> bool:
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def record_join(self, store: Any, room_id: str, now: int, due: int | None = None) -> bool:
         new = room_id not in self.tags
         self.tags.setdefault(room_id, now)
         return new
@@ -204,7 +203,9 @@ class FakeCore:
         asked = json.loads(body)["room_participation_tags"]
         return {"recognised_tags": [t for t in asked if t in self.tags]}
 
-    def check_invite(self, path_room_id: str, body: bytes, me: str, origin: str) -> Any:
+    def check_invite(self, path_room_id: str, body: bytes, me: str, origin: str,
+                     keys: dict | None = None) -> Any:
+        self.invite_keys = keys
         if self.invite_error:
             raise self.invite_error
         parsed = json.loads(body)
@@ -232,17 +233,6 @@ class FakeCore:
                  for e in state)
         return ok, "able to subscribe" if ok else "not able to subscribe"
 
-    def report(self, room: str, me: str, membership: list, servers: list,
-               answers: list) -> Any:
-        self.answers = dict(answers)
-        recognised_by = [p for p, kind in answers if kind == _core.RECOGNISED]
-        members = {u.split(":", 1)[1] for u, _ in membership}
-        unexplained = [p for p in recognised_by if p not in members]
-        explained = [p for p in recognised_by if p in members]
-        return _core.AuditOutcome(room, unexplained, explained,
-                                  json.dumps({"room_id": room, "unexplained": unexplained}),
-                                  f"{room}: unexplained {unexplained}")
-
 
 @pytest.fixture
 def core(monkeypatch: pytest.MonkeyPatch) -> FakeCore:
@@ -257,14 +247,23 @@ def _module(store: str, **extra: Any) -> tuple[ServershipModule, FakeModuleApi]:
     return module, api
 
 
-def test_startup_backfills_every_room_ever_joined(core: FakeCore, store: str) -> None:
+def test_startup_backfills_only_rooms_ever_joined(core: FakeCore, store: str) -> None:
     module, api = _module(store)
-    api.db.executemany("INSERT INTO local_current_membership VALUES (?,?,?,?)",
-                       [("!r1:x", "@u:b.example", "$1", "join"),
-                        ("!r2:x", "@u:b.example", "$2", "leave")])
+    me = "@u:b.example"
+    api.add_membership("!joined:x", me, "join")
+    api.add_membership("!left:x", me, "join")
+    api.add_membership("!left:x", me, "leave")
+    api.add_membership("!invited:x", me, "invite", sender="@evil:x")
+    api.add_membership("!rejected:x", me, "invite", sender="@evil:x")
+    api.add_membership("!rejected:x", me, "leave")
+    api.add_membership("!knocked:x", me, "knock")
+    api.add_membership("!refused:x", me, "join", rejected=True)
+    api.add_membership("!pseudo:x", "@:b.example", "join")
+    api.add_membership("!remote:x", "@u:b.example.evil", "join")
+    api.add_membership("!remote2:x", "@u:evil:b.example", "join")
     assert [d[3] for d in api.delayed] == ["servership_startup"]
-    assert asyncio.run(module.startup()) == 2
-    assert set(core.tags) == {"!r1:x", "!r2:x"}
+    assert asyncio.run(module.startup()) == 3
+    assert set(core.tags) == {"!joined:x", "!left:x", "!pseudo:x"}
 
 
 def test_on_new_event_records_local_joins_only(core: FakeCore, store: str) -> None:
@@ -286,23 +285,155 @@ def test_on_new_event_records_local_joins_only(core: FakeCore, store: str) -> No
     assert "!r:x" in core.tags
 
 
-def test_first_join_schedules_one_audit(core: FakeCore, store: str) -> None:
-    module, api = _module(store, audit={"enabled": True, "spread_seconds": 10})
-    asyncio.run(module.record_join("!r:x"))
-    asyncio.run(module.record_join("!r:x"))
-    audits = [d for d in api.delayed if d[3] == "servership_audit"]
-    assert len(audits) == 1 and 0 <= audits[0][0] <= 10_000
-    assert module.auditor.pending == {"!r:x"}
+def test_only_the_background_process_records_joins(core: FakeCore, store: str) -> None:
+    worker = FakeModuleApi(background_tasks=False)
+    module = ServershipModule(parse({"store_path": store, "audit": True}), worker)
+    join = FakeEvent("m.room.member", "@me:b.example", "@me:b.example", "!r:x",
+                     {"membership": "join"})
+    asyncio.run(module.on_new_event(join, {}))
+    assert worker.background == [] and worker.looping == [] and worker.delayed == []
+    assert core.tags == {}
+
+
+# --- audits, with the real core ------------------------------------------------------------
+
+
+def _real(store: str, api: FakeModuleApi | None = None, **audit: Any) -> tuple[
+        ServershipModule, FakeModuleApi]:
+    api = api or FakeModuleApi()
+    conf = {"enabled": True, "spread_seconds": 0, **audit}
+    return ServershipModule(parse({"store_path": store, "audit": conf}), api), api
+
+
+def test_first_join_queues_one_audit_in_the_store(store: str) -> None:
+    module, api = _real(store)
+    assert [d[3] for d in api.looping] == ["servership_audit_queue"]
+    assert asyncio.run(module.record_join("!r:x")) is True
+    assert asyncio.run(module.record_join("!r:x")) is False
+    queue = _core.open_audit_queue(store)
+    assert _core.queue_due(queue, api._hs.now + 1, 10) == ["!r:x"]
+    # Another process's module on the same store (a worker, a restart) sees the same queue.
+    again, _ = _real(store)
+    assert asyncio.run(again.record_join("!r:x")) is False
+    assert _core.queue_due(_core.open_audit_queue(store), api._hs.now + 1, 10) == ["!r:x"]
+
+
+def _audit_world(api: FakeModuleApi) -> None:
+    hs = api._hs
+    me = "@me:b.example"
+    api.db.executemany("INSERT INTO local_current_membership VALUES (?,?,?,?,?)",
+                       [("!new:x", me, "$1", "join", 1), ("!old:x", me, "$2", "join", 2)])
+    hs.hosts = {"!new:x": {"b.example", "x"},
+                "!old:x": {"b.example", "x", "p1", "p2", "p3", "p4"}}
+    api.add_membership("!new:x", "@a:x", "join")
+    api.add_membership("!new:x", me, "join")
+    api.add_membership("!new:x", "@gone:p2", "join")
+    api.add_membership("!new:x", "@gone:p2", "leave")
+    api.add_membership("!new:x", "@gone:p2", "invite", sender="@a:x")
+    api.add_membership("!new:x", "@kicked:p4", "join")
+    api.add_membership("!new:x", "@kicked:p4", "leave", sender="@a:x")
+
+
+def _answers(api: FakeModuleApi, recognising: set[str], failing: set[str]) -> None:
+    def answer(peer: str) -> Any:
+        if peer in failing:
+            return RuntimeError("connection refused")
+        tag = servership.participation_tag(peer, "!new:x")
+        return {"recognised_tags": [tag] if peer in recognising else []}
+
+    api._hs.post_answers = {p: answer(p) for p in ("p1", "p2", "p3", "p4", "x")}
+
+
+def test_audit_classifies_history_and_reports(store: str) -> None:
+    from servership.synapse import metrics
+
+    module, api = _real(store, notify_admin="@admin:b.example")
+    _audit_world(api)
+    _answers(api, recognising={"p1", "p2", "p4"}, failing={"p3"})
+    before = metrics.AUDIT_UNEXPLAINED._value.get()
+    outcome = asyncio.run(module.auditor.run("!new:x"))
+    assert outcome is not None
+    assert outcome.verdict == "hidden_branch_suspected"
+    assert outcome.unexplained == ["p1"]  # recognises, never joined in our view
+    assert outcome.explained == ["p2"]  # joined, left, re-invited: explained, no false alarm
+    assert outcome.removed == ["p4"]  # kicked by x's user
+    report = json.loads(outcome.report_json)
+    assert {f["server"] for f in report["failed"]} == {"p3"}
+    assert report["removed"][0]["removed_by"] == ["@a:x"]
+    assert {p[0] for p in api._hs.posts} == {"p1", "p2", "p3", "p4"}  # x is visible: not asked
+    assert all(p[1].endswith("/org.matrix.msc4358/discover_common_rooms") for p in api._hs.posts)
+    assert metrics.AUDIT_UNEXPLAINED._value.get() == before + 1
+    assert len(api._hs.notices) == 1 and "p1" in api._hs.notices[0][1]["body"]
+
+
+def test_a_forged_depth_does_not_turn_a_kick_into_an_old_one(store: str) -> None:
+    """Blue writes its kick of p4's user with a depth below the user's join: in DAG order the
+    kick comes first. Synapse's current state still says "kicked", and that decides."""
+    module, api = _real(store)
+    _audit_world(api)
+    api.db.execute("DELETE FROM room_memberships WHERE user_id = '@kicked:p4'")
+    api.add_membership("!new:x", "@kicked:p4", "join", depth=100)
+    api.add_membership("!new:x", "@kicked:p4", "leave", sender="@a:x", depth=5)
+    _answers(api, recognising={"p4"}, failing=set())
+    outcome = asyncio.run(module.auditor.run("!new:x"))
+    assert outcome is not None and outcome.removed == ["p4"], outcome
+    assert outcome.verdict == "removed_by_other_server"
+
+
+def test_audit_respects_max_peers_and_never_raises(store: str) -> None:
+    module, api = _real(store, max_peers=1)
+    _audit_world(api)
+    _answers(api, recognising=set(), failing=set())
+    asyncio.run(module.auditor.run("!new:x"))
+    assert len(api._hs.posts) == 1
+    api.db.execute("DROP TABLE room_memberships")  # a broken query must not kill the job
+    assert asyncio.run(module.auditor.run("!new:x")) is None
+
+
+def test_queue_drain_runs_due_audits_once_and_keeps_the_report(store: str) -> None:
+    module, api = _real(store)
+    _audit_world(api)
+    _answers(api, recognising={"p1"}, failing=set())
+    asyncio.run(module.record_join("!new:x"))
+    assert asyncio.run(module.auditor.drain()) == 1
+    assert asyncio.run(module.auditor.drain()) == 0  # done: never again
+    status = asyncio.run(module.handle_admin_audit_status("@admin:b.example",
+                                                          {"room_id": "!new:x"}))
+    assert status["state"] == "done" and status["verdict"] == "hidden_branch_suspected"
+    assert status["report"]["unexplained"] == ["p1"]
+
+
+def test_queue_drain_stops_at_the_hourly_bound(store: str) -> None:
+    module, api = _real(store, max_audits_per_hour=1)
+    _audit_world(api)
+    _answers(api, recognising=set(), failing=set())
+    api.add_membership("!other:x", "@me:b.example", "join")
+    asyncio.run(module.record_join("!new:x"))
+    asyncio.run(module.record_join("!other:x"))
+    assert asyncio.run(module.auditor.drain()) == 1
+    assert asyncio.run(module.auditor.drain()) == 0
+    queue = _core.open_audit_queue(store)
+    assert len(_core.queue_due(queue, api._hs.now + 1, 10)) == 1
 
 
 def test_discovery_handler_answers_and_maps_errors(core: FakeCore, store: str) -> None:
     from synapse.api.errors import SynapseError
 
-    module, _ = _module(store)
+    module, api = _module(store)
     core.tags["t1"] = 1
     body = json.dumps({"room_participation_tags": ["t0", "t1"]}).encode()
-    assert asyncio.run(module.handle_discovery("a.example", body)) == (
-        200, {"recognised_tags": ["t1"]})
+    # a.example shares no room with us yet: refused, whatever it asks (require_shared_room).
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_discovery("a.example", body))
+    assert (err.value.code, err.value.errcode) == (403, "M_FORBIDDEN")
+    api.db.execute("INSERT INTO local_current_membership VALUES "
+                   "('!s:x', '@me:b.example', '$1', 'join', 1)")
+    api._hs.hosts = {"!s:x": {"b.example", "A.example"}}
+    module._sharing = None
+    # Any spelling of the same origin shares that room (and is charged as one origin).
+    for spelling in ("a.example", "A.EXAMPLE.", "a.example:8448"):
+        assert asyncio.run(module.handle_discovery(spelling, body)) == (
+            200, {"recognised_tags": ["t1"]})
     core.discovery_error = _core.CoreError("M_LIMIT_EXCEEDED", 429, "budget spent", 1234)
     with pytest.raises(SynapseError) as err:
         asyncio.run(module.handle_discovery("a.example", body))
@@ -339,17 +470,24 @@ def test_v3_invite_goes_to_synapse_with_rewritten_state(core: FakeCore, store: s
 
 
 def test_spec_invite_warn_and_reject_modes(core: FakeCore, store: str) -> None:
+    from synapse.api.errors import SynapseError
     from synapse.module_api import NOT_SPAM
 
+    def rejected(module: ServershipModule, event: FakeEvent) -> SynapseError:
+        with pytest.raises(SynapseError) as err:
+            asyncio.run(module.federated_user_may_invite(event))
+        return err.value
+
     invite = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
-                       {"membership": "invite"}, unsigned={"invite_room_state": []})
+                       {"membership": "invite"}, unsigned={"invite_room_state": []},
+                       room_version="11")
     core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
     warn, _ = _module(store)
     assert asyncio.run(warn.federated_user_may_invite(invite)) is NOT_SPAM
     _compat.unregister_servlet_group()
     reject, _ = _module(store, invites={"mode": "reject"})
-    code, extra = asyncio.run(reject.federated_user_may_invite(invite))
-    assert code == "M_INVALID_PARAM" and extra == {"error": "no m.room.create"}
+    err = rejected(reject, invite)  # 400 with the spec's errcode, not a spam-checker 403
+    assert (err.code, err.errcode, err.msg) == (400, "M_INVALID_PARAM", "no m.room.create")
     core.invite_error = None
     assert asyncio.run(reject.federated_user_may_invite(invite)) is NOT_SPAM
 
@@ -357,15 +495,79 @@ def test_spec_invite_warn_and_reject_modes(core: FakeCore, store: str) -> None:
     create = {"type": "m.room.create", "state_key": "", "sender": "@c:a.example"}
     signed_create = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
                               {"membership": "invite"},
-                              unsigned={"invite_room_state": [create]})
+                              unsigned={"invite_room_state": [create]}, room_version="11")
     core.verified.clear()
     core.create_problem = "Signature on create not valid"
-    code, extra = asyncio.run(reject.federated_user_may_invite(signed_create))
-    assert code == "M_INVALID_PARAM" and "does not verify: Signature on create" in extra["error"]
-    assert core.verified == [(create, "12")]
+    err = rejected(reject, signed_create)
+    assert err.errcode == "M_INVALID_PARAM" and "does not verify: Signature on create" in err.msg
+    assert core.verified == [(create, "11")]
     assert asyncio.run(warn.federated_user_may_invite(signed_create)) is NOT_SPAM
     core.create_problem = None
     assert asyncio.run(reject.federated_user_may_invite(signed_create)) is NOT_SPAM
+
+
+def test_warn_mode_leaves_v12_invites_to_synapses_own_check(core: FakeCore, store: str) -> None:
+    """Synapse 1.162+ validates v12 invite_room_state itself and warns: in warn mode the module
+    does not check it a second time (reject mode still does: Synapse only warns)."""
+    from synapse.api.errors import SynapseError
+    from synapse.module_api import NOT_SPAM
+
+    assert _compat.synapse_checks_invite_state(None, "12")
+    assert not _compat.synapse_checks_invite_state(None, "11")
+    invite = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
+                       {"membership": "invite"}, unsigned={"invite_room_state": []})
+    core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
+    warn, _ = _module(store)
+    core.verified.clear()
+    assert asyncio.run(warn.federated_user_may_invite(invite)) is NOT_SPAM
+    _compat.unregister_servlet_group()
+    reject, _ = _module(store, invites={"mode": "reject"})
+    with pytest.raises(SynapseError):
+        asyncio.run(reject.federated_user_may_invite(invite))
+
+
+def test_a_v2_invite_racing_our_own_v3_handling_is_still_checked(core: FakeCore,
+                                                                  store: str) -> None:
+    """Our MSC4329 handler hands its checked invite to Synapse, whose spam checkers call the
+    MSC4311 hook again: that call is skipped. A v2 invite for the same event ID, arriving while
+    the first is in flight, is a different request: it is checked (and here refused)."""
+    from synapse.api.errors import SynapseError
+    from synapse.module_api import NOT_SPAM
+
+    module, api = _module(store, invites={"mode": "reject"})
+    v2 = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
+                   {"membership": "invite"}, event_id="$computed",
+                   unsigned={"invite_room_state": []}, room_version="11")
+    outcomes: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def during_invite(event_id: str) -> None:
+            core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
+            outcomes["inner"] = await module.federated_user_may_invite(v2)
+            inside.set()
+            await release.wait()
+
+        api._hs.during_invite = during_invite
+        event = {"type": "m.room.member", "state_key": "@me:b.example", "sender": "@x:a.example",
+                 "content": {"membership": "invite"}}
+        v3 = asyncio.create_task(module.handle_invite_v3(
+            "a.example", "!r:a", json.dumps({"event": event, "state": []}).encode()))
+        await inside.wait()
+        try:
+            outcomes["racing"] = await asyncio.create_task(module.federated_user_may_invite(v2))
+        except SynapseError as exc:
+            outcomes["racing"] = exc
+        release.set()
+        await v3
+
+    core.invite_error = None
+    asyncio.run(scenario())
+    assert outcomes["inner"] is NOT_SPAM
+    assert isinstance(outcomes["racing"], SynapseError), outcomes
+    assert outcomes["racing"].errcode == "M_INVALID_PARAM"
 
 
 def test_gated_room_join_needs_subscription(core: FakeCore, store: str) -> None:
@@ -417,45 +619,6 @@ def test_knock_edu_recorded_and_sent(core: FakeCore, store: str) -> None:
         module.send_knock("a.example", "not-a-room")
 
 
-def test_audit_reports_unexplained_peers(core: FakeCore, store: str) -> None:
-    from servership.synapse import metrics
-
-    module, api = _module(store, audit={"enabled": True, "notify_admin": "@admin:b.example"})
-    hs = api._hs
-    api.db.executemany("INSERT INTO local_current_membership VALUES (?,?,?,?)",
-                       [("!new:x", "@me:b.example", "$1", "join"),
-                        ("!old:x", "@me:b.example", "$2", "join")])
-    hs.hosts = {"!new:x": {"b.example", "x"},
-                "!old:x": {"b.example", "x", "p1", "p2", "p3"}}
-    api.db.executemany("INSERT INTO current_state_events VALUES (?,?,?,?,?)",
-                       [("$3", "!new:x", "m.room.member", "@gone:p2", "leave")])
-    hs.post_answers = {"p1": {"recognised": ["!new:x"]}, "p2": {"recognised": ["!new:x"]},
-                       "p3": RuntimeError("connection refused")}
-    before = metrics.AUDIT_UNEXPLAINED._value.get()
-    outcome = asyncio.run(module.auditor.run("!new:x"))
-    assert outcome is not None
-    assert outcome.unexplained == ["p1"] and outcome.explained == ["p2"]
-    assert {p[0] for p in hs.posts} == {"p1", "p2", "p3"}
-    assert core.answers["p1"] == core.answers["p2"] == _core.RECOGNISED
-    assert core.answers["p3"].startswith(_core.FAILED_PREFIX)
-    assert "connection refused" in core.answers["p3"]
-    assert all(p[1].endswith("/org.matrix.msc4358/discover_common_rooms") for p in hs.posts)
-    assert metrics.AUDIT_UNEXPLAINED._value.get() == before + 1
-    assert hs.notices == [("@admin:b.example",
-                           {"msgtype": "m.notice", "body": "!new:x: unexplained ['p1']"})]
-
-
-def test_audit_respects_max_peers_and_never_raises(core: FakeCore, store: str) -> None:
-    module, api = _module(store, audit={"enabled": True, "max_peers": 1})
-    api.db.execute("INSERT INTO local_current_membership VALUES ('!o:x','@me:b.example','$','join')")
-    api._hs.hosts = {"!o:x": {"p1", "p2", "p3"}}
-    api._hs.post_answers = {}
-    asyncio.run(module.auditor.run("!n:x"))
-    assert len(api._hs.posts) == 1
-    api.db.execute("DROP TABLE current_state_events")  # a broken query must not kill the job
-    assert asyncio.run(module.auditor.run("!n:x")) is None
-
-
 # --- admin endpoints and the MSC4329 sender ------------------------------------------------
 
 
@@ -488,17 +651,20 @@ def test_admin_knock_validates_and_sends(core: FakeCore, store: str) -> None:
     assert api._hs.sent_edus == [("a.example", "m.server.knock", {"room_id": "!r:a.example"})]
 
 
-def test_admin_audit_answers_with_the_report(core: FakeCore, store: str) -> None:
+def test_admin_audit_answers_with_the_report(store: str) -> None:
     from synapse.api.errors import SynapseError
 
-    module, api = _module(store)
-    api.db.execute("INSERT INTO local_current_membership VALUES ('!o:x','@me:b.example','$','join')")
-    api._hs.hosts = {"!o:x": {"b.example", "p1"}, "!n:x": {"b.example"}}
-    api._hs.post_answers = {"p1": {"recognised": ["!n:x"]}}
-    report = asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": "!n:x"}))
-    assert report == {"room_id": "!n:x", "unexplained": ["p1"]}
-    with pytest.raises(SynapseError):
+    module, api = _real(store)
+    _audit_world(api)
+    _answers(api, recognising={"p1"}, failing=set())
+    report = asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": "!new:x"}))
+    assert report["room_id"] == "!new:x" and report["unexplained"] == ["p1"]
+    with pytest.raises(SynapseError) as err:
         asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": 3}))
+    assert err.value.errcode == "M_INVALID_PARAM"
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_admin_audit("@admin:b.example", {"room_id": "!nowhere:x"}))
+    assert (err.value.code, err.value.errcode) == (404, "M_NOT_FOUND")
 
 
 def test_send_msc4329_wraps_synapse_invite_sender(core: FakeCore, store: str,
@@ -520,3 +686,46 @@ def test_send_msc4329_wraps_synapse_invite_sender(core: FakeCore, store: str,
         {"type": "m.room.create"}, [{"type": "m.room.name"}]))
     assert path == "/p" and body["event"]["type"] == "m.room.member"
     assert built[0][1] == {"type": "m.room.create"}
+
+
+def test_send_msc4329_refused_at_start_on_old_invite_internals(store: str) -> None:
+    api = FakeModuleApi()
+    api._hs.new_invite_internals = False
+    with pytest.raises(_compat.ConfigError, match="servership.invites.send_msc4329"):
+        ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}), api)
+
+
+def test_send_msc4329_falls_back_to_v2_on_any_failure(core: FakeCore, store: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    api = FakeModuleApi()
+    ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}), api)
+    hs = api._hs
+    send = hs.get_federation_client()._do_send_invite
+
+    class Ev(SimpleNamespace):
+        def get_pdu_json(self, now: int) -> dict:
+            return {"type": self.type, "event_id": self.event_id}
+
+    create = Ev(type="m.room.create", event_id="$c", room_id="!r:b")
+    hs.invite_state, hs.invite_state_events = ["$c"], [create]
+    invite = Ev(type="m.room.member", event_id="$i", room_id="!r:b")
+    v11 = SimpleNamespace(identifier="11")
+    monkeypatch.setattr(_core, "build_invite_request", lambda i, c, s: ("/msc4329", {"x": 1}))
+
+    assert asyncio.run(send("a.example", invite, None, v11)) == {"event": {"sent_by": "msc4329"}}
+    assert hs.v2_invites == []
+    for failure in (RuntimeError("500 from the peer"), {"no": "event"}, TimeoutError()):
+        hs.msc4329_answer = failure
+        assert asyncio.run(send("a.example", invite, None, v11)) == {
+            "event": {"sent_by": "synapse v2"}}
+    assert hs.v2_invites == ["a.example"] * 3
+
+    def refuse(*a: Any) -> Any:
+        raise _core.CoreError("M_BAD_JSON", 400, "a float in a v4 room")
+
+    monkeypatch.setattr(_core, "build_invite_request", refuse)  # the core refuses to build it
+    puts = len(hs.msc4329_puts)
+    assert asyncio.run(send("a.example", invite, None, v11))["event"]["sent_by"] == "synapse v2"
+    assert len(hs.msc4329_puts) == puts  # nothing half-sent

@@ -2,7 +2,7 @@
 
 Used by the pytest fixtures in ``conftest.py``; also runnable by hand::
 
-    python tests/python/synapse/lab.py /tmp/lab   # start both, print URLs, Ctrl-C stops them
+    python tests/python/synapse/harness/lab.py /tmp/lab   # start both, print URLs, Ctrl-C stops them
 
 Installs nothing: Synapse must already be importable by ``sys.executable`` (CI installs the
 pinned ``matrix-synapse``). Every socket is on 127.0.0.1. Processes are started in the
@@ -32,6 +32,11 @@ from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import yaml  # PyYAML ships with Synapse
+
+try:
+    from .federation import http_request
+except ImportError:  # run as a script: python tests/python/synapse/harness/lab.py DIR
+    from federation import http_request  # type: ignore[no-redef]
 
 START_TIMEOUT = 60.0
 HTTP_TIMEOUT = 15.0
@@ -96,13 +101,15 @@ _RATE_UNLIMITED = {"per_second": 10000, "burst_count": 100000}
 class Homeserver:
     """One Synapse process of the lab."""
 
-    name: str  # "A" or "B"
+    name: str  # "A", "B", "Purple", ...
     directory: Path
     client_port: int
     federation_port: int
     ca_path: Path
     process: subprocess.Popen | None = None
     config: dict = field(default_factory=dict)
+    #: A Prometheus listener on this port when set (``enable_metrics``).
+    metrics_port: int | None = None
 
     @property
     def server_name(self) -> str:
@@ -126,8 +133,23 @@ class Homeserver:
 
     # -- config -----------------------------------------------------------------------------
 
-    def generate(self, cert: Path, key: Path, module_config: dict) -> None:
-        """``--generate-config``, then the loopback overrides and our module."""
+    @property
+    def metrics_url(self) -> str:
+        if self.metrics_port is None:
+            raise LabError(f"{self.name} has no metrics listener")
+        return f"http://127.0.0.1:{self.metrics_port}/_synapse/metrics"
+
+    def metrics_text(self) -> str:
+        """The Prometheus exposition text of this server."""
+        status, body = client_request("GET", self.metrics_url)
+        if status != 200:
+            raise LabError(f"{self.name} metrics: {status} {body}")
+        return body if isinstance(body, str) else json.dumps(body)
+
+    def generate(self, cert: Path, key: Path, module_config: dict,
+                 extra: dict | None = None) -> None:
+        """``--generate-config``, then the loopback overrides, ``extra`` (top-level Synapse
+        settings) and our module."""
         self.directory.mkdir(parents=True, exist_ok=True)
         generated = self.directory / "generated.yaml"
         _run([sys.executable, "-m", "synapse.app.homeserver", "--server-name", self.server_name,
@@ -169,6 +191,11 @@ class Homeserver:
             "modules": [{"module": "servership.synapse.ServershipModule",
                          "config": module_config}],
         })
+        if self.metrics_port is not None:
+            conf["enable_metrics"] = True
+            conf["listeners"].append({"port": self.metrics_port, "type": "metrics",
+                                      "bind_addresses": ["127.0.0.1"]})
+        conf.update(extra or {})
         self.config = conf
         self.config_path.write_text(yaml.safe_dump(conf, sort_keys=False))
 
@@ -181,6 +208,13 @@ class Homeserver:
         if not keys:
             raise LabError(f"no signing key in {self.config['signing_key_path']}")
         return keys[0]
+
+    def federation_signing_key(self) -> Any:
+        """The same key as a ``servership.SigningKey`` (the :class:`FederationPeer` shape)."""
+        import servership
+
+        line = Path(self.config["signing_key_path"]).read_text().splitlines()[0]
+        return servership.SigningKey.from_synapse_key_line(line)
 
     # -- process ------------------------------------------------------------------------------
 
@@ -287,25 +321,11 @@ def client_request(method: str, url: str, body: Any = None, token: str | None = 
                    raw: bytes | None = None) -> tuple[int, Any]:
     """One HTTP request; returns (status, parsed JSON or text). Never raises on HTTP errors."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
+    all_headers = dict(headers or {})
     if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    handlers: list[Any] = [urllib.request.ProxyHandler({})]
-    if ssl_context is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(req, timeout=HTTP_TIMEOUT) as r:
-            status, payload = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, payload = e.code, e.read()
-    try:
-        return status, json.loads(payload)
-    except ValueError:
-        return status, payload.decode(errors="replace")
+        all_headers["Authorization"] = f"Bearer {token}"
+    return http_request(method, url, raw=data, headers=all_headers, ssl_context=ssl_context,
+                        timeout=HTTP_TIMEOUT)
 
 
 @dataclass
@@ -360,15 +380,26 @@ def q(value: str) -> str:
 
 
 class Lab:
-    """Two homeservers, A and B, that trust the same private CA."""
+    """Real homeservers (by default two, A and B) that trust the same private CA.
+
+    ``per_server`` adds module settings per server name, ``synapse_config`` top-level Synapse
+    settings per server name, and servers named in ``metrics`` get a Prometheus listener.
+    """
 
     def __init__(self, root: Path, module_config: dict | None = None,
-                 per_server: dict[str, dict] | None = None) -> None:
+                 per_server: dict[str, dict] | None = None,
+                 names: tuple[str, ...] = ("A", "B"),
+                 synapse_config: dict[str, dict] | None = None,
+                 metrics: tuple[str, ...] = ()) -> None:
         self.root = root
         self.module_config = module_config or {}
         self.per_server = per_server or {}
+        self.names = names
+        self.synapse_config = synapse_config or {}
+        self.metrics = metrics
         self.servers: dict[str, Homeserver] = {}
         self.timings: dict[str, float] = {}
+        self.certs: tuple[Path, Path, Path] | None = None
 
     def _module_config(self, name: str, hs: Homeserver) -> dict:
         conf = {"store_path": str(hs.directory / "servership.db")}
@@ -376,20 +407,32 @@ class Lab:
         conf.update(self.per_server.get(name, {}))
         return conf
 
-    def setup(self) -> None:
+    def prepare(self) -> None:
+        """Make the CA and certificate and pick every server's ports (so names are known
+        before the configs are written)."""
+        if self.certs is not None:
+            return
         t0 = time.monotonic()
         ca, cert, key = make_certs(self.root / "certs")
+        self.certs = (ca, cert, key)
         self.timings["certs"] = time.monotonic() - t0
-        for name in ("A", "B"):
-            self.servers[name] = Homeserver(name, self.root / f"hs{name}", free_port(),
-                                            free_port(), ca)
+        for name in self.names:
+            self.servers[name] = Homeserver(
+                name, self.root / f"hs{name}", free_port(), free_port(), ca,
+                metrics_port=free_port() if name in self.metrics else None)
+
+    def setup(self) -> None:
+        self.prepare()
+        assert self.certs is not None
+        ca, cert, key = self.certs
         t1 = time.monotonic()
-        # Both at once: each is a Python start-up importing Synapse (seconds on a busy box).
+        # Two at a time (the machine has two cores): each is a Python start-up importing Synapse.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for done in [pool.submit(hs.generate, cert, key, self._module_config(name, hs))
+            for done in [pool.submit(hs.generate, cert, key, self._module_config(name, hs),
+                                     self.synapse_config.get(name))
                          for name, hs in self.servers.items()]:
                 done.result()
-        self.timings["generate_both"] = time.monotonic() - t1
+        self.timings["generate"] = time.monotonic() - t1
 
     def start(self) -> None:
         t0 = time.monotonic()
@@ -397,11 +440,14 @@ class Lab:
             hs.start()
         for hs in self.servers.values():
             hs.wait_healthy()
-        self.timings["start_both"] = time.monotonic() - t0
+        self.timings["start"] = time.monotonic() - t0
 
     def stop(self) -> None:
         for hs in self.servers.values():
             hs.stop()
+
+    def __getitem__(self, name: str) -> Homeserver:
+        return self.servers[name]
 
     @property
     def a(self) -> Homeserver:

@@ -294,7 +294,7 @@ pub(crate) fn content_str<'a>(event: &'a Object, key: &str) -> Option<&'a str> {
 
 /// The server part of a user ID or v1/v2 event ID, as Synapse reads it: everything after the
 /// first `:`.
-pub(crate) fn server_part(id: &str) -> Option<&str> {
+pub fn server_part(id: &str) -> Option<&str> {
     id.split_once(':').map(|(_, s)| s)
 }
 

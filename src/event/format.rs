@@ -5,7 +5,7 @@
 use crate::error::{ErrCode, Error, Result};
 use crate::ids::UserId;
 use crate::json::{Object, Value};
-use crate::room_version::{EventIdFormat, RoomVersion};
+use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
 use crate::signing::KeyRing;
 
 /// Verifies `server`'s signature and the content hash of a PDU.
@@ -73,6 +73,27 @@ pub(crate) fn check_pdu_format(pdu: &Object, room_version: RoomVersion, place: &
         return Err(Error::invalid_param(format!(
             "{place}.depth must not be negative"
         )));
+    }
+    // v12: the create event is implied, and an event that lists it is malformed (Synapse's
+    // `event_from_pdu_json` refuses it with 400 before anything else looks at the event).
+    if room_version.room_id_format == RoomIdFormat::CreateEventHash {
+        if let (Some(hash), Some(Value::Array(auth))) = (
+            pdu.get("room_id")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix('!')),
+            pdu.get("auth_events"),
+        ) {
+            if auth
+                .iter()
+                .any(|a| a.as_str().and_then(|a| a.strip_prefix('$')) == Some(hash))
+            {
+                return Err(Error::invalid_param(format!(
+                    "{place}.auth_events lists the m.room.create event, which room version {} \
+                     forbids",
+                    room_version.id
+                )));
+            }
+        }
     }
     if room_version.event_id_format != EventIdFormat::Opaque {
         for key in ["prev_events", "auth_events"] {

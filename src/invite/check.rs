@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::event;
 use crate::event::format::{check_pdu_format, invalid, user_id_field, verify_signed};
-use crate::ids::{RoomId, UserId};
+use crate::ids::RoomId;
 use crate::json::{self, Object, Value};
 use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
 
@@ -308,6 +308,14 @@ pub(crate) fn verify_create(
         require_room_id(create, place, room)?;
     }
 
+    let rule_1 = crate::auth::check_create(create, room_version);
+    if !rule_1.is_allowed() {
+        return Err(Error::invalid_param(format!(
+            "{place} is not a valid m.room.create event: {}",
+            rule_1.detail
+        )));
+    }
+
     let event_id = event::event_id(create, room_version).map_err(as_param)?;
     if let Some(ring) = keys {
         verify_signed(
@@ -319,34 +327,28 @@ pub(crate) fn verify_create(
         )?;
     }
 
+    // Creators: the sender, then v12 `additional_creators` (each once). Rule 1.4 above has
+    // checked them with the auth rules' grammar, which is Synapse's; a creator's server is
+    // everything after the first `:`, as Synapse reads it.
     let mut creators = vec![sender.as_str().to_owned()];
-    if room_version.room_id_format == RoomIdFormat::CreateEventHash {
+    if room_version.privileged_creators {
         if let Some(Value::Array(extra)) = create
             .get("content")
             .and_then(|c| c.get("additional_creators"))
         {
-            for (i, c) in extra.iter().enumerate() {
-                let id = c.as_str().ok_or_else(|| {
-                    Error::invalid_param(format!(
-                        "{place}.content.additional_creators[{i}] must be a string"
-                    ))
-                })?;
-                let user = UserId::parse(id).map_err(|e| {
-                    invalid(e, &format!("{place}.content.additional_creators[{i}]"))
-                })?;
-                if !creators.iter().any(|c| c == user.as_str()) {
-                    creators.push(user.as_str().to_owned());
+            for c in extra.iter().filter_map(Value::as_str) {
+                if !creators.iter().any(|known| known == c) {
+                    creators.push(c.to_owned());
                 }
             }
         }
     }
     let mut creator_servers: Vec<String> = Vec::new();
     for c in &creators {
-        let server = UserId::parse(c)
-            .map(|u| u.server_name().as_str().to_owned())
-            .map_err(as_param)?;
-        if !creator_servers.contains(&server) {
-            creator_servers.push(server);
+        let server = crate::auth::server_part(c)
+            .ok_or_else(|| Error::invalid_param(format!("{place}: creator {c:?} has no server")))?;
+        if !creator_servers.iter().any(|s| s == server) {
+            creator_servers.push(server.to_owned());
         }
     }
     Ok(CreateFacts {

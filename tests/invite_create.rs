@@ -77,10 +77,19 @@ fn room(version: &str, edit: impl Fn(&mut Object)) -> (String, Object, Object) {
 }
 
 fn msc4329(room_id: &str, create: &Object, invite: &Object) -> Result<invite::InviteCheck> {
-    let body = invite::build_invite_request(invite, create, &[], &[])
-        .unwrap()
-        .body;
-    invite::check_invite(room_id, &body, RECEIVER, ORIGIN, Some(&ring()))
+    let mut body = Object::new();
+    body.insert("event".into(), Value::Object(invite.clone()));
+    body.insert(
+        "state".into(),
+        Value::Array(vec![Value::Object(create.clone())]),
+    );
+    invite::check_invite(
+        room_id,
+        &Value::Object(body).to_canonical(),
+        RECEIVER,
+        ORIGIN,
+        Some(&ring()),
+    )
 }
 
 fn msc4311(
@@ -242,5 +251,51 @@ fn v12_additional_creators_that_synapse_accepts_are_accepted() {
         // No room ID is derived from such a create event.
         assert!(event::room_id_from_create_event(&create).is_err(), "{bad}");
         assert!(msc4329(&room_id, &create, &invite).is_err(), "{bad}");
+    }
+}
+
+/// Synapse accepts floats and integers outside ±(2^53 - 1) in rooms of version 1–5 (they do not
+/// enforce canonical JSON); so do we, receiving and sending, and refuse them from version 6.
+#[test]
+fn old_room_versions_accept_floats_and_large_integers() {
+    let numbers = |c: &mut Object| {
+        let n = json::parse_lenient(br#"{"ratio":1.5,"big":12345678901234567890,"tiny":1e-7}"#)
+            .unwrap();
+        content(c).insert("org.example.numbers".into(), n);
+    };
+    for v in ["3", "4", "5"] {
+        let (room_id, create, invite) = room(v, numbers);
+        let text = Value::Object(create.clone()).to_canonical_string();
+        assert!(
+            text.contains(r#""big":12345678901234567890"#) && text.contains(r#""tiny":1e-07"#),
+            "{text}"
+        );
+        let checked = msc4329(&room_id, &create, &invite).unwrap();
+        assert_eq!(checked.room_version.id, v);
+        msc4311(&room_id, &create, &invite, v).unwrap();
+        // The builder sends them as they are.
+        let body = invite::build_invite_request(&invite, &create, &[], &[])
+            .unwrap()
+            .body;
+        assert!(String::from_utf8(body).unwrap().contains("1.5"));
+    }
+    for v in ["6", "12"] {
+        let (room_id, create, invite) = room(v, numbers);
+        for (kind, r) in [
+            ("msc4329", msc4329(&room_id, &create, &invite).map(|_| ())),
+            (
+                "msc4311",
+                msc4311(&room_id, &create, &invite, v).map(|_| ()),
+            ),
+        ] {
+            let e = r.expect_err(kind);
+            assert_eq!(e.errcode(), ErrCode::BadJson, "{kind} v{v}: {e}");
+            assert!(
+                e.message().contains("org.example.numbers"),
+                "{kind} v{v}: {e}"
+            );
+        }
+        let e = invite::build_invite_request(&invite, &create, &[], &[]).unwrap_err();
+        assert_eq!(e.errcode(), ErrCode::BadJson, "v{v}: {e}");
     }
 }

@@ -95,7 +95,9 @@ pub fn check_invite_with(
     check_body_size(body)?;
     let path_room = RoomId::parse(path_room_id)
         .map_err(|e| Error::invalid_param(format!("path room ID: {}", e.message())))?;
-    let body = json::parse_object(body)?;
+    // Lenient: room versions 1–5 allow numbers canonical JSON does not; refused below for the
+    // versions that do not, once the create event says which version this is.
+    let body = json::parse_object_lenient(body)?;
 
     let event = required_object(&body, "event")?;
     let state = match body.get("state") {
@@ -148,6 +150,7 @@ pub fn check_invite_with(
             room_version.id,
         ));
     }
+    refuse_lenient_numbers(&body, room_version, "")?;
     if let Some(claimed) = body.get("room_version") {
         if claimed.as_str() != Some(room_version.id) {
             return Err(Error::invalid_param(format!(
@@ -192,6 +195,32 @@ pub fn check_invite_with(
         dropped: rewritten.dropped,
         signatures_checked: keys.is_some(),
     })
+}
+
+/// Refuses numbers outside canonical JSON (fractions, exponents, integers outside ±(2^53 − 1))
+/// anywhere in `value` unless the room version allows them (1–5), as the strict parser would
+/// have: `M_BAD_JSON` naming where.
+pub(crate) fn refuse_lenient_numbers(
+    value: &Object,
+    room_version: RoomVersion,
+    root: &str,
+) -> Result<()> {
+    if !room_version.strict_canonical_json {
+        return Ok(());
+    }
+    refuse_numbers(value, &format!("room version {}", room_version.id), root)
+}
+
+/// [`refuse_lenient_numbers`] whatever the room version; `what` names why in the message.
+pub(crate) fn refuse_numbers(value: &Object, what: &str, root: &str) -> Result<()> {
+    match json::first_number_path_in(value) {
+        None => Ok(()),
+        Some(path) => Err(Error::bad_json(format!(
+            "{}: numbers with a fraction or an exponent, and integers outside ±(2^53 - 1), are \
+             not allowed in {what}",
+            format!("{root}{path}").trim_start_matches('.')
+        ))),
+    }
 }
 
 /// `body[key]` as an object: missing is `M_MISSING_PARAM`, another type `M_BAD_JSON`.

@@ -83,7 +83,7 @@ pub fn check_spec_invite(
     check_body_size(body)?;
     let room = RoomId::parse(path_room_id)
         .map_err(|e| Error::invalid_param(format!("path room ID: {}", e.message())))?;
-    let body = json::parse_object(body)?;
+    let body = json::parse_object_lenient(body)?;
     let (event, state_place, claimed_version): (&Object, &str, Option<&Value>) = match endpoint {
         SpecInviteEndpoint::V1 => (&body, "event.unsigned.invite_room_state", None),
         SpecInviteEndpoint::V2 => (
@@ -145,6 +145,7 @@ pub fn check_spec_invite(
         _ => {}
     }
 
+    super::check::refuse_lenient_numbers(&body, room_version, "")?;
     let created = verify_create(create, &place, room_version, &room, keys)?;
     let event_id = verify_invite_event(event, room_version, &room, receiving_server, origin, keys)?;
     if event_id != path_event_id {

@@ -237,28 +237,38 @@ def _with_timeout(api: Any, awaitable: Awaitable[Any], seconds: float) -> Any:
 
 
 async def verify_keys_for(api: Any, pdus: Iterable[Any], timeout_seconds: float) -> dict:
-    """The verify keys of the servers that signed ``pdus``, from Synapse's keyring (its store,
-    then the servers themselves, as for any PDU), as ``{server: {key_id: base64}}`` for
-    ``KeyRing.from_json``. Keys that cannot be had within ``timeout_seconds`` in all are left
+    """The verify keys that ``pdus``' senders' servers signed them with, from Synapse's keyring
+    (its store, then the servers themselves, as for any PDU), as ``{server: {key_id: base64}}``
+    for ``KeyRing.from_json``. Keys that cannot be had within ``timeout_seconds`` in all are left
     out: the core then does not promote what they signed. At most ``MAX_KEY_SERVERS``
     servers."""
     from signedjson.key import encode_verify_key_base64
     from synapse.crypto.keyring import _FetchKeyRequest
 
+    import servership
+
     wanted: dict[str, set[str]] = {}
     for pdu in pdus:
-        sigs = pdu.get("signatures") if isinstance(pdu, dict) else None
-        if not isinstance(sigs, dict):
+        if not isinstance(pdu, dict) or not isinstance(pdu.get("sender"), str):
             continue
-        for server, by_key in sigs.items():
-            if not isinstance(server, str) or not isinstance(by_key, dict):
-                continue
-            if server not in wanted and len(wanted) >= MAX_KEY_SERVERS:
-                continue
-            ids = wanted.setdefault(server, set())
-            for key_id in by_key:
-                if isinstance(key_id, str) and len(ids) < MAX_KEY_IDS:
-                    ids.add(key_id)
+        # Only the sender's server's signature counts for an event: fetch no other keys (a
+        # hostile body must not steer our key fetches at hosts of its choosing).
+        try:
+            server = str(servership.UserId.parse(pdu["sender"]).server_name)
+        except (servership.ServershipError, TypeError, ValueError):
+            continue
+        sigs = pdu.get("signatures")
+        by_key = sigs.get(server) if isinstance(sigs, dict) else None
+        if not isinstance(by_key, dict):
+            continue
+        if server not in wanted and len(wanted) >= MAX_KEY_SERVERS:
+            continue
+        ids = wanted.setdefault(server, set())
+        for key_id in by_key:
+            if isinstance(key_id, str) and key_id.startswith("ed25519:") and (
+                len(ids) < MAX_KEY_IDS
+            ):
+                ids.add(key_id)
     if not wanted:
         return {}
     hs = homeserver(api)

@@ -498,7 +498,8 @@ servership_status servership_check_spec_invite(int32_t endpoint, const char *pat
 // `invite_json` is the signed invite event, `create_json` the room's `m.room.create` PDU,
 // `extra_state_json` a JSON array of further full PDUs for `state` (`NULL`/0: none) and
 // `invite_room_state_json` a JSON array of stripped state (`NULL`/0: none; any
-// `m.room.create` in it is left out). Both outputs are written only on success; free both
+// `m.room.create` in it is left out). Numbers with fractions or exponents, and integers outside
+// ±(2^53 − 1), are accepted in rooms of version 1–5 only (written back as Synapse writes them). Both outputs are written only on success; free both
 // with `servership_string_free`.
 //
 // # Safety

@@ -125,6 +125,19 @@ pub enum ReasonCode {
     AlreadyInvited,
     /// `unknown_membership`: the membership is not `join`, `invite`, `knock`, `leave` or `ban`.
     UnknownMembership,
+    /// `auth_allowed`: the event passes the room version's authorization rules.
+    AuthAllowed,
+    /// `create_event_invalid`: the `m.room.create` event breaks authorization rule 1.
+    CreateEventInvalid,
+    /// `auth_events_invalid`: the event's `auth_events` are not what the auth events selection
+    /// names (duplicates, extras, another room, the create event missing or, in v12, listed).
+    AuthEventsInvalid,
+    /// `sender_not_joined`: the sender is not joined to the room.
+    SenderNotJoined,
+    /// `insufficient_power`: the sender's power level is too low for the event.
+    InsufficientPower,
+    /// `membership_not_allowed`: the membership rules refuse the change.
+    MembershipNotAllowed,
 }
 
 impl ReasonCode {
@@ -173,6 +186,12 @@ impl ReasonCode {
             ReasonCode::KnockNotAllowed => "knock_not_allowed",
             ReasonCode::AlreadyInvited => "already_invited",
             ReasonCode::UnknownMembership => "unknown_membership",
+            ReasonCode::AuthAllowed => "auth_allowed",
+            ReasonCode::CreateEventInvalid => "create_event_invalid",
+            ReasonCode::AuthEventsInvalid => "auth_events_invalid",
+            ReasonCode::SenderNotJoined => "sender_not_joined",
+            ReasonCode::InsufficientPower => "insufficient_power",
+            ReasonCode::MembershipNotAllowed => "membership_not_allowed",
         }
     }
 }

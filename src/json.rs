@@ -14,6 +14,13 @@
 //!
 //! Errors that make the input "not JSON" carry `M_NOT_JSON`; JSON that Matrix refuses carries
 //! `M_BAD_JSON`. Both give the byte offset.
+//!
+//! Room versions 1–5 do not enforce canonical JSON, and Synapse accepts their events with
+//! fractions, exponents and large integers. [`parse_lenient`] reads those numbers as
+//! [`Value::Number`], which encodes them exactly as Synapse's canonical JSON does (Python's `json`
+//! module: integers digit for digit, other numbers as Python's `repr` of the nearest double), so
+//! that hashes, IDs and signatures of such events agree with Synapse's. Everything else is as
+//! strict as [`parse`]; callers refuse [`Value::Number`] in the room versions that forbid it.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +53,91 @@ pub enum Value {
     Array(Vec<Value>),
     /// An object with sorted, unique keys.
     Object(Object),
+    /// A number canonical JSON cannot carry (a fraction, an exponent, or an integer outside
+    /// ±(2^53 − 1)). Only [`parse_lenient`] makes one, for room versions 1–5.
+    Number(Number),
+}
+
+/// A number outside canonical JSON, kept as the text Synapse's canonical JSON writes for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Number {
+    text: String,
+}
+
+impl Number {
+    /// The number as it is encoded: an integer's digits, or Python's `repr` of a double
+    /// (`1.5`, `100.0`, `1e+16`, `1e-05`, `-0.0`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it is an integer (outside ±(2^53 − 1)), not a double.
+    pub fn is_integer(&self) -> bool {
+        !self.text.contains(['.', 'e', 'n', 'i'])
+    }
+
+    /// The nearest double (exact for doubles; rounded for large integers).
+    pub fn as_f64(&self) -> f64 {
+        self.text.parse().unwrap_or(f64::NAN)
+    }
+
+    /// A double, written as Python's `repr` writes it. `None` for NaN and infinities, which JSON
+    /// cannot carry.
+    pub fn from_f64(x: f64) -> Option<Number> {
+        x.is_finite().then(|| Number {
+            text: python_float_repr(x),
+        })
+    }
+
+    /// An integer given as decimal text (`-?[1-9][0-9]*` or `0`), of any size. Integers within
+    /// ±(2^53 − 1) are not numbers of this kind: `None`, as for text that is no integer.
+    pub fn from_integer_text(text: &str) -> Option<Number> {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let well_formed = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'));
+        let small =
+            digits.len() <= 16 && digits.parse::<i64>().is_ok_and(|n| n <= MAX_SAFE_INTEGER);
+        (well_formed && !small).then(|| Number {
+            text: text.to_owned(),
+        })
+    }
+}
+
+/// Python's `repr(float)`: the shortest digits that read back as `x`, in positional notation
+/// when the decimal exponent is in -4..16, else as `d.ddde±XX`; positional notation always has a
+/// fraction (`100.0`).
+fn python_float_repr(x: f64) -> String {
+    // `{:e}` gives the shortest round-trip digits: "1.2345e-7", "1e16", "0e0".
+    let sci = format!("{:e}", x.abs());
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let point = exponent + 1; // digits are 0.d1d2… × 10^point
+    let sign = if x.is_sign_negative() { "-" } else { "" };
+    let n = digits.len() as i32;
+    let body = if point <= -4 || point > 16 {
+        let (first, rest) = digits.split_at(1);
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let e = point - 1;
+        format!(
+            "{first}{fraction}e{}{:02}",
+            if e < 0 { '-' } else { '+' },
+            e.abs()
+        )
+    } else if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point >= n {
+        format!("{digits}{}.0", "0".repeat((point - n) as usize))
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    };
+    format!("{sign}{body}")
 }
 
 impl Value {
@@ -116,6 +208,30 @@ impl Value {
             Value::String(_) => "a string",
             Value::Array(_) => "an array",
             Value::Object(_) => "an object",
+            Value::Number(n) if n.is_integer() => "an integer outside ±(2^53 - 1)",
+            Value::Number(_) => "a number with a fraction or an exponent",
+        }
+    }
+
+    /// Whether a [`Value::Number`] occurs anywhere in this value: JSON that only room versions
+    /// 1–5 accept.
+    pub fn has_number(&self) -> bool {
+        self.first_number_path().is_some()
+    }
+
+    /// Where the first [`Value::Number`] is (`content.ts`, `auth_events[2]`), if any.
+    pub fn first_number_path(&self) -> Option<String> {
+        match self {
+            Value::Number(_) => Some(String::new()),
+            Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| {
+                v.first_number_path()
+                    .map(|p| join_path(&format!("[{i}]"), &p))
+            }),
+            Value::Object(o) => o.iter().find_map(|(k, v)| {
+                v.first_number_path()
+                    .map(|p| join_path(&format!(".{k}"), &p))
+            }),
+            _ => None,
         }
     }
 
@@ -131,6 +247,18 @@ impl Value {
         // The encoder only ever writes valid UTF-8: every string it copies came from a `String`.
         String::from_utf8(self.to_canonical()).unwrap_or_default()
     }
+}
+
+fn join_path(head: &str, tail: &str) -> String {
+    format!("{head}{tail}")
+}
+
+/// [`Value::first_number_path`] of an object's members (`.content.ts`).
+pub fn first_number_path_in(object: &Object) -> Option<String> {
+    object.iter().find_map(|(k, v)| {
+        v.first_number_path()
+            .map(|p| join_path(&format!(".{k}"), &p))
+    })
 }
 
 impl From<&str> for Value {
@@ -171,6 +299,28 @@ impl From<Object> for Value {
 
 /// Parses strict JSON (see the module docs for what is refused).
 pub fn parse(bytes: &[u8]) -> Result<Value> {
+    parse_with(bytes, false)
+}
+
+/// Parses JSON as room versions 1–5 allow it: like [`parse`], except that fractions, exponents
+/// and integers outside ±(2^53 − 1) are read as [`Value::Number`] (a double that is infinite,
+/// like `1e400`, is still refused: JSON cannot carry it back).
+pub fn parse_lenient(bytes: &[u8]) -> Result<Value> {
+    parse_with(bytes, true)
+}
+
+/// [`parse_lenient`] for a value that must be an object.
+pub fn parse_object_lenient(bytes: &[u8]) -> Result<Object> {
+    match parse_lenient(bytes)? {
+        Value::Object(o) => Ok(o),
+        other => Err(Error::bad_json(format!(
+            "expected a JSON object, found {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn parse_with(bytes: &[u8], lenient: bool) -> Result<Value> {
     let mut p = Parser {
         bytes,
         // Checked once here, so the strings of valid input are sliced without a UTF-8 check each;
@@ -178,6 +328,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value> {
         text: std::str::from_utf8(bytes).ok(),
         pos: 0,
         scratch: Vec::new(),
+        lenient,
     };
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(Error::not_json(
@@ -247,6 +398,7 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
             out.extend_from_slice(buf.as_bytes());
         }
         Value::String(s) => encode_str(s, out),
+        Value::Number(n) => out.extend_from_slice(n.as_str().as_bytes()),
         Value::Array(a) => {
             out.push(b'[');
             for (i, v) in a.iter().enumerate() {
@@ -465,6 +617,8 @@ struct Parser<'a> {
     pos: usize,
     /// Reused buffer for strings with escapes.
     scratch: Vec<u8>,
+    /// Whether numbers outside canonical JSON become [`Value::Number`] (room versions 1–5).
+    lenient: bool,
 }
 
 impl Parser<'_> {
@@ -529,11 +683,15 @@ impl Parser<'_> {
             }
             return Err(self.not_json("a minus sign must be followed by digits"));
         }
+        let leading_zero = digits.len() > 1 && digits[0] == b'0';
         if let Some(b'.' | b'e' | b'E') = self.peek() {
+            if self.lenient && !leading_zero {
+                return self.lenient_double(start);
+            }
             self.pos = start;
             return Err(self.bad_json("numbers with a fraction or an exponent are not allowed"));
         }
-        if digits.len() > 1 && digits[0] == b'0' {
+        if leading_zero {
             self.pos = start;
             return Err(self.not_json("numbers must not have leading zeros"));
         }
@@ -547,10 +705,52 @@ impl Parser<'_> {
             }
         }
         if n > MAX_SAFE_INTEGER {
+            if self.lenient {
+                let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or("");
+                if let Some(number) = Number::from_integer_text(text) {
+                    return Ok(Value::Number(number));
+                }
+            }
             self.pos = start;
             return Err(self.bad_json("integer outside the range ±(2^53 - 1)"));
         }
         Ok(Value::Int(if neg { -n } else { n }))
+    }
+
+    /// The rest of a number with a fraction or an exponent (`pos` is just past the integer
+    /// part), read as Python reads it: the nearest double.
+    fn lenient_double(&mut self, start: usize) -> Result<Value> {
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            let from = self.pos;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.pos += 1;
+            }
+            if self.pos == from {
+                return Err(self.not_json("a decimal point must be followed by digits"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            let from = self.pos;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.pos += 1;
+            }
+            if self.pos == from {
+                return Err(self.not_json("an exponent must have digits"));
+            }
+        }
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or("");
+        match text.parse::<f64>().ok().and_then(Number::from_f64) {
+            Some(number) => Ok(Value::Number(number)),
+            None => {
+                self.pos = start;
+                Err(self.bad_json("number too large for a double"))
+            }
+        }
     }
 
     fn array(&mut self, depth: usize) -> Result<Value> {

@@ -16,6 +16,7 @@
 //! The same library is loaded by C servers through `include/servership.h` and by Python (and
 //! Synapse) as `import servership`.
 
+pub mod auth;
 pub mod b64;
 pub mod decision;
 pub mod discovery;

@@ -83,10 +83,48 @@ pub struct RoomVersion {
     /// Whether the create event's `sender` and `content.additional_creators` are privileged
     /// creators (v12, MSC4289).
     pub privileged_creators: bool,
+    /// The flags of the authorization rules (see [`crate::auth`]).
+    pub auth: AuthRules,
+}
+
+/// The ways the [authorization rules](https://spec.matrix.org/v1.16/rooms/) differ between room
+/// versions, beyond what [`RoomVersion`]'s other flags already say (v12's creators and room IDs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct AuthRules {
+    /// Versions 1–5: `m.room.aliases` has its own rule (its state key is the sender's server).
+    pub special_case_aliases: bool,
+    /// Versions 6+: `notifications` in `m.room.power_levels` is checked like `events`.
+    pub notifications_power_levels: bool,
+    /// Versions 7+: the `knock` membership and join rule.
+    pub knocking: bool,
+    /// Versions 8+: the `restricted` join rule and `join_authorised_via_users_server`.
+    pub restricted_join_rule: bool,
+    /// Versions 10+: the `knock_restricted` join rule.
+    pub knock_restricted_join_rule: bool,
+    /// Versions 10+: power levels must be integers, not strings of digits.
+    pub integer_power_levels: bool,
+    /// Versions 11+: the creator is the create event's `sender`; `content.creator` is not
+    /// required.
+    pub implicit_room_creator: bool,
+}
+
+/// The authorization-rule flags of room version `n` (1–12).
+const fn auth_rules(n: u8) -> AuthRules {
+    AuthRules {
+        special_case_aliases: n <= 5,
+        notifications_power_levels: n >= 6,
+        knocking: n >= 7,
+        restricted_join_rule: n >= 8,
+        knock_restricted_join_rule: n >= 10,
+        integer_power_levels: n >= 10,
+        implicit_room_creator: n >= 11,
+    }
 }
 
 const fn version(
     id: &'static str,
+    n: u8,
     redaction: RedactionRules,
     event_id_format: EventIdFormat,
     strict: bool,
@@ -94,6 +132,7 @@ const fn version(
 ) -> RoomVersion {
     RoomVersion {
         id,
+        auth: auth_rules(n),
         redaction,
         event_id_format,
         room_id_format: RoomIdFormat::Legacy,
@@ -109,34 +148,34 @@ use RedactionRules as R;
 
 impl RoomVersion {
     /// [Room version 1](https://spec.matrix.org/v1.16/rooms/v1/).
-    pub const V1: RoomVersion = version("1", R::V1, Opaque, false, false);
+    pub const V1: RoomVersion = version("1", 1, R::V1, Opaque, false, false);
     /// [Room version 2](https://spec.matrix.org/v1.16/rooms/v2/).
-    pub const V2: RoomVersion = version("2", R::V1, Opaque, false, false);
+    pub const V2: RoomVersion = version("2", 2, R::V1, Opaque, false, false);
     /// [Room version 3](https://spec.matrix.org/v1.16/rooms/v3/).
-    pub const V3: RoomVersion = version("3", R::V1, Base64, false, false);
+    pub const V3: RoomVersion = version("3", 3, R::V1, Base64, false, false);
     /// [Room version 4](https://spec.matrix.org/v1.16/rooms/v4/).
-    pub const V4: RoomVersion = version("4", R::V1, UrlSafeBase64, false, false);
+    pub const V4: RoomVersion = version("4", 4, R::V1, UrlSafeBase64, false, false);
     /// [Room version 5](https://spec.matrix.org/v1.16/rooms/v5/).
-    pub const V5: RoomVersion = version("5", R::V1, UrlSafeBase64, false, true);
+    pub const V5: RoomVersion = version("5", 5, R::V1, UrlSafeBase64, false, true);
     /// [Room version 6](https://spec.matrix.org/v1.16/rooms/v6/).
-    pub const V6: RoomVersion = version("6", R::V6, UrlSafeBase64, true, true);
+    pub const V6: RoomVersion = version("6", 6, R::V6, UrlSafeBase64, true, true);
     /// [Room version 7](https://spec.matrix.org/v1.16/rooms/v7/).
-    pub const V7: RoomVersion = version("7", R::V6, UrlSafeBase64, true, true);
+    pub const V7: RoomVersion = version("7", 7, R::V6, UrlSafeBase64, true, true);
     /// [Room version 8](https://spec.matrix.org/v1.16/rooms/v8/).
-    pub const V8: RoomVersion = version("8", R::V8, UrlSafeBase64, true, true);
+    pub const V8: RoomVersion = version("8", 8, R::V8, UrlSafeBase64, true, true);
     /// [Room version 9](https://spec.matrix.org/v1.16/rooms/v9/).
-    pub const V9: RoomVersion = version("9", R::V9, UrlSafeBase64, true, true);
+    pub const V9: RoomVersion = version("9", 9, R::V9, UrlSafeBase64, true, true);
     /// [Room version 10](https://spec.matrix.org/v1.16/rooms/v10/).
-    pub const V10: RoomVersion = version("10", R::V9, UrlSafeBase64, true, true);
+    pub const V10: RoomVersion = version("10", 10, R::V9, UrlSafeBase64, true, true);
     /// [Room version 11](https://spec.matrix.org/v1.16/rooms/v11/).
-    pub const V11: RoomVersion = version("11", R::V11, UrlSafeBase64, true, true);
+    pub const V11: RoomVersion = version("11", 11, R::V11, UrlSafeBase64, true, true);
     /// [Room version 12](https://spec.matrix.org/v1.16/rooms/v12/): room IDs are create-event
     /// hashes, and creators are privileged.
     pub const V12: RoomVersion = RoomVersion {
         room_id_format: RoomIdFormat::CreateEventHash,
         create_event_has_room_id: false,
         privileged_creators: true,
-        ..version("12", R::V11, UrlSafeBase64, true, true)
+        ..version("12", 12, R::V11, UrlSafeBase64, true, true)
     };
 
     const ALL: [RoomVersion; 12] = [

@@ -87,8 +87,13 @@ impl Room {
             2,
         );
         let join_id = event::event_id(&join, version).unwrap();
+        // v12 creators hold infinite power and must not be listed in `users`.
         let pl = room.pdu(
-            r#"{"type":"m.room.power_levels","state_key":"","content":{"users":{"@alice:origin.example":100}}}"#,
+            if v12 {
+                r#"{"type":"m.room.power_levels","state_key":"","content":{"users":{"@carol:origin.example":50}}}"#
+            } else {
+                r#"{"type":"m.room.power_levels","state_key":"","content":{"users":{"@alice:origin.example":100}}}"#
+            },
             &[&join_id],
             3,
         );
@@ -638,7 +643,7 @@ fn state_events_are_promoted_only_with_complete_auth_chains() {
     assert!(
         check.dropped[0]
             .reason
-            .contains("does not include the room's m.room.create"),
+            .contains("does not list the room's m.room.create"),
         "{:?}",
         check.dropped
     );
@@ -1010,4 +1015,100 @@ fn spec_v1_invites_in_room_version_1() {
     )
     .unwrap_err();
     assert!(e.message().contains("room versions 1 and 2"), "{e}");
+}
+
+/// MSC4311: every PDU of `invite_room_state` is checked (format, room, with keys signature and
+/// hash), not only the create event; stripped entries stay as they are.
+#[test]
+fn spec_invites_check_every_full_pdu() {
+    for v in ["11", "12"] {
+        let room = Room::new(v);
+        let id = event::event_id(&room.invite, room.version).unwrap();
+        let spec = |state: Vec<Value>, keys: bool| {
+            let ring = room.keys();
+            invite::check_spec_invite(
+                SpecInviteEndpoint::V2,
+                &room.room_id,
+                &id,
+                &v2_body(&room, state, v),
+                RECEIVER,
+                ORIGIN,
+                keys.then_some(&ring),
+            )
+        };
+        let create = Value::Object(room.create.clone());
+        // Honest full PDUs and stripped entries pass, with and without keys.
+        let honest = vec![
+            Value::Object(room.join.clone()),
+            Value::Object(room.power_levels.clone()),
+            stripped(&room.join_rules),
+            create.clone(),
+        ];
+        for keys in [false, true] {
+            let check = spec(honest.clone(), keys).unwrap();
+            assert_eq!(check.invite_room_state.len(), 4);
+            assert_eq!(check.signatures_checked, keys);
+        }
+        // A depth given as a string: not a PDU of this room version.
+        let mut stringy = room.power_levels.clone();
+        stringy.insert("depth".into(), "3".into());
+        expect_err(
+            spec(vec![Value::Object(stringy), create.clone()], false),
+            ErrCode::InvalidParam,
+            "invite_room_state[0].depth must be an integer",
+        );
+        // Another room's event with its hashes removed is still a PDU of another room.
+        let other = Room::with_nonce(v, "h");
+        let mut foreign = other.join_rules.clone();
+        foreign.remove("hashes");
+        expect_err(
+            spec(vec![Value::Object(foreign.clone()), create.clone()], false),
+            ErrCode::InvalidParam,
+            "invite_room_state[0] does not belong to room",
+        );
+        // And with everything but one PDU member removed, too.
+        for key in ["signatures", "auth_events", "prev_events", "depth"] {
+            foreign.remove(key);
+        }
+        expect_err(
+            spec(vec![Value::Object(foreign), create.clone()], false),
+            ErrCode::InvalidParam,
+            "does not belong to room",
+        );
+        // Our own room's event without hashes: malformed.
+        let mut no_hashes = room.join_rules.clone();
+        no_hashes.remove("hashes");
+        expect_err(
+            spec(vec![Value::Object(no_hashes), create.clone()], false),
+            ErrCode::InvalidParam,
+            "hashes is required",
+        );
+        // With keys: a forged signature and a changed content are refused; without keys the
+        // caller verifies them (the result says so).
+        let mut forged = room.power_levels.clone();
+        forged.remove("signatures");
+        event::sign_event(&mut forged, ORIGIN, &key(9), room.version).unwrap();
+        expect_err(
+            spec(vec![Value::Object(forged.clone()), create.clone()], true),
+            ErrCode::InvalidParam,
+            "invite_room_state[0] signature",
+        );
+        assert!(
+            !spec(vec![Value::Object(forged), create.clone()], false)
+                .unwrap()
+                .signatures_checked
+        );
+        let mut changed = room.join_rules.clone();
+        changed
+            .get_mut("content")
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .insert("org.example".into(), "x".into());
+        expect_err(
+            spec(vec![Value::Object(changed), create.clone()], true),
+            ErrCode::InvalidParam,
+            "hashes.sha256 does not match",
+        );
+    }
 }

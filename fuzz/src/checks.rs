@@ -55,6 +55,7 @@ pub fn json_parse(data: &[u8]) {
             );
             assert!(json::parse_object(data).is_err());
             let _ = e.to_json();
+            check_lenient(data, None);
             return;
         }
     };
@@ -122,6 +123,7 @@ pub fn json_parse(data: &[u8]) {
         (_, Err(e)) => assert_eq!(e.errcode(), ErrCode::BadJson),
     }
     check_value_invariants(&value, 0);
+    check_lenient(data, Some(&value));
 }
 
 /// What the parser promises about every value it returns.
@@ -139,6 +141,35 @@ fn check_value_invariants(value: &Value, depth: usize) {
             .values()
             .for_each(|v| check_value_invariants(v, depth + 1)),
         Value::Null | Value::Bool(_) | Value::String(_) => {}
+        Value::Number(n) => panic!("the strict parser made a lenient number {}", n.as_str()),
+    }
+}
+
+/// Lenient JSON (room versions 1–5): accepts everything the strict parser accepts, with the same
+/// value; whatever it accepts re-encodes to JSON that it reads back as the same value, and that
+/// re-encodes byte-identically; a value without [`Value::Number`] is one the strict parser
+/// accepts in its encoded form.
+fn check_lenient(data: &[u8], strict: Option<&Value>) {
+    let lenient = json::parse_lenient(data);
+    match (strict, &lenient) {
+        (Some(s), Ok(l)) => assert_eq!(s, l, "lenient and strict parses differ"),
+        (Some(_), Err(e)) => panic!("parse_lenient refuses strict JSON: {}", e.message()),
+        _ => {}
+    }
+    let Ok(value) = lenient else { return };
+    let encoded = value.to_canonical();
+    let again = json::parse_lenient(&encoded).expect("lenient output reads back");
+    assert_eq!(again, value, "lenient output reads back differently");
+    assert_eq!(
+        again.to_canonical(),
+        encoded,
+        "lenient encoding is not stable"
+    );
+    if !value.has_number() {
+        assert!(
+            json::parse(&encoded).is_ok(),
+            "a value without numbers is not strict JSON"
+        );
     }
 }
 

@@ -230,7 +230,8 @@ pub(crate) fn spec_endpoint(endpoint: i32) -> Result<SpecInviteEndpoint, Error> 
 /// `invite_json` is the signed invite event, `create_json` the room's `m.room.create` PDU,
 /// `extra_state_json` a JSON array of further full PDUs for `state` (`NULL`/0: none) and
 /// `invite_room_state_json` a JSON array of stripped state (`NULL`/0: none; any
-/// `m.room.create` in it is left out). Both outputs are written only on success; free both
+/// `m.room.create` in it is left out). Numbers with fractions or exponents, and integers outside
+/// ±(2^53 − 1), are accepted in rooms of version 1–5 only (written back as Synapse writes them). Both outputs are written only on success; free both
 /// with `servership_string_free`.
 ///
 /// # Safety
@@ -270,8 +271,10 @@ pub unsafe extern "C" fn servership_build_invite_request(
                 "invite_room_state_json",
             )
         }?;
-        let invite = json::parse_object(invite).map_err(|e| e.at("invite_json"))?;
-        let create = json::parse_object(create).map_err(|e| e.at("create_json"))?;
+        // Lenient: room versions 1-5 allow numbers canonical JSON does not; the builder refuses
+        // them for the versions that do not.
+        let invite = json::parse_object_lenient(invite).map_err(|e| e.at("invite_json"))?;
+        let create = json::parse_object_lenient(create).map_err(|e| e.at("create_json"))?;
         let extra = json_array(extra, "extra_state_json")?
             .into_iter()
             .enumerate()
@@ -306,7 +309,7 @@ fn json_array(bytes: &[u8], name: &str) -> Result<Vec<Value>, Error> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    match json::parse(bytes).map_err(|e| e.at(name))? {
+    match json::parse_lenient(bytes).map_err(|e| e.at(name))? {
         Value::Array(items) => Ok(items),
         other => Err(Error::bad_json(format!(
             "{name} must be a JSON array, not {}",

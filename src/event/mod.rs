@@ -26,11 +26,13 @@
 //!   signatures included (as Synapse measures). ruma measures the stripped event against 65 535;
 //!   an event between the two is accepted here and by Synapse.
 
+pub(crate) mod format;
 mod hashes;
 mod room_id;
 mod signatures;
 mod size;
 
+pub use format::{MAX_AUTH_EVENTS, MAX_PREV_EVENTS};
 pub use hashes::{
     content_hash, content_hash_base64, event_id, event_id_from_json, reference_hash,
     reference_hash_base64,

@@ -20,7 +20,9 @@ use super::{hashes, str_field};
 /// - a `type` other than `m.room.create`, or a `state_key` other than `""`;
 /// - a `room_id` (auth rule 1.2): never derive a room ID from such an event;
 /// - `prev_events` or `auth_events` that are missing or not empty arrays (rule 1.1);
-/// - a `sender` or `content.additional_creators` entry that is not a user ID (rule 1.4).
+/// - a `sender` that is not a user ID by [`UserId`]'s grammar, or a
+///   `content.additional_creators` entry that is not one by the auth rules' grammar
+///   ([`crate::auth::is_valid_user_id`], as Synapse reads rule 1.4).
 ///
 /// Signatures and the content hash are not checked here; see [`super::verify_event`].
 pub fn room_id_from_create_event(create: &Object) -> Result<String> {
@@ -82,7 +84,12 @@ pub fn room_id_from_create_event(create: &Object) -> Result<String> {
             None => {}
             Some(Value::Array(creators)) => {
                 for (i, creator) in creators.iter().enumerate() {
-                    let ok = creator.as_str().is_some_and(looks_like_user_id);
+                    // Rule 1.4 as Synapse applies it (`UserID.is_valid`, at most 255 bytes):
+                    // looser than `ids::UserId` (`@x:e:0`, `@x:999.1.1.1` pass), so that every
+                    // server derives the same room from the same create event.
+                    let ok = creator
+                        .as_str()
+                        .is_some_and(|c| c.len() <= 255 && crate::auth::is_valid_user_id(c));
                     if !ok {
                         return Err(Error::bad_json(format!(
                             "content.additional_creators[{i}] must be a user ID, not {}",

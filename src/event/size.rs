@@ -50,6 +50,7 @@ impl Counter {
             Value::Bool(false) => self.add(5),
             Value::Int(i) => self.add(int_len(*i)),
             Value::String(s) => self.string(s),
+            Value::Number(n) => self.add(n.as_str().len()),
             Value::Array(a) => {
                 // Brackets plus a comma between members.
                 if !self.add(2 + a.len().saturating_sub(1)) {

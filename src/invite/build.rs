@@ -47,7 +47,34 @@ pub fn build_invite_request(
         .and_then(Value::as_str)
         .ok_or_else(|| Error::invalid_param("invite_event.room_id is required"))?;
     let room_id = ids::RoomId::parse(room_id).map_err(|e| e.at("invite_event.room_id"))?;
-
+    // Room versions 1–5 carry numbers canonical JSON does not (Synapse's events may hold floats
+    // and large integers there); later versions, and versions we do not know, refuse them, as
+    // their receivers will.
+    let version = crate::room_version::RoomVersion::from_create_event(create_event).ok();
+    if version.is_none_or(|v| v.strict_canonical_json) {
+        let what = version
+            .map(|v| format!("room version {}", v.id))
+            .unwrap_or_else(|| "a room of an unknown version".into());
+        for (name, pdu) in [
+            ("invite_event", invite_event),
+            ("create_event", create_event),
+        ]
+        .into_iter()
+        .chain(extra_state.iter().map(|e| ("extra_state[]", e)))
+        {
+            super::check::refuse_numbers(pdu, &what, name)?;
+        }
+        if let Some((i, path)) = invite_room_state
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.first_number_path().map(|p| (i, p)))
+        {
+            return Err(Error::bad_json(format!(
+                "invite_room_state[{i}]{path}: numbers with a fraction or an exponent, and \
+                 integers outside ±(2^53 - 1), are not allowed in {what}"
+            )));
+        }
+    }
     let mut state = vec![Value::Object(create_event.clone())];
     state.extend(extra_state.iter().cloned().map(Value::Object));
     let stripped: Vec<Value> = invite_room_state

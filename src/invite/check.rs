@@ -1,15 +1,16 @@
 //! The MSC4329 request check, and the create-event and invite-event checks it shares with
 //! [`super::check_spec_invite`].
 
-use crate::error::{ErrCode, Error, Result};
+use crate::error::{Error, Result};
 use crate::event;
-use crate::ids::{RoomId, UserId};
+use crate::event::format::{check_pdu_format, invalid, user_id_field, verify_signed};
+use crate::ids::RoomId;
 use crate::json::{self, Object, Value};
 use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
 
 use super::MAX_INVITE_BODY_BYTES;
-use super::keys::KeyRing;
 use super::state::{self, DroppedEvent};
+use crate::signing::KeyRing;
 
 /// What the receiving server learns from an invite that passed every check.
 #[derive(Debug, Clone)]
@@ -94,7 +95,9 @@ pub fn check_invite_with(
     check_body_size(body)?;
     let path_room = RoomId::parse(path_room_id)
         .map_err(|e| Error::invalid_param(format!("path room ID: {}", e.message())))?;
-    let body = json::parse_object(body)?;
+    // Lenient: room versions 1–5 allow numbers canonical JSON does not; refused below for the
+    // versions that do not, once the create event says which version this is.
+    let body = json::parse_object_lenient(body)?;
 
     let event = required_object(&body, "event")?;
     let state = match body.get("state") {
@@ -147,6 +150,7 @@ pub fn check_invite_with(
             room_version.id,
         ));
     }
+    refuse_lenient_numbers(&body, room_version, "")?;
     if let Some(claimed) = body.get("room_version") {
         if claimed.as_str() != Some(room_version.id) {
             return Err(Error::invalid_param(format!(
@@ -191,6 +195,32 @@ pub fn check_invite_with(
         dropped: rewritten.dropped,
         signatures_checked: keys.is_some(),
     })
+}
+
+/// Refuses numbers outside canonical JSON (fractions, exponents, integers outside ±(2^53 − 1))
+/// anywhere in `value` unless the room version allows them (1–5), as the strict parser would
+/// have: `M_BAD_JSON` naming where.
+pub(crate) fn refuse_lenient_numbers(
+    value: &Object,
+    room_version: RoomVersion,
+    root: &str,
+) -> Result<()> {
+    if !room_version.strict_canonical_json {
+        return Ok(());
+    }
+    refuse_numbers(value, &format!("room version {}", room_version.id), root)
+}
+
+/// [`refuse_lenient_numbers`] whatever the room version; `what` names why in the message.
+pub(crate) fn refuse_numbers(value: &Object, what: &str, root: &str) -> Result<()> {
+    match json::first_number_path_in(value) {
+        None => Ok(()),
+        Some(path) => Err(Error::bad_json(format!(
+            "{}: numbers with a fraction or an exponent, and integers outside ±(2^53 - 1), are \
+             not allowed in {what}",
+            format!("{root}{path}").trim_start_matches('.')
+        ))),
+    }
 }
 
 /// `body[key]` as an object: missing is `M_MISSING_PARAM`, another type `M_BAD_JSON`.
@@ -307,6 +337,14 @@ pub(crate) fn verify_create(
         require_room_id(create, place, room)?;
     }
 
+    let rule_1 = crate::auth::check_create(create, room_version);
+    if !rule_1.is_allowed() {
+        return Err(Error::invalid_param(format!(
+            "{place} is not a valid m.room.create event: {}",
+            rule_1.detail
+        )));
+    }
+
     let event_id = event::event_id(create, room_version).map_err(as_param)?;
     if let Some(ring) = keys {
         verify_signed(
@@ -318,34 +356,28 @@ pub(crate) fn verify_create(
         )?;
     }
 
+    // Creators: the sender, then v12 `additional_creators` (each once). Rule 1.4 above has
+    // checked them with the auth rules' grammar, which is Synapse's; a creator's server is
+    // everything after the first `:`, as Synapse reads it.
     let mut creators = vec![sender.as_str().to_owned()];
-    if room_version.room_id_format == RoomIdFormat::CreateEventHash {
+    if room_version.privileged_creators {
         if let Some(Value::Array(extra)) = create
             .get("content")
             .and_then(|c| c.get("additional_creators"))
         {
-            for (i, c) in extra.iter().enumerate() {
-                let id = c.as_str().ok_or_else(|| {
-                    Error::invalid_param(format!(
-                        "{place}.content.additional_creators[{i}] must be a string"
-                    ))
-                })?;
-                let user = UserId::parse(id).map_err(|e| {
-                    invalid(e, &format!("{place}.content.additional_creators[{i}]"))
-                })?;
-                if !creators.iter().any(|c| c == user.as_str()) {
-                    creators.push(user.as_str().to_owned());
+            for c in extra.iter().filter_map(Value::as_str) {
+                if !creators.iter().any(|known| known == c) {
+                    creators.push(c.to_owned());
                 }
             }
         }
     }
     let mut creator_servers: Vec<String> = Vec::new();
     for c in &creators {
-        let server = UserId::parse(c)
-            .map(|u| u.server_name().as_str().to_owned())
-            .map_err(as_param)?;
-        if !creator_servers.contains(&server) {
-            creator_servers.push(server);
+        let server = crate::auth::server_part(c)
+            .ok_or_else(|| Error::invalid_param(format!("{place}: creator {c:?} has no server")))?;
+        if !creator_servers.iter().any(|s| s == server) {
+            creator_servers.push(server.to_owned());
         }
     }
     Ok(CreateFacts {
@@ -470,120 +502,5 @@ impl CommonJson<'_> {
         );
         o.insert("signatures_checked".into(), self.signatures_checked.into());
         o
-    }
-}
-
-/// Verifies `server`'s signature and the content hash of a PDU.
-pub(crate) fn verify_signed(
-    pdu: &Object,
-    server: &str,
-    ring: &KeyRing,
-    room_version: RoomVersion,
-    place: &str,
-) -> Result<()> {
-    let keys = ring.keys_for(server);
-    if keys.is_empty() {
-        return Err(Error::invalid_param(format!(
-            "{place}: no verify key is known for {server}"
-        )));
-    }
-    event::verify_event_signature(pdu, server, keys, room_version)
-        .map_err(|e| invalid(e, &format!("{place} signature")))?;
-    if !event::check_content_hash(pdu).map_err(|e| invalid(e, place))? {
-        return Err(Error::invalid_param(format!(
-            "{place}.hashes.sha256 does not match the event"
-        )));
-    }
-    Ok(())
-}
-
-/// Checks the members every PDU of the room version must have, with the right types.
-pub(crate) fn check_pdu_format(pdu: &Object, room_version: RoomVersion, place: &str) -> Result<()> {
-    let want = |key: &str, what: &str| -> Result<()> {
-        match pdu.get(key) {
-            None => Err(Error::invalid_param(format!("{place}.{key} is required"))),
-            Some(v) if !ok_type(v, what) => Err(Error::invalid_param(format!(
-                "{place}.{key} must be {what}, found {}",
-                v.type_name()
-            ))),
-            Some(_) => Ok(()),
-        }
-    };
-    for (key, what) in [
-        ("type", "a string"),
-        ("sender", "a string"),
-        ("content", "an object"),
-        ("origin_server_ts", "an integer"),
-        ("depth", "an integer"),
-        ("prev_events", "an array"),
-        ("auth_events", "an array"),
-        ("hashes", "an object"),
-        ("signatures", "an object"),
-    ] {
-        want(key, what)?;
-    }
-    if let Some(v) = pdu.get("state_key") {
-        if v.as_str().is_none() {
-            return Err(Error::invalid_param(format!(
-                "{place}.state_key must be a string, found {}",
-                v.type_name()
-            )));
-        }
-    }
-    if pdu
-        .get("depth")
-        .and_then(Value::as_int)
-        .is_some_and(|d| d < 0)
-    {
-        return Err(Error::invalid_param(format!(
-            "{place}.depth must not be negative"
-        )));
-    }
-    if room_version.event_id_format != EventIdFormat::Opaque {
-        for key in ["prev_events", "auth_events"] {
-            if let Some(Value::Array(ids)) = pdu.get(key) {
-                if let Some(i) = ids.iter().position(|v| v.as_str().is_none()) {
-                    return Err(Error::invalid_param(format!(
-                        "{place}.{key}[{i}] must be an event ID string"
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn ok_type(v: &Value, what: &str) -> bool {
-    match what {
-        "a string" => v.as_str().is_some(),
-        "an object" => v.as_object().is_some(),
-        "an integer" => v.as_int().is_some(),
-        "an array" => v.as_array().is_some(),
-        _ => false,
-    }
-}
-
-/// A user ID member of a PDU, parsed.
-pub(crate) fn user_id_field(pdu: &Object, key: &str, place: &str) -> Result<UserId> {
-    let raw = match pdu.get(key) {
-        Some(Value::String(s)) => s,
-        Some(other) => {
-            return Err(Error::invalid_param(format!(
-                "{place}.{key} must be a user ID, found {}",
-                other.type_name()
-            )));
-        }
-        None => return Err(Error::invalid_param(format!("{place}.{key} is required"))),
-    };
-    UserId::parse(raw).map_err(|e| invalid(e, &format!("{place}.{key}")))
-}
-
-/// Any failure inside an invite is `M_INVALID_PARAM` (spec: "servers SHOULD return
-/// M_INVALID_PARAM"), except size and room-version errors, which keep their own codes.
-pub(crate) fn invalid(e: Error, place: &str) -> Error {
-    let e = e.at(place);
-    match e.errcode() {
-        ErrCode::TooLarge | ErrCode::IncompatibleRoomVersion => e,
-        _ => e.with_errcode(ErrCode::InvalidParam),
     }
 }

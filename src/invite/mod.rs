@@ -26,13 +26,12 @@
 
 mod build;
 mod check;
-mod keys;
 mod spec_invite;
 mod state;
 
+pub use crate::signing::KeyRing;
 pub use build::{InviteRequestParts, build_invite_request};
 pub use check::{InviteCheck, check_invite, check_invite_with};
-pub use keys::KeyRing;
 pub use spec_invite::{SpecInviteCheck, SpecInviteEndpoint, check_spec_invite};
 pub use state::DroppedEvent;
 

@@ -2,6 +2,7 @@
 //! (Matrix 1.16) puts the full `m.room.create` PDU into `invite_room_state`.
 
 use crate::error::{Error, Result};
+use crate::event::{self, format};
 use crate::ids::RoomId;
 use crate::json::{self, Object, Value};
 use crate::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
@@ -10,8 +11,8 @@ use super::check::{
     CommonJson, check_body_size, find_create, room_version_of_create, verify_create,
     verify_invite_event,
 };
-use super::keys::KeyRing;
 use super::state::{DroppedEvent, prune, stripped};
+use crate::signing::KeyRing;
 
 /// Which spec endpoint the invite came in on; they carry the same data in different shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,7 @@ pub fn check_spec_invite(
     check_body_size(body)?;
     let room = RoomId::parse(path_room_id)
         .map_err(|e| Error::invalid_param(format!("path room ID: {}", e.message())))?;
-    let body = json::parse_object(body)?;
+    let body = json::parse_object_lenient(body)?;
     let (event, state_place, claimed_version): (&Object, &str, Option<&Value>) = match endpoint {
         SpecInviteEndpoint::V1 => (&body, "event.unsigned.invite_room_state", None),
         SpecInviteEndpoint::V2 => (
@@ -145,6 +146,7 @@ pub fn check_spec_invite(
         _ => {}
     }
 
+    super::check::refuse_lenient_numbers(&body, room_version, "")?;
     let created = verify_create(create, &place, room_version, &room, keys)?;
     let event_id = verify_invite_event(event, room_version, &room, receiving_server, origin, keys)?;
     if event_id != path_event_id {
@@ -160,22 +162,12 @@ pub fn check_spec_invite(
             continue;
         }
         let entry_place = format!("{state_place}[{i}]");
-        // A full PDU names its room, and it must be this one (spec: "One or more events does not
-        // reside in the same room as the invite").
-        if let Some(o) = entry.as_object().filter(|o| is_full_pdu(o)) {
-            let in_room = if (room_version.room_id_format == RoomIdFormat::CreateEventHash)
-                && o.get("type").and_then(Value::as_str) == Some("m.room.create")
-            {
-                false
-            } else {
-                o.get("room_id").and_then(Value::as_str) == Some(room.as_str())
-            };
-            if !in_room {
-                return Err(Error::invalid_param(format!(
-                    "{entry_place} does not belong to room {}",
-                    room.as_str()
-                )));
-            }
+        // Anything that is more than stripped state is a PDU, and is checked as one (spec: "not
+        // formatted according to the room's version", "fails a signature check", "does not
+        // reside in the same room"). Removing a PDU member (say `hashes`) does not turn it into
+        // stripped state: it makes it a malformed PDU.
+        if let Some(o) = entry.as_object().filter(|o| claims_to_be_a_pdu(o)) {
+            check_state_pdu(o, &entry_place, room_version, &room, keys)?;
         }
         match prune(entry) {
             Ok(s) => invite_room_state.push(s),
@@ -206,4 +198,63 @@ fn is_full_pdu(o: &Object) -> bool {
     ["auth_events", "prev_events", "signatures", "hashes"]
         .iter()
         .all(|k| o.contains_key(*k))
+}
+
+/// The members only a PDU has. Stripped state has `type`, `state_key`, `sender` and `content`
+/// alone; an entry with any of these claims to be a PDU and must be a well-formed one.
+const PDU_ONLY_MEMBERS: [&str; 8] = [
+    "auth_events",
+    "prev_events",
+    "hashes",
+    "signatures",
+    "depth",
+    "origin_server_ts",
+    "room_id",
+    "event_id",
+];
+
+fn claims_to_be_a_pdu(o: &Object) -> bool {
+    PDU_ONLY_MEMBERS.iter().any(|k| o.contains_key(*k))
+}
+
+/// One PDU of `invite_room_state` besides the create event: size, the format of the room
+/// version (types, `depth` an integer, v12 not naming the create event), this room, and with keys
+/// its sender's signature and its content hash.
+fn check_state_pdu(
+    pdu: &Object,
+    place: &str,
+    room_version: RoomVersion,
+    room: &RoomId,
+    keys: Option<&KeyRing>,
+) -> Result<()> {
+    if room_version.room_id_format == RoomIdFormat::CreateEventHash
+        && pdu.get("type").and_then(Value::as_str) == Some("m.room.create")
+    {
+        return Err(Error::invalid_param(format!(
+            "{place} is a second m.room.create event"
+        )));
+    }
+    match pdu.get("room_id").and_then(Value::as_str) {
+        Some(id) if id == room.as_str() => {}
+        _ => {
+            return Err(Error::invalid_param(format!(
+                "{place} does not belong to room {}",
+                room.as_str()
+            )));
+        }
+    }
+    event::check_pdu_size(pdu).map_err(|e| e.at(place))?;
+    format::check_pdu_format(pdu, room_version, place)?;
+    event::event_id(pdu, room_version).map_err(|e| format::invalid(e, place))?;
+    if let Some(ring) = keys {
+        let sender = format::user_id_field(pdu, "sender", place)?;
+        format::verify_signed(
+            pdu,
+            sender.server_name().as_str(),
+            ring,
+            room_version,
+            place,
+        )?;
+    }
+    Ok(())
 }

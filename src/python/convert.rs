@@ -58,13 +58,39 @@ impl Refusal {
 /// Converts a Python value to a JSON value; errors name the place starting from `root`
 /// (the parameter name).
 pub(crate) fn to_value(obj: &Bound<'_, PyAny>, root: &str) -> PyResult<Value> {
-    match convert(obj, 0) {
+    match convert(obj, 0, false) {
         Ok(v) => Ok(v),
         Err(refusal) => Err(refusal.into_error(root).into()),
     }
 }
 
-fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Refusal> {
+/// [`to_value`] as room versions 1–5 allow: floats and integers outside ±(2^53 − 1) become
+/// [`Value::Number`], written as Python (so Synapse) writes them. NaN and infinities are still
+/// refused.
+pub(crate) fn to_value_lenient(obj: &Bound<'_, PyAny>, root: &str) -> PyResult<Value> {
+    match convert(obj, 0, true) {
+        Ok(v) => Ok(v),
+        Err(refusal) => Err(refusal.into_error(root).into()),
+    }
+}
+
+/// [`to_object`] as room versions 1–5 allow (see [`to_value_lenient`]).
+pub(crate) fn to_object_lenient(obj: &Bound<'_, PyAny>, root: &str) -> PyResult<Object> {
+    if let Some(input) = json_input(obj)? {
+        let bytes = input.bytes();
+        return Ok(obj.py().detach(|| json::parse_object_lenient(bytes))?);
+    }
+    match to_value_lenient(obj, root)? {
+        Value::Object(o) => Ok(o),
+        other => Err(Error::bad_json(format!(
+            "{root} must be a dict or JSON text (bytes or str), not {}",
+            other.type_name()
+        ))
+        .into()),
+    }
+}
+
+fn convert(obj: &Bound<'_, PyAny>, depth: usize, lenient: bool) -> Result<Value, Refusal> {
     if obj.is_none() {
         return Ok(Value::Null);
     }
@@ -73,16 +99,33 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Refusal> {
         return Ok(Value::Bool(b.is_true()));
     }
     if obj.is_instance_of::<PyInt>() {
-        let n: i64 = obj.extract().map_err(|_| out_of_range())?;
-        if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) {
-            return Err(out_of_range());
+        let n: Option<i64> = obj
+            .extract()
+            .ok()
+            .filter(|n| (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(n));
+        if let Some(n) = n {
+            return Ok(Value::Int(n));
         }
-        return Ok(Value::Int(n));
+        if lenient {
+            let digits = obj.str().map_err(|_| out_of_range())?;
+            if let Some(number) = json::Number::from_integer_text(text(&digits)?) {
+                return Ok(Value::Number(number));
+            }
+        }
+        return Err(out_of_range());
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Value::String(text(s)?.to_owned()));
     }
     if obj.is_instance_of::<PyFloat>() {
+        if lenient {
+            let x: f64 = obj.extract().map_err(|_| out_of_range())?;
+            return json::Number::from_f64(x).map(Value::Number).ok_or_else(|| {
+                Refusal::new(Error::bad_json(
+                    "NaN and infinities cannot be encoded as JSON",
+                ))
+            });
+        }
         return Err(Refusal::new(Error::bad_json(
             "floats are not allowed in canonical JSON (use an integer)",
         )));
@@ -102,7 +145,7 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Refusal> {
                 ))));
             };
             let key = text(key)?.to_owned();
-            match convert(&item, depth + 1) {
+            match convert(&item, depth + 1, lenient) {
                 Ok(v) => {
                     object.insert(key, v);
                 }
@@ -126,7 +169,7 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Refusal> {
     };
     let mut array = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match convert(item, depth + 1) {
+        match convert(item, depth + 1, lenient) {
             Ok(v) => array.push(v),
             Err(mut refusal) => {
                 refusal.path.push(Step::Index(i));
@@ -166,6 +209,11 @@ pub(crate) fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
         Value::Int(n) => n.into_pyobject(py)?.into_any(),
         Value::String(s) => PyString::new(py, s).into_any(),
+        // Python reads back exactly what it wrote: int(text) or float(text).
+        Value::Number(n) if n.is_integer() => {
+            py.get_type::<PyInt>().call1((n.as_str(),))?.into_any()
+        }
+        Value::Number(n) => PyFloat::new(py, n.as_f64()).into_any(),
         Value::Array(items) => {
             let list = PyList::empty(py);
             for item in items {

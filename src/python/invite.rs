@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use super::args::{self, Int, Text};
 use pyo3::types::{PyAny, PyBytes, PyDict, PyList};
 
-use super::convert::{json_input, to_object, to_python, to_value};
+use super::convert::{json_input, to_object, to_object_lenient, to_python, to_value_lenient};
 use super::signing::PyVerifyKey;
 use crate::error::Error;
 use crate::invite::{
@@ -330,7 +330,8 @@ fn body_bytes(body: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         ))
         .into());
     }
-    Ok(to_value(body, "body")?.to_canonical())
+    // Lenient: a room of version 1-5 may carry floats; the check refuses them in later versions.
+    Ok(to_value_lenient(body, "body")?.to_canonical())
 }
 
 /// Checks an MSC4329 invite request (`PUT …/org.matrix.msc4329/invite/{roomId}` or the `v3`
@@ -416,17 +417,19 @@ fn build_invite_request<'py>(
     extra_state: Vec<Bound<'py, PyAny>>,
     invite_room_state: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<(String, Bound<'py, PyBytes>)> {
-    let invite = to_object(invite, "invite")?;
-    let create = to_object(create, "create")?;
+    // Lenient: Synapse's events of rooms of version 1-5 may hold floats and large integers; the
+    // builder refuses them for later versions.
+    let invite = to_object_lenient(invite, "invite")?;
+    let create = to_object_lenient(create, "create")?;
     let extra = extra_state
         .iter()
         .enumerate()
-        .map(|(i, e)| to_object(e, &format!("extra_state[{i}]")))
+        .map(|(i, e)| to_object_lenient(e, &format!("extra_state[{i}]")))
         .collect::<PyResult<Vec<Object>>>()?;
     let stripped = invite_room_state
         .iter()
         .enumerate()
-        .map(|(i, e)| to_value(e, &format!("invite_room_state[{i}]")))
+        .map(|(i, e)| to_value_lenient(e, &format!("invite_room_state[{i}]")))
         .collect::<PyResult<Vec<Value>>>()?;
     let parts = py.detach(|| invite::build_invite_request(&invite, &create, &extra, &stripped))?;
     Ok((parts.path, PyBytes::new(py, &parts.body)))

@@ -6,6 +6,10 @@
 //! Event signing (which signs the *redacted* event) builds on this in [`crate::event`].
 //! Fetching keys stays the homeserver's job: callers hand in the keys they trust.
 
+mod key_ring;
+
+pub use key_ring::KeyRing;
+
 use ed25519_dalek::{Signer, Verifier};
 
 use crate::b64;

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::VerifyKey;
 use crate::error::{Error, Result};
 use crate::json::{self, Value};
-use crate::signing::VerifyKey;
 
 /// Verify keys by server name. Key fetching stays the homeserver's job: it fills this from its
 /// own key store (or from `/_matrix/key/v2/server`) before calling the checks.

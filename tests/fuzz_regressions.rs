@@ -72,3 +72,53 @@ fn unknown_room_versions_are_not_echoed_whole() {
     assert!(e.message().len() < 100, "{}", e.message());
     assert_eq!(e.room_version().map(str::len), Some(32));
 }
+
+/// `s2s_negotiation` (found by its invariants under `cargo test` before any fuzzing): a
+/// responder answered an opening whose `event_id` was `":$p1"`, and its reply's `m.reference`
+/// pointed at that, which `referenced_event` (so the peer) does not read as a reference: the
+/// initiator refused every answer and the negotiation could only time out. `respond` and
+/// `handle` now refuse an `event_id` that is not `$…` of at most 255 bytes (as `sent` did).
+#[test]
+fn negotiation_refuses_events_whose_id_is_not_an_event_id() {
+    use servership::json::Object;
+    use servership::s2s::negotiation::{Incoming, Negotiation, NegotiationPolicy, VersionOffer};
+    let policy = NegotiationPolicy {
+        versions: vec![VersionOffer::new("10", 5), VersionOffer::new("11", 2)],
+        ..NegotiationPolicy::default()
+    };
+    let content = servership::json::parse_object(
+        br#"{"versions":[{"version":"10","rating":1},{"version":"9","rating":4}]}"#,
+    )
+    .unwrap();
+    let opening = |id: &str| Incoming {
+        event_id: id.to_owned(),
+        event_type: "m.s2s.upgrade.proposal".to_owned(),
+        sender: "@p:b.example".to_owned(),
+        content: content.clone(),
+    };
+    for bad in [":$p1", "", "p1", &format!("${}", "x".repeat(255))] {
+        let e = Negotiation::respond(&policy, "a.example", &opening(bad)).unwrap_err();
+        assert_eq!(e.errcode(), servership::ErrCode::InvalidParam, "{bad:?}");
+    }
+    let (mut responder, step) =
+        Negotiation::respond(&policy, "a.example", &opening("$p1")).unwrap();
+    assert!(step.send.is_some());
+    responder.sent("$r1").unwrap();
+    let mut accept = Object::new();
+    accept.insert("version".into(), "10".into());
+    let mut rel = Object::new();
+    rel.insert("rel_type".into(), "m.reference".into());
+    rel.insert("event_id".into(), "$r1".into());
+    accept.insert("m.relates_to".into(), servership::Value::Object(rel));
+    let before = format!("{responder:?}");
+    let e = responder
+        .handle(&Incoming {
+            event_id: "no-sigil".to_owned(),
+            event_type: "m.s2s.upgrade.accept".to_owned(),
+            sender: "@p:b.example".to_owned(),
+            content: accept,
+        })
+        .unwrap_err();
+    assert_eq!(e.errcode(), servership::ErrCode::InvalidParam);
+    assert_eq!(format!("{responder:?}"), before);
+}

@@ -122,3 +122,50 @@ fn negotiation_refuses_events_whose_id_is_not_an_event_id() {
     assert_eq!(e.errcode(), servership::ErrCode::InvalidParam);
     assert_eq!(format!("{responder:?}"), before);
 }
+
+/// `s2s_negotiation`, first 600 s run (after 143 k inputs): an initiator whose own server name
+/// is the higher (so a peer's simultaneous opening wins) reset its give-up counter on a peer's
+/// *malformed* opening before refusing it, so a refused event changed the machine, and a peer
+/// sending one broken proposal every few ticks kept the negotiation from ever timing out. The
+/// counter is now reset only when the opening is answered.
+#[test]
+fn a_malformed_winning_opening_does_not_keep_a_negotiation_alive() {
+    use servership::s2s::negotiation::{
+        FailError, GIVE_UP_AFTER_TICKS, Incoming, Negotiation, NegotiationPolicy, Outcome,
+        VersionOffer,
+    };
+    // The fuzzer's input, shortened by hand: c.example proposes 10*5, 11*2; a tick; then
+    // b.example (lower, so its opening would win) sends a proposal whose versions is not a list.
+    checks::s2s_negotiation(b"\x08\x02\x04\x0f\x07\x0c\x00\nt\nP{\"versions\":1}");
+    checks::s2s_negotiation(&[
+        0x08, 0x02, 0x04, 0x11, 0x07, 0x18, 0x00, 0x0c, 0, 0, 0, 0, 0, b'\n', b'P', b'{', b'"',
+        b'v', b'e', b'r', b's', b'i', b'o', b'n', b's', b'"', b':', b'[', b'{', b'"', b'\n', b't',
+    ]);
+
+    let policy = NegotiationPolicy {
+        versions: vec![VersionOffer::new("10", 5)],
+        ..NegotiationPolicy::default()
+    };
+    let (mut m, _) = Negotiation::initiate(&policy, "c.example", "b.example").unwrap();
+    m.sent("$c1").unwrap();
+    let broken = |n: u32| Incoming {
+        event_id: format!("$b{n}"),
+        event_type: "m.s2s.upgrade.proposal".to_owned(),
+        sender: "@p:b.example".to_owned(),
+        content: servership::json::parse_object(br#"{"versions":1}"#).unwrap(),
+    };
+    for n in 0..GIVE_UP_AFTER_TICKS {
+        assert_eq!(m.tick().outcome, Outcome::InProgress);
+        let before = format!("{m:?}");
+        assert!(m.handle(&broken(n)).is_err());
+        assert_eq!(
+            format!("{m:?}"),
+            before,
+            "a refused opening changed the machine"
+        );
+    }
+    assert_eq!(
+        m.tick().outcome,
+        Outcome::Failed(FailError::Other("timed out".to_owned()))
+    );
+}

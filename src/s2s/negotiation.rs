@@ -935,9 +935,12 @@ impl Negotiation {
             return Ok(Step::quiet(self.outcome()));
         }
         if my_opening_waits {
-            // Both opened at once and the peer's name is lower: drop ours, answer theirs.
+            // Both opened at once and the peer's name is lower: drop ours, answer theirs. Only an
+            // opening that is answered counts as progress (a malformed one changes nothing, so it
+            // cannot keep a negotiation from giving up).
+            let step = self.answer_opening(event)?;
             self.idle_ticks = 0;
-            return self.answer_opening(event);
+            return Ok(step);
         }
         Err(Error::invalid_param(format!(
             "{} {} opens a new negotiation while this one {}",

@@ -218,6 +218,17 @@ seed("membership_decisions", room("@:b.example", create(**{"m.federate": False})
                                   member("@bob:b.example", "join")))
 seed("membership_decisions", room("b.example", create("6"), rules("peekable"), member("@bob:b.example", "invite")))
 seed("membership_decisions", room("[::1]:8448", create("12"), rules("public"), acl, member("@x:[::1]:8448", "join")))
+# Hostile state is up to 64 KiB: long join rules, policy reasons, ACL entries and state keys.
+long = "x" * 5000
+seed("membership_decisions", room("@:b.example", create(type="m.s2s"), rules(long),
+                                  member("@bob:b.example", "join")))
+seed("membership_decisions", room("@:b.example", create(type="m.s2s"),
+                                  ev("m.room.join_rules", "", {"join_rule": {"k": [long]}})))
+seed("membership_decisions", room("x.evil.example", create(), rules("knock"),
+                                  ev("m.policy.rule.server", "r", {"entity": "*.evil.example",
+                                     "recommendation": "m.ban", "reason": long}),
+                                  ev("m.room.server_acl", "", {"allow": ["*" + long, "*"], "deny": [long + "*"]}),
+                                  ev("m.server.subscription", long, {}, sender="@a:good.example")))
 seed("membership_decisions", room("1.2.3.4", create(), rules("private"), acl,
                                   knocks=[0, 8, 16, 0, 1, 2, 3, 4, 0xbf, 0x40, 0x41, 0xc0, 0xc1, 0x43]))
 

@@ -169,3 +169,99 @@ fn a_malformed_winning_opening_does_not_keep_a_negotiation_alive() {
         Outcome::Failed(FailError::Other("timed out".to_owned()))
     );
 }
+
+/// `membership_decisions`, with seeds holding long hostile state (before its first run could grow
+/// inputs that long): decision details quoted whole what room state or an event carried — a
+/// 5,000-character join rule (`check_pseudouser_join`, `check_server_user_membership`'s knock
+/// path), a policy rule's `reason` (`decide_knock`), an `m.server.subscription` state key and
+/// sender (`check_subscription_event`) — although hostile state may be 64 KiB and
+/// `Glob::shown` already cut patterns for the same reason. They are now cut to 100 characters.
+#[test]
+fn decision_details_quote_hostile_state_shortened() {
+    use servership::json::Object;
+    use servership::pseudouser::check_pseudouser_join;
+    use servership::room_state::RoomState;
+    use servership::s2s::{ServerUserPolicy, check_server_user_membership};
+    use servership::subscription::check_subscription_event;
+    use servership::subscription::decision::{KnockMode, PolicyList, decide_knock};
+    let long = "x".repeat(5000);
+    let ev = |t: &str, key: &str, content: String| -> Object {
+        servership::json::parse_object(
+            format!(
+                r#"{{"type":"{t}","state_key":"{key}","sender":"@a:fuzz.example","content":{content}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    };
+    let create = ev(
+        "m.room.create",
+        "",
+        r#"{"room_version":"11","type":"m.s2s"}"#.to_owned(),
+    );
+    let short = |d: &servership::decision::Decision| {
+        assert!(
+            d.detail.len() < 600,
+            "{} bytes: {:.200}",
+            d.detail.len(),
+            d.detail
+        );
+        assert!(!d.detail.is_empty());
+    };
+    for rule in [format!(r#""{long}""#), format!(r#"{{"k":["{long}"]}}"#)] {
+        let state = RoomState::from_events(&[
+            create.clone(),
+            ev(
+                "m.room.join_rules",
+                "",
+                format!(r#"{{"join_rule":{rule}}}"#),
+            ),
+        ])
+        .unwrap();
+        short(&check_pseudouser_join(&state, "@:b.example"));
+        for membership in ["join", "knock"] {
+            for policy in [ServerUserPolicy::S2sOnly, ServerUserPolicy::Either] {
+                short(&check_server_user_membership(
+                    &state,
+                    "@:b.example",
+                    membership,
+                    policy,
+                ));
+            }
+        }
+    }
+    let state = RoomState::from_events(&[
+        create,
+        ev(
+            "m.policy.rule.server",
+            "r",
+            format!(r#"{{"entity":"*.evil.example","recommendation":"m.ban","reason":"{long}"}}"#),
+        ),
+    ])
+    .unwrap();
+    let knock = decide_knock(
+        "!r:fuzz.example",
+        "x.evil.example",
+        Some(&state),
+        &PolicyList::from_state(&state),
+        None,
+        KnockMode::Moderator,
+    );
+    short(&knock.decision);
+    short(&check_subscription_event(
+        &state,
+        &ev("m.server.subscription", &long, "{}".to_owned()),
+    ));
+    let mut wrong = ev("m.server.subscription", "b.example", "{}".to_owned());
+    wrong.insert("sender".into(), format!("@{long}:c.example").into());
+    short(&check_subscription_event(&state, &wrong));
+
+    let input = format!(
+        "@:b.example\n{}\n{}",
+        r#"{"type":"m.room.create","state_key":"","content":{"room_version":"11","type":"m.s2s"}}"#,
+        format_args!(
+            r#"{{"type":"m.room.join_rules","state_key":"","content":{{"join_rule":"{long}"}}}}"#
+        )
+    );
+    checks::membership_decisions(input.as_bytes());
+}

@@ -504,6 +504,40 @@ fn membership_seeds() -> Vec<Vec<u8>> {
             acl,
         ]),
     ];
+    // Hostile state is up to 64 KiB: long join rules, policy reasons, ACL entries, state keys.
+    let long = "x".repeat(5000);
+    let s2s = create(r#"{"room_version":"11","type":"m.s2s"}"#);
+    seeds.push(room(&[
+        "@:b.example".into(),
+        s2s.clone(),
+        rules(&long),
+        member("@bob:b.example", "join"),
+    ]));
+    seeds.push(room(&[
+        "@:b.example".into(),
+        s2s,
+        ev(
+            "m.room.join_rules",
+            "",
+            &format!(r#"{{"join_rule":{{"k":["{long}"]}}}}"#),
+        ),
+    ]));
+    seeds.push(room(&[
+        "x.evil.example".into(),
+        v11.clone(),
+        rules("knock"),
+        ev(
+            "m.policy.rule.server",
+            "r",
+            &format!(r#"{{"entity":"*.evil.example","recommendation":"m.ban","reason":"{long}"}}"#),
+        ),
+        ev(
+            "m.room.server_acl",
+            "",
+            &format!(r#"{{"allow":["*{long}","*"],"deny":["{long}*"]}}"#),
+        ),
+        ev("m.server.subscription", &long, "{}"),
+    ]));
     let mut knocky = room(&["X.EVIL.example".into(), v11, rules("knock"), ban]);
     knocky.extend_from_slice(b"\n#");
     knocky.extend_from_slice(&[

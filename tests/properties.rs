@@ -293,3 +293,261 @@ fn audit_invariants_hold_on_answers_histories_and_mutations() {
     ]);
     run(&seeds, 400, checks::audit_response);
 }
+
+/// Seeds for `s2s_negotiation` (the layout is in `fuzz/src/checks.rs`): two machines (first byte
+/// odd) with and without faults, twins, both opening, vendor methods; one machine (first byte
+/// even) against a hostile peer's events, as initiator, vendor initiator and responder.
+fn negotiation_seeds() -> Vec<Vec<u8>> {
+    let offers = |vr: &[(&str, i64)]| {
+        let items: Vec<String> = vr
+            .iter()
+            .map(|(v, r)| format!(r#"{{"version":"{v}","rating":{r}}}"#))
+            .collect();
+        format!(r#"{{"versions":[{}]}}"#, items.join(","))
+    };
+    let one = |header: &[u8], lines: &[String]| {
+        let mut out = header.to_vec();
+        for l in lines {
+            out.push(b'\n');
+            out.extend_from_slice(l.as_bytes());
+        }
+        out
+    };
+    // 10*5, 11*2 (a rating byte b >= 4 is b % 8 - 2).
+    let doc = [2u8, 4, 15, 7, 12, 0];
+    let proposal = |vr: &[(&str, i64)]| {
+        format!(
+            r#"{{"event_id":"$p1","type":"m.s2s.upgrade.proposal","sender":"@p:b.example","content":{}}}"#,
+            offers(vr)
+        )
+    };
+    let mut seeds = vec![
+        [
+            &[1u8, 0, 0][..],
+            &doc,
+            &[3, 7, 10, 8, 15, 4, 15, 0],
+            &[0; 6],
+        ]
+        .concat(),
+        [&[1u8, 0, 0][..], &doc, &doc, &[0; 6]].concat(),
+        [
+            &[1u8, 3, 1][..],
+            &[2, 0, 13, 1, 13, 0],
+            &[0, 0],
+            &[1, 1, 0, 0, 0, 0],
+        ]
+        .concat(),
+        [&[1u8, 1, 2][..], &doc, &[1, 4, 5, 4], &[0, 2, 0, 0, 0, 0]].concat(),
+        [
+            &[1u8, 2, 0][..],
+            &[3, 4, 0, 7, 1, 8, 2, 3, 7],
+            &[2, 7, 3, 8, 1, 1],
+            &[
+                0, 0, 0xff, 4, 4, 3, 0x80, 0xa1, 0xc0, 0xe3, 0x01, 0x82, 0xa0, 0x00, 0xe0,
+            ],
+        ]
+        .concat(),
+    ];
+    let mut header = vec![0u8];
+    header.extend_from_slice(&doc);
+    seeds.push(one(
+        &header,
+        &[
+            format!("R{}", offers(&[("10", 9), ("12", 1)])),
+            "K{}".into(),
+            "t".into(),
+        ],
+    ));
+    seeds.push(one(&header, &[r#"A{"version":"10"}"#.into(), "K{}".into()]));
+    seeds.push(one(&header, &[r#"F{"error":"the cat sat on it"}"#.into()]));
+    seeds.push(one(&header, &[format!("R{}", offers(&[])), "t".into()]));
+    seeds.push(one(
+        &header,
+        &[
+            "m".into(),
+            format!("R{}", offers(&[("10", 9)])),
+            "t".into(),
+            "m".into(),
+            "t".into(),
+            "s$o2".into(),
+            "K{}".into(),
+        ],
+    ));
+    header[0] = 6;
+    seeds.push(one(
+        &header,
+        &[proposal(&[("10", 5), ("11", 2)]), "K{}".into()],
+    ));
+    seeds.push(one(
+        &header,
+        &[
+            proposal(&[("10", 1), ("9", 4)]),
+            r#"A{"version":"10"}"#.into(),
+            "K{}".into(),
+            "e".into(),
+            "x".into(),
+        ],
+    ));
+    header[0] = 8;
+    seeds.push(one(
+        &header,
+        &[
+            format!("P{}", offers(&[("10", 1)])),
+            r#"A{"version":"10"}"#.into(),
+            "K{}".into(),
+        ],
+    ));
+    seeds.push(one(
+        &[4, 0, 0, 0],
+        &[r#"A{"method":"org.example.fast"}"#.into()],
+    ));
+    seeds.push(one(
+        &[6, 0, 4],
+        &[r#"V{"method":"org.example.fast"}"#.into(), "d0".into()],
+    ));
+    seeds
+}
+
+#[test]
+fn negotiation_invariants_hold_on_flows_and_mutations() {
+    run(&negotiation_seeds(), 300, checks::s2s_negotiation);
+}
+
+/// Seeds for `membership_decisions`: a subject line, state events one a line, and a `#` line of
+/// knock-store operations.
+fn membership_seeds() -> Vec<Vec<u8>> {
+    let ev = |t: &str, key: &str, content: &str| {
+        format!(
+            r#"{{"type":"{t}","state_key":"{key}","sender":"@admin:fuzz.example","content":{content}}}"#
+        )
+    };
+    let member =
+        |user: &str, m: &str| ev("m.room.member", user, &format!(r#"{{"membership":"{m}"}}"#));
+    let rules = |r: &str| {
+        ev(
+            "m.room.join_rules",
+            "",
+            &format!(r#"{{"join_rule":"{r}"}}"#),
+        )
+    };
+    let create = |c: &str| ev("m.room.create", "", c);
+    let acl = ev(
+        "m.room.server_acl",
+        "",
+        r#"{"allow":["*"],"deny":["EVIL.example","*.bad.example","1.2.3.4"],"allow_ip_literals":false}"#,
+    );
+    let ban = ev(
+        "m.policy.rule.server",
+        "rule1",
+        r#"{"entity":"*.evil.example","recommendation":"m.ban","reason":"spam"}"#,
+    );
+    let room = |lines: &[String]| lines.join("\n").into_bytes();
+    let v11 = create(r#"{"room_version":"11"}"#);
+    let mut seeds = vec![
+        room(&[
+            "evil.example".into(),
+            v11.clone(),
+            rules("public"),
+            acl.clone(),
+        ]),
+        room(&[
+            "Evil.Example:8448".into(),
+            v11.clone(),
+            rules("public"),
+            acl.clone(),
+        ]),
+        room(&[
+            "good.example".into(),
+            v11.clone(),
+            rules("public"),
+            ev(
+                "m.room.server_acl",
+                "",
+                r#"{"allow":["*.GOOD.example","good.example"]}"#,
+            ),
+            ev(
+                "m.server.is_able_to_subscribe",
+                "good.example",
+                r#"{"is_able_to_subscribe":true}"#,
+            ),
+            member("@a:good.example", "invite"),
+        ]),
+        room(&[
+            "@:b.example".into(),
+            create(r#"{"room_version":"11","type":"m.s2s"}"#),
+            rules("invite"),
+            member("@:b.example", "invite"),
+            member("@bob:b.example", "join"),
+        ]),
+        room(&[
+            "@:b.example".into(),
+            create(r#"{"room_version":"10","type":"support.feline.s2s"}"#),
+            rules("knock_restricted"),
+            member("@:b.example", "ban"),
+        ]),
+        room(&[
+            "@:b.example".into(),
+            create(r#"{"room_version":"11","m.federate":false}"#),
+            rules("invite"),
+            member("@bob:b.example", "join"),
+        ]),
+        room(&[
+            "b.example".into(),
+            create(r#"{"room_version":"6"}"#),
+            rules("peekable"),
+            member("@bob:b.example", "invite"),
+        ]),
+        room(&[
+            "[::1]:8448".into(),
+            create(r#"{"room_version":"12"}"#),
+            rules("public"),
+            acl,
+        ]),
+    ];
+    // Hostile state is up to 64 KiB: long join rules, policy reasons, ACL entries, state keys.
+    let long = "x".repeat(5000);
+    let s2s = create(r#"{"room_version":"11","type":"m.s2s"}"#);
+    seeds.push(room(&[
+        "@:b.example".into(),
+        s2s.clone(),
+        rules(&long),
+        member("@bob:b.example", "join"),
+    ]));
+    seeds.push(room(&[
+        "@:b.example".into(),
+        s2s,
+        ev(
+            "m.room.join_rules",
+            "",
+            &format!(r#"{{"join_rule":{{"k":["{long}"]}}}}"#),
+        ),
+    ]));
+    seeds.push(room(&[
+        "x.evil.example".into(),
+        v11.clone(),
+        rules("knock"),
+        ev(
+            "m.policy.rule.server",
+            "r",
+            &format!(r#"{{"entity":"*.evil.example","recommendation":"m.ban","reason":"{long}"}}"#),
+        ),
+        ev(
+            "m.room.server_acl",
+            "",
+            &format!(r#"{{"allow":["*{long}","*"],"deny":["{long}*"]}}"#),
+        ),
+        ev("m.server.subscription", &long, "{}"),
+    ]));
+    let mut knocky = room(&["X.EVIL.example".into(), v11, rules("knock"), ban]);
+    knocky.extend_from_slice(b"\n#");
+    knocky.extend_from_slice(&[
+        0, 1, 2, 3, 8, 9, 0x80, 0x41, 0, 8, 16, 0xbf, 0x40, 0xc0, 0xc1, 0x43,
+    ]);
+    seeds.push(knocky);
+    seeds
+}
+
+#[test]
+fn membership_invariants_hold_on_rooms_and_mutations() {
+    run(&membership_seeds(), 150, checks::membership_decisions);
+}

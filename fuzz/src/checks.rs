@@ -1127,3 +1127,2029 @@ pub fn audit_response(data: &[u8]) {
         assert_eq!(chosen.peers().len(), max.min(eligible.len()));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// s2s_negotiation
+// ---------------------------------------------------------------------------------------------
+
+use servership::s2s::negotiation::{
+    self as neg, FailError, Incoming, Negotiation, NegotiationPolicy, Outcome, Outgoing, Role,
+    Step, VersionOffer,
+};
+
+/// Reads fuzz bytes one at a time; past the end it reads zeros.
+struct ByteReader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> ByteReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        ByteReader { data, at: 0 }
+    }
+
+    fn pop(&mut self) -> Option<u8> {
+        let b = self.data.get(self.at).copied();
+        if b.is_some() {
+            self.at += 1;
+        }
+        b
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.pop().unwrap_or(0)
+    }
+
+    fn index(&mut self, len: usize) -> usize {
+        usize::from(self.byte()) % len.max(1)
+    }
+}
+
+/// Versions the policies pick from: numeric spellings that compare equal part by part (`1`,
+/// `01`, `001`), dotted versions, vendor versions, and non-numeric parts.
+const NEG_VERSIONS: [&str; 16] = [
+    "1",
+    "01",
+    "001",
+    "9",
+    "10",
+    "10.1",
+    "10.01",
+    "11",
+    "12",
+    "1.0",
+    "org.example.1",
+    "org.matrix.hydra.11",
+    "a",
+    "a.1",
+    "0",
+    "9.9.9",
+];
+const NEG_METHODS: [&str; 3] = ["org.example.fast", "org.example.slow", "org.example.odd"];
+
+/// Ratings: a few small values (many ties) and the extremes (sums must not overflow).
+fn neg_rating(b: u8) -> i64 {
+    match b {
+        0 => i64::MIN,
+        1 => i64::MAX,
+        2 => i64::MIN + 1,
+        3 => i64::MAX - 1,
+        b => i64::from(b % 8) - 2,
+    }
+}
+
+/// A valid policy from the bytes: up to 8 versions (no duplicates), a floor, most-preferred-only,
+/// vendor methods.
+fn neg_policy(r: &mut ByteReader<'_>) -> NegotiationPolicy {
+    let n = r.byte() % 9;
+    let mut versions: Vec<VersionOffer> = Vec::new();
+    for _ in 0..n {
+        let v = NEG_VERSIONS[r.index(NEG_VERSIONS.len())];
+        let rating = neg_rating(r.byte());
+        if versions.iter().all(|o| o.version != v) {
+            versions.push(VersionOffer::new(v, rating));
+        }
+    }
+    let flags = r.byte();
+    let floor = if flags & 2 != 0 {
+        Some(NEG_VERSIONS[r.index(NEG_VERSIONS.len())].to_owned())
+    } else {
+        None
+    };
+    NegotiationPolicy {
+        versions,
+        most_preferred_only: flags & 1 != 0,
+        floor,
+        vendor_methods: NEG_METHODS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| flags & (4 << i) != 0)
+            .map(|(_, m)| (*m).to_owned())
+            .collect(),
+    }
+}
+
+fn neg_error_is_documented(e: &Error, what: &str) {
+    assert!(
+        matches!(
+            e.errcode(),
+            ErrCode::InvalidParam
+                | ErrCode::Forbidden
+                | ErrCode::BadJson
+                | ErrCode::MissingParam
+                | ErrCode::TooLarge
+        ),
+        "{what}: error with errcode {:?}: {}",
+        e.errcode(),
+        e.message()
+    );
+}
+
+fn is_opening(event_type: &str) -> bool {
+    matches!(event_type, neg::PROPOSAL | neg::VENDOR)
+}
+
+/// What a machine asks to send is something its peer can read: the shape its type needs, the
+/// side's own advertised list, a version from it or a method of the policy, a fail error the
+/// peer knows, and (for every answer) a reference to the event it answers.
+fn check_outgoing(
+    out: &Outgoing,
+    mine: &[VersionOffer],
+    policy: &NegotiationPolicy,
+    answers: Option<&str>,
+) {
+    let c = &out.content;
+    match out.event_type.as_str() {
+        neg::PROPOSAL => assert_eq!(
+            neg::parse_versions(c).ok().as_deref(),
+            Some(mine),
+            "a proposal is not the advertised list"
+        ),
+        neg::REPLY => assert_eq!(
+            neg::parse_reply_versions(c).ok().as_deref(),
+            Some(mine),
+            "a reply is not the advertised list"
+        ),
+        neg::ACCEPT => match (
+            c.get("version").and_then(Value::as_str),
+            c.get("method").and_then(Value::as_str),
+        ) {
+            (Some(v), None) => assert!(
+                mine.iter().any(|o| o.version == v),
+                "accepts {v}, which it does not advertise"
+            ),
+            (None, Some(m)) => assert!(
+                policy.vendor_methods.iter().any(|x| x == m),
+                "accepts the method {m}, which its policy does not list"
+            ),
+            other => panic!("an accept with version/method {other:?}"),
+        },
+        neg::ACK => {}
+        neg::FAIL => assert!(
+            matches!(
+                c.get("error").and_then(Value::as_str),
+                Some("no match" | "invalid method")
+            ),
+            "a machine fails with {:?}",
+            c.get("error")
+        ),
+        neg::VENDOR => assert!(
+            c.get("method")
+                .and_then(Value::as_str)
+                .is_some_and(|m| !m.is_empty() && m.len() <= neg::MAX_METHOD_BYTES),
+            "a vendor opening without a method"
+        ),
+        other => panic!("a machine sends an event of type {other:?}"),
+    }
+    if is_opening(&out.event_type) {
+        assert!(
+            c.get("m.relates_to").is_none(),
+            "an opening answers something"
+        );
+    } else {
+        let to = neg::referenced_event(c);
+        assert!(to.is_some(), "{} answers nothing", out.event_type);
+        if let Some(a) = answers {
+            assert_eq!(to, Some(a), "{} answers another event", out.event_type);
+        }
+    }
+}
+
+/// `compare_versions` is a total order in which only identical strings are equal, and the choice
+/// rule is symmetric, on the versions of these lists (at most 10 distinct, all triples).
+fn check_version_order(lists: &[&[VersionOffer]]) {
+    let mut vs: Vec<&str> = Vec::new();
+    for l in lists {
+        for o in l.iter() {
+            if vs.len() < 10 && !vs.contains(&o.version.as_str()) {
+                vs.push(&o.version);
+            }
+        }
+    }
+    for a in &vs {
+        for b in &vs {
+            let ab = neg::compare_versions(a, b);
+            assert_eq!(ab, neg::compare_versions(b, a).reverse(), "{a} vs {b}");
+            assert_eq!(ab.is_eq(), a == b, "{a} and {b} compare equal");
+            for c in &vs {
+                if ab.is_le() && neg::compare_versions(b, c).is_le() {
+                    assert!(neg::compare_versions(a, c).is_le(), "{a} <= {b} <= {c}");
+                }
+            }
+        }
+    }
+    for x in lists {
+        for y in lists {
+            assert_eq!(
+                neg::choose_version(x, y),
+                neg::choose_version(y, x),
+                "the choice is not symmetric"
+            );
+        }
+    }
+}
+
+/// `s2s_negotiation` (`s2s::negotiation`): the first byte chooses the mode. Even: one machine
+/// against a hostile peer whose events come from the input ([`negotiation_hostile_peer`]).
+/// Odd: two honest machines over a network the input schedules ([`negotiation_two_machines`]).
+pub fn s2s_negotiation(data: &[u8]) {
+    match data.first() {
+        Some(b) if b & 1 == 1 => negotiation_two_machines(data.get(1..).unwrap_or_default()),
+        _ => negotiation_hostile_peer(data),
+    }
+}
+
+/// One machine, with everything it is fed and everything it says watched.
+struct Watched {
+    m: Negotiation,
+    own: String,
+    policy: NegotiationPolicy,
+    mine: Vec<VersionOffer>,
+    /// The terminal outcome, once reached.
+    finished: Option<Outcome>,
+    upgrades: Vec<String>,
+    /// New events asked for by `handle`/`respond` (not the opening, not `tick`'s).
+    answers_sent: usize,
+    /// The peer's list this side took (a proposal or reply it answered).
+    peer_list: Option<Vec<VersionOffer>>,
+    /// Every peer list that parsed, for the order checks.
+    lists: Vec<Vec<VersionOffer>>,
+    next_out: usize,
+    /// This side's event IDs are `$<prefix><n>`.
+    prefix: String,
+    /// Whether the harness reports the IDs of sent events (`sent`), as it must.
+    report: bool,
+    last_own_event: Option<Incoming>,
+}
+
+impl Watched {
+    fn new(m: Negotiation, own: &str, policy: &NegotiationPolicy) -> Self {
+        Watched {
+            m,
+            own: own.to_owned(),
+            policy: policy.clone(),
+            mine: policy.advertised(),
+            finished: None,
+            upgrades: Vec::new(),
+            answers_sent: 0,
+            peer_list: None,
+            lists: Vec::new(),
+            next_out: 0,
+            prefix: "o".to_owned(),
+            report: true,
+            last_own_event: None,
+        }
+    }
+
+    fn state(&self) -> String {
+        format!("{:?}", self.m)
+    }
+
+    /// Checks one step: `trigger` is the event handled (if any), `answer` whether the step comes
+    /// from `handle`/`respond` (so a new event it sends answers `trigger`).
+    fn observe(&mut self, step: &Step, trigger: Option<&Incoming>, was: &Outcome) {
+        let now = self.m.outcome();
+        assert_eq!(step.outcome, now, "the step's outcome is not the machine's");
+        if let Some(f) = &self.finished {
+            assert_eq!(&now, f, "a finished negotiation changed its outcome");
+            assert!(
+                step.send.is_none() && step.upgrade.is_none(),
+                "a finished negotiation sends or upgrades"
+            );
+        }
+        if let Some(id) = &step.resend {
+            assert_eq!(
+                Some(id.as_str()),
+                self.m.last_sent(),
+                "resends an event that is not its last"
+            );
+        }
+        if let Some(out) = &step.send {
+            check_outgoing(
+                out,
+                &self.mine,
+                &self.policy,
+                trigger.map(|e| e.event_id.as_str()),
+            );
+            if let Some(ev) = trigger {
+                self.answers_sent += 1;
+                assert!(
+                    self.answers_sent <= 2,
+                    "{} answers in one negotiation",
+                    self.answers_sent
+                );
+                if matches!(ev.event_type.as_str(), neg::PROPOSAL | neg::REPLY) {
+                    let parsed = if ev.event_type == neg::REPLY {
+                        neg::parse_reply_versions(&ev.content)
+                    } else {
+                        neg::parse_versions(&ev.content)
+                    };
+                    self.peer_list = parsed.ok();
+                    assert!(self.peer_list.is_some(), "answered a list it cannot parse");
+                }
+            }
+        }
+        if let Some(v) = &step.upgrade {
+            assert_eq!(
+                self.m.role(),
+                Role::Initiator,
+                "a responder is told to upgrade"
+            );
+            assert_eq!(
+                now,
+                Outcome::Agreed(v.clone()),
+                "told to upgrade without agreement"
+            );
+            assert!(self.upgrades.is_empty(), "told to upgrade twice");
+            self.upgrades.push(v.clone());
+        }
+        if !was.is_finished() && now.is_finished() {
+            self.finished = Some(now.clone());
+            if let Outcome::Agreed(v) = &now {
+                let told = step.upgrade.as_deref() == Some(v.as_str());
+                assert_eq!(
+                    told,
+                    self.m.role() == Role::Initiator,
+                    "an initiator is not told to upgrade, or a responder is"
+                );
+                let theirs = self.peer_list.as_deref().unwrap_or(&self.mine);
+                assert!(
+                    self.mine.iter().any(|o| &o.version == v),
+                    "agreed on {v}, not advertised"
+                );
+                assert_eq!(
+                    neg::choose_version(&self.mine, theirs).as_deref(),
+                    Some(v.as_str()),
+                    "agreed on {v}, not the choice over its list and the peer's"
+                );
+            }
+            let sent_fail = step
+                .send
+                .as_ref()
+                .is_some_and(|o| o.event_type == neg::FAIL);
+            if now == Outcome::Failed(FailError::NoMatch)
+                && sent_fail
+                && trigger
+                    .is_some_and(|e| matches!(e.event_type.as_str(), neg::PROPOSAL | neg::REPLY))
+            {
+                let theirs = self.peer_list.as_deref().unwrap_or_default();
+                assert_eq!(
+                    neg::choose_version(&self.mine, theirs),
+                    None,
+                    "fails with no match although the lists share a version"
+                );
+            }
+        }
+        if let Some(out) = &step.send {
+            self.next_out += 1;
+            let id = format!("${}{}", self.prefix, self.next_out);
+            if self.report {
+                let r = self.m.sent(&id);
+                assert!(r.is_ok(), "sent({id}) refused: {r:?}");
+                self.last_own_event = Some(Incoming {
+                    event_id: id,
+                    event_type: out.event_type.clone(),
+                    sender: format!("@:{}", self.own),
+                    content: out.content.clone(),
+                });
+            }
+        }
+    }
+
+    /// Feeds one event; an error must change nothing; an event handled is then fed again and must
+    /// change nothing either (duplicates are harmless).
+    fn feed(&mut self, ev: &Incoming) {
+        let before = self.state();
+        let was = self.m.outcome();
+        match self.m.handle(ev) {
+            Ok(step) => {
+                self.observe(&step, Some(ev), &was);
+                let settled = self.state();
+                let outcome = self.m.outcome();
+                match self.m.handle(ev) {
+                    Ok(again) => {
+                        assert!(
+                            again.send.is_none() && again.upgrade.is_none(),
+                            "a duplicate of {} {} moved the machine",
+                            ev.event_type,
+                            ev.event_id
+                        );
+                        assert_eq!(again.outcome, outcome);
+                        if let Some(id) = &again.resend {
+                            assert_eq!(Some(id.as_str()), self.m.last_sent());
+                        }
+                    }
+                    Err(e) => neg_error_is_documented(&e, "a duplicate"),
+                }
+                assert_eq!(self.state(), settled, "a duplicate changed the machine");
+            }
+            Err(e) => {
+                neg_error_is_documented(&e, "handle");
+                assert_eq!(self.state(), before, "a refused event changed the machine");
+            }
+        }
+        for l in [
+            neg::parse_versions(&ev.content),
+            neg::parse_reply_versions(&ev.content),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if self.lists.len() < 4 {
+                self.lists.push(l);
+            }
+        }
+    }
+
+    /// The opening an initiator sends, checked and reported like any other event.
+    fn opened(&mut self, out: &Outgoing) {
+        check_outgoing(out, &self.mine, &self.policy, None);
+        let step = Step {
+            send: Some(out.clone()),
+            resend: None,
+            upgrade: None,
+            outcome: Outcome::InProgress,
+        };
+        self.observe(&step, None, &Outcome::InProgress);
+    }
+
+    fn tick(&mut self) {
+        let was = self.m.outcome();
+        let step = self.m.tick();
+        if was.is_finished() {
+            assert!(
+                step.send.is_none() && step.resend.is_none() && step.upgrade.is_none(),
+                "a finished side acts on a tick"
+            );
+        }
+        self.observe(&step, None, &was);
+    }
+}
+
+/// One machine (`a.example`, or `c.example` to lose simultaneous openings to `b.example`) against
+/// a hostile `b.example` whose events are the input's lines.
+///
+/// The first line configures: byte 0 bits 1–2 the role (standard initiator, vendor initiator,
+/// responder), bit 3 the own name; then the policy. Each further line is one operation:
+/// - `{…}` an event as JSON (`event_id`, `type`, `sender`, `content`);
+/// - `P`, `R`, `A`, `K`, `F` or `V` then a JSON content: a proposal, reply, accept, ack, fail or
+///   vendor opening from `@p:b.example` with a fresh event ID, answering this side's last event
+///   unless the content says what it answers;
+/// - `t` a tick; `d<k>` the k-th last event again; `e` the machine's own last event (its echo);
+///   `x` the last event as if sent by a third server; `s<id>` reports `<id>` with `sent`;
+///   `m` stops (or resumes) reporting sent events.
+///
+/// Invariants: nothing panics; every error is a documented code and changes nothing; a duplicate
+/// changes nothing; the outcome never changes once finished; what the machine sends is readable
+/// by a peer ([`check_outgoing`]) and answers the event it reacts to; at most two answers per
+/// negotiation; only an initiator is told to upgrade, once, exactly when it agrees; an agreed
+/// version is in the side's advertised list and is the choice rule over that list and the peer's
+/// list it took; a `no match` it sends is right; and after the input, ticks end it within
+/// [`neg::GIVE_UP_AFTER_TICKS`] + 1 calls.
+fn negotiation_hostile_peer(data: &[u8]) {
+    const PEER: &str = "b.example";
+    let mut lines = data.split(|&b| b == b'\n');
+    let mut header = ByteReader::new(lines.next().unwrap_or_default());
+    let config = header.byte();
+    let role = (config >> 1) & 3;
+    let own = if config & 8 != 0 {
+        "c.example"
+    } else {
+        "a.example"
+    };
+    let policy = neg_policy(&mut header);
+    let made = match role {
+        0 | 1 => Negotiation::initiate(&policy, own, PEER),
+        2 => {
+            let method = NEG_METHODS[header.index(NEG_METHODS.len())];
+            Negotiation::initiate_vendor(&policy, method, own, PEER)
+        }
+        _ => Err(Error::invalid_param("responder")),
+    };
+    let mut w: Option<Watched> = match made {
+        Ok((m, out)) => {
+            let mut w = Watched::new(m, own, &policy);
+            w.opened(&out);
+            Some(w)
+        }
+        Err(e) if role < 2 => {
+            assert_eq!(e.errcode(), ErrCode::InvalidParam, "{}", e.message());
+            assert!(
+                policy.advertised().is_empty(),
+                "initiate refused a usable policy: {}",
+                e.message()
+            );
+            return;
+        }
+        Err(e) if role == 2 => panic!("initiate_vendor refused a valid policy: {}", e.message()),
+        Err(_) => None,
+    };
+
+    let mut history: Vec<Incoming> = Vec::new();
+    let mut next_in = 0usize;
+    for line in lines {
+        let Some((&op, rest)) = line.split_first() else {
+            continue;
+        };
+        let event = match op {
+            b'{' => match json::parse_object(line) {
+                Ok(o) => match Incoming::from_event(&o) {
+                    Ok(ev) => Some(ev),
+                    Err(e) => {
+                        assert!(
+                            matches!(e.errcode(), ErrCode::BadJson | ErrCode::MissingParam),
+                            "Incoming::from_event: {:?} {}",
+                            e.errcode(),
+                            e.message()
+                        );
+                        None
+                    }
+                },
+                Err(_) => None,
+            },
+            b'P' | b'R' | b'A' | b'K' | b'F' | b'V' => {
+                let Ok(mut content) = json::parse_object(rest) else {
+                    continue;
+                };
+                let event_type = match op {
+                    b'P' => neg::PROPOSAL,
+                    b'R' => neg::REPLY,
+                    b'A' => neg::ACCEPT,
+                    b'K' => neg::ACK,
+                    b'F' => neg::FAIL,
+                    _ => neg::VENDOR,
+                };
+                let last = w.as_ref().and_then(|w| w.m.last_sent().map(str::to_owned));
+                if let (false, false, Some(last)) = (
+                    is_opening(event_type),
+                    content.contains_key("m.relates_to"),
+                    last,
+                ) {
+                    let mut rel = servership::Object::new();
+                    rel.insert("rel_type".into(), Value::from("m.reference"));
+                    rel.insert("event_id".into(), Value::from(last.as_str()));
+                    content.insert("m.relates_to".into(), Value::Object(rel));
+                }
+                next_in += 1;
+                Some(Incoming {
+                    event_id: format!("$in{next_in}"),
+                    event_type: event_type.to_owned(),
+                    sender: format!("@p:{PEER}"),
+                    content,
+                })
+            }
+            b'd' => {
+                let k = rest.first().map_or(0, |b| usize::from(b % 8));
+                history.len().checked_sub(k + 1).map(|i| history[i].clone())
+            }
+            b'e' => w.as_ref().and_then(|w| w.last_own_event.clone()),
+            b'x' => history.last().map(|ev| Incoming {
+                sender: "@mallory:evil.example".to_owned(),
+                ..ev.clone()
+            }),
+            b't' => {
+                if let Some(w) = w.as_mut() {
+                    w.tick();
+                }
+                None
+            }
+            b's' => {
+                if let Some(w) = w.as_mut() {
+                    let id = text(rest);
+                    let before = w.state();
+                    let was = w.m.outcome();
+                    match w.m.sent(&id) {
+                        Ok(()) => assert_eq!(w.m.last_sent(), Some(id.as_str())),
+                        Err(e) => {
+                            assert_eq!(e.errcode(), ErrCode::InvalidParam, "{}", e.message());
+                            assert_eq!(w.state(), before, "a refused sent() changed the machine");
+                        }
+                    }
+                    assert_eq!(w.m.outcome(), was);
+                }
+                None
+            }
+            b'm' => {
+                if let Some(w) = w.as_mut() {
+                    w.report = !w.report;
+                }
+                None
+            }
+            _ => None,
+        };
+        let Some(ev) = event else {
+            continue;
+        };
+        match w.as_mut() {
+            Some(w) => w.feed(&ev),
+            None => match Negotiation::respond(&policy, own, &ev) {
+                Ok((m, step)) => {
+                    assert!(is_opening(&ev.event_type), "respond to a {}", ev.event_type);
+                    let mut fresh = Watched::new(m, own, &policy);
+                    assert_eq!(fresh.m.role(), Role::Responder);
+                    fresh.observe(&step, Some(&ev), &Outcome::InProgress);
+                    w = Some(fresh);
+                }
+                Err(e) => neg_error_is_documented(&e, "respond"),
+            },
+        }
+        if history.len() < 64 {
+            history.push(ev);
+        }
+    }
+    let Some(mut w) = w else {
+        return;
+    };
+    let lists: Vec<&[VersionOffer]> = std::iter::once(w.mine.as_slice())
+        .chain(w.lists.iter().map(Vec::as_slice))
+        .collect();
+    check_version_order(&lists);
+    // Bounded: with nothing more from the peer, ticks end it.
+    w.report = true;
+    for _ in 0..=neg::GIVE_UP_AFTER_TICKS {
+        if w.finished.is_some() {
+            break;
+        }
+        w.tick();
+    }
+    assert!(
+        w.finished.is_some(),
+        "not finished after {} ticks",
+        neg::GIVE_UP_AFTER_TICKS + 1
+    );
+    let outcome = w.m.outcome();
+    w.tick();
+    assert_eq!(w.m.outcome(), outcome);
+    match (&outcome, w.m.role()) {
+        (Outcome::Agreed(v), Role::Initiator) => assert_eq!(w.upgrades, vec![v.clone()]),
+        _ => assert!(
+            w.upgrades.is_empty(),
+            "upgrade without agreement as initiator"
+        ),
+    }
+}
+
+/// One honest side of [`negotiation_two_machines`].
+struct Side {
+    name: String,
+    policy: NegotiationPolicy,
+    machine: Option<Watched>,
+    /// Events this side sent, by ID (a `resend` delivers one of them again).
+    sent: std::collections::BTreeMap<String, Incoming>,
+}
+
+/// The network between two honest machines: what is in flight, to whom, and the faults left.
+struct Net {
+    queue: Vec<(usize, Incoming)>,
+    echo_mask: u8,
+}
+
+/// Acts on a step of side `me`: sends and resends go to the peer (and sometimes echo back).
+fn neg_apply(sides: &mut [Side; 2], me: usize, step: &Step, net: &mut Net) {
+    let side = &mut sides[me];
+    let Some(w) = side.machine.as_ref() else {
+        return;
+    };
+    if step.send.is_some() {
+        let ev = w
+            .last_own_event
+            .clone()
+            .filter(|e| !side.sent.contains_key(&e.event_id));
+        let Some(ev) = ev else {
+            panic!("a send was not reported");
+        };
+        side.sent.insert(ev.event_id.clone(), ev.clone());
+        if net.echo_mask & (1 << (side.sent.len() % 8)) != 0 {
+            net.queue.push((me, ev.clone()));
+        }
+        net.queue.push((1 - me, ev));
+    }
+    if let Some(id) = &step.resend {
+        let Some(ev) = side.sent.get(id).cloned() else {
+            panic!("resend of {id}, which this side never sent");
+        };
+        net.queue.push((1 - me, ev));
+    }
+}
+
+/// Delivers one event to side `to`. Between honest machines nothing is refused, except an
+/// opening that reaches a side already finished (the losing opening of a simultaneous pair).
+fn neg_deliver(sides: &mut [Side; 2], to: usize, ev: &Incoming, net: &mut Net) {
+    let side = &mut sides[to];
+    let step = match side.machine.as_mut() {
+        Some(w) => {
+            let before = w.state();
+            let was = w.m.outcome();
+            match w.m.handle(ev) {
+                Ok(step) => {
+                    w.observe(&step, Some(ev), &was);
+                    step
+                }
+                Err(e) => {
+                    assert!(
+                        was.is_finished() && is_opening(&ev.event_type),
+                        "{} refused {} {}: {}",
+                        side.name,
+                        ev.event_type,
+                        ev.event_id,
+                        e.message()
+                    );
+                    assert_eq!(w.state(), before, "a refused event changed the machine");
+                    return;
+                }
+            }
+        }
+        None => {
+            assert!(
+                is_opening(&ev.event_type),
+                "{} got {} before any opening",
+                side.name,
+                ev.event_type
+            );
+            let made = Negotiation::respond(&side.policy, &side.name, ev);
+            let Ok((m, step)) = made else {
+                panic!("respond refused an honest opening: {made:?}");
+            };
+            let mut w = Watched::new(m, &side.name, &side.policy);
+            w.prefix = ["a", "b"][to].to_owned();
+            w.observe(&step, Some(ev), &Outcome::InProgress);
+            side.machine = Some(w);
+            step
+        }
+    };
+    neg_apply(sides, to, &step, net);
+}
+
+fn neg_tick(sides: &mut [Side; 2], net: &mut Net) {
+    for s in 0..2 {
+        let step = match sides[s].machine.as_mut() {
+            Some(w) => {
+                let was = w.m.outcome();
+                let step = w.m.tick();
+                w.observe(&step, None, &was);
+                step
+            }
+            None => continue,
+        };
+        neg_apply(sides, s, &step, net);
+    }
+}
+
+/// Two honest machines against each other; the input chooses names, policies (from
+/// [`NEG_VERSIONS`], ratings up to the `i64` extremes, floors, most-preferred-only, vendor
+/// methods), who opens and how, and schedules the network: which event in flight goes next, and a
+/// bounded number of losses, duplicates and early ticks (ticks otherwise fire when nothing is in
+/// flight), echoes of a side's own events, and forged copies from a third server or the
+/// receiver's own (which must change nothing).
+///
+/// Invariants, besides those of every single machine ([`Watched`]): both sides finish within
+/// 60 + 25 × faults steps with the same outcome, the one the choice rule predicts from the two
+/// advertised lists (or the vendor method); an agreed version is in both advertised lists and at
+/// or above both floors; the initiator (the only opener, or the lower server name of two) is told
+/// to upgrade exactly once on agreement and the responder never; events still in flight after
+/// the end change nothing.
+fn negotiation_two_machines(data: &[u8]) {
+    const NAMES: [&str; 6] = [
+        "a.example",
+        "b.example",
+        "m.example:8448",
+        "z.example",
+        "A.example",
+        "[::1]:8448",
+    ];
+    let mut r = ByteReader::new(data);
+    let i = r.index(NAMES.len());
+    let j = (i + 1 + r.index(NAMES.len() - 1)) % NAMES.len();
+    let mut sides = [NAMES[i], NAMES[j]].map(|name| Side {
+        name: name.to_owned(),
+        policy: NegotiationPolicy::default(),
+        machine: None,
+        sent: std::collections::BTreeMap::new(),
+    });
+    sides[0].policy = neg_policy(&mut r);
+    sides[1].policy = neg_policy(&mut r);
+    let twins = r.byte();
+    if twins & 1 != 0 {
+        // The same offers in another order: equal lists, and ties ("1" against "01") that must
+        // break the same way whatever the order.
+        let mut twin = sides[0].policy.versions.clone();
+        if !twin.is_empty() {
+            let k = usize::from(twins >> 1) % twin.len();
+            twin.rotate_left(k);
+            twin.reverse();
+        }
+        sides[1].policy.versions = twin;
+    }
+    let openers = r.byte();
+    let mut net = Net {
+        queue: Vec::new(),
+        echo_mask: r.byte(),
+    };
+    let mut losses = usize::from(r.byte() % 5);
+    let mut dups = usize::from(r.byte() % 5);
+    let mut early_ticks = usize::from(r.byte() % 4);
+    let faults = losses + dups + early_ticks;
+
+    // Who opens: side 0 always, side 1 too if bit 0; bits 1 and 2 make an opening a vendor one.
+    let mut openings: [Option<Option<&str>>; 2] = [None, None];
+    for s in 0..2 {
+        if s == 1 && openers & 1 == 0 {
+            break;
+        }
+        let vendor = (openers & (2 << s) != 0)
+            .then(|| NEG_METHODS[usize::from(openers >> (3 + 2 * s)) % NEG_METHODS.len()]);
+        let peer = sides[1 - s].name.clone();
+        let made = match vendor {
+            Some(m) => Negotiation::initiate_vendor(&sides[s].policy, m, &sides[s].name, &peer),
+            None => Negotiation::initiate(&sides[s].policy, &sides[s].name, &peer),
+        };
+        match made {
+            Ok((m, out)) => {
+                let mut w = Watched::new(m, &sides[s].name, &sides[s].policy);
+                w.prefix = ["a", "b"][s].to_owned();
+                w.opened(&out);
+                sides[s].machine = Some(w);
+                openings[s] = Some(vendor);
+                let step = Step {
+                    send: Some(out),
+                    resend: None,
+                    upgrade: None,
+                    outcome: Outcome::InProgress,
+                };
+                neg_apply(&mut sides, s, &step, &mut net);
+            }
+            Err(e) => assert!(
+                vendor.is_none() && sides[s].policy.advertised().is_empty(),
+                "initiate refused a usable policy: {}",
+                e.message()
+            ),
+        }
+    }
+    let initiator = match openings {
+        [None, None] => return,
+        [Some(_), None] => 0,
+        [None, Some(_)] => 1,
+        [Some(_), Some(_)] => usize::from(sides[1].name.as_bytes() < sides[0].name.as_bytes()),
+    };
+    let responder = 1 - initiator;
+    let opening = openings[initiator].flatten();
+    let a = sides[initiator].policy.advertised();
+    let b = sides[responder].policy.advertised();
+    let want = match opening {
+        Some(m)
+            if sides[responder]
+                .policy
+                .vendor_methods
+                .iter()
+                .any(|x| x == m) =>
+        {
+            Outcome::Vendor(m.to_owned())
+        }
+        Some(_) => Outcome::Failed(FailError::InvalidMethod),
+        None => match neg::choose_version(&a, &b) {
+            Some(v) => Outcome::Agreed(v),
+            None => Outcome::Failed(FailError::NoMatch),
+        },
+    };
+
+    let bound = 60 + 25 * faults;
+    let mut steps = 0usize;
+    let finished = |sides: &[Side; 2]| {
+        sides
+            .iter()
+            .all(|s| s.machine.as_ref().is_some_and(|w| w.finished.is_some()))
+    };
+    while !finished(&sides) {
+        steps += 1;
+        assert!(
+            steps <= bound,
+            "no end after {bound} steps ({:?} / {:?})",
+            sides[0].machine.as_ref().map(|w| w.m.outcome()),
+            sides[1].machine.as_ref().map(|w| w.m.outcome())
+        );
+        if net.queue.is_empty() {
+            neg_tick(&mut sides, &mut net);
+            continue;
+        }
+        let (op, k) = match r.pop() {
+            Some(b) => (b >> 5, usize::from(b & 31) % net.queue.len()),
+            None => (0, 0),
+        };
+        match op {
+            4 if losses > 0 => {
+                net.queue.remove(k);
+                losses -= 1;
+            }
+            5 if dups > 0 => {
+                let copy = net.queue[k].clone();
+                net.queue.push(copy);
+                dups -= 1;
+            }
+            6 if early_ticks > 0 => {
+                neg_tick(&mut sides, &mut net);
+                early_ticks -= 1;
+            }
+            7 => {
+                // A forgery: the same event from a third server, or from the receiver's own.
+                steps -= 1;
+                let (to, ev) = net.queue[k].clone();
+                let sender = if k % 2 == 0 {
+                    "@mallory:evil.example".to_owned()
+                } else {
+                    format!("@x:{}", sides[to].name)
+                };
+                let forged = Incoming { sender, ..ev };
+                if let Some(w) = sides[to].machine.as_mut() {
+                    let before = w.state();
+                    match w.m.handle(&forged) {
+                        Ok(step) => assert!(
+                            step.send.is_none() && step.resend.is_none() && step.upgrade.is_none(),
+                            "a forged own event moved {}",
+                            sides[to].name
+                        ),
+                        Err(e) => assert_eq!(e.errcode(), ErrCode::Forbidden, "{}", e.message()),
+                    }
+                    assert_eq!(w.state(), before, "a forgery changed the machine");
+                }
+            }
+            _ => {
+                let (to, ev) = net.queue.remove(k);
+                neg_deliver(&mut sides, to, &ev, &mut net);
+            }
+        }
+    }
+    let outcomes: Vec<Outcome> = sides
+        .iter()
+        .filter_map(|s| s.machine.as_ref().map(|w| w.m.outcome()))
+        .collect();
+    // What is still in flight changes nothing, and answers to it stop.
+    let mut drained = 0usize;
+    while !net.queue.is_empty() {
+        let (to, ev) = net.queue.remove(0);
+        neg_deliver(&mut sides, to, &ev, &mut net);
+        drained += 1;
+        assert!(drained < 200, "answers never stop");
+    }
+    for (s, o) in sides.iter().zip(&outcomes) {
+        assert_eq!(s.machine.as_ref().map(|w| w.m.outcome()).as_ref(), Some(o));
+    }
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0], outcomes[1], "the sides disagree");
+    assert_eq!(outcomes[0], want, "not what the choice rule says");
+    if let Outcome::Agreed(v) = &want {
+        for s in &sides {
+            let adv = s.policy.advertised();
+            assert!(
+                adv.iter().any(|o| &o.version == v),
+                "{v} not advertised by {}",
+                s.name
+            );
+            if let Some(f) = &s.policy.floor {
+                assert!(
+                    neg::compare_versions(v, f).is_ge(),
+                    "{v} is below the floor {f}"
+                );
+            }
+        }
+    }
+    let upgrades = |s: usize| {
+        sides[s]
+            .machine
+            .as_ref()
+            .map(|w| w.upgrades.clone())
+            .unwrap_or_default()
+    };
+    let told: Vec<String> = match &want {
+        Outcome::Agreed(v) => vec![v.clone()],
+        _ => Vec::new(),
+    };
+    assert_eq!(
+        upgrades(initiator),
+        told,
+        "the initiator upgrades once, on agreement"
+    );
+    assert!(
+        upgrades(responder).is_empty(),
+        "the responder is told to upgrade"
+    );
+    for (s, role) in [(initiator, Role::Initiator), (responder, Role::Responder)] {
+        assert_eq!(sides[s].machine.as_ref().map(|w| w.m.role()), Some(role));
+    }
+    check_version_order(&[&a, &b]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// membership_decisions
+// ---------------------------------------------------------------------------------------------
+
+use servership::decision::{Decision, ReasonCode, Verdict};
+use servership::room_state::RoomState;
+
+/// The longest detail a decision may carry when the server or user it is about is valid: details
+/// name servers, users and rules, and hostile state (a 64 KiB join rule, policy reason or ACL
+/// entry) is quoted shortened, as [`servership::subscription::glob::Glob::shown`] does.
+const MAX_DETAIL_BYTES: usize = 2048;
+
+/// Every decision: a non-empty reason, a bounded detail (`bounded`: the subject is valid), JSON
+/// that says the same.
+fn check_decision(d: &Decision, what: &str, bounded: bool) {
+    assert!(
+        !d.detail.trim().is_empty(),
+        "{what}: a decision without a reason: {d:?}"
+    );
+    assert!(!d.reason.as_str().is_empty());
+    if bounded {
+        assert!(
+            d.detail.len() <= MAX_DETAIL_BYTES,
+            "{what}: a {}-byte detail: {:.300}",
+            d.detail.len(),
+            d.detail
+        );
+    }
+    let j = d.to_json();
+    assert_eq!(
+        j.get("allowed").and_then(Value::as_bool),
+        Some(d.is_allowed())
+    );
+    assert_eq!(
+        j.get("verdict").and_then(Value::as_str),
+        Some(d.verdict.as_str())
+    );
+    assert_eq!(
+        j.get("reason").and_then(Value::as_str),
+        Some(d.reason.as_str())
+    );
+    assert_eq!(
+        j.get("detail").and_then(Value::as_str),
+        Some(d.detail.as_str())
+    );
+}
+
+fn vr(d: &Decision) -> (Verdict, ReasonCode) {
+    (d.verdict, d.reason)
+}
+
+/// The slow reading of the room's current state: the last event of each `(type, state_key)`.
+struct RefState {
+    events: std::collections::BTreeMap<(String, String), servership::Object>,
+}
+
+impl RefState {
+    fn event(&self, t: &str, k: &str) -> Option<&servership::Object> {
+        self.events.get(&(t.to_owned(), k.to_owned()))
+    }
+
+    /// The content of an event that exists (an event without one reads as `{}`).
+    fn content(&self, t: &str, k: &str) -> Option<&servership::Object> {
+        static EMPTY: servership::Object = servership::Object::new();
+        self.event(t, k).map(|e| {
+            e.get("content")
+                .and_then(Value::as_object)
+                .unwrap_or(&EMPTY)
+        })
+    }
+
+    fn membership(&self, user: &str) -> Option<&str> {
+        self.content("m.room.member", user)?
+            .get("membership")?
+            .as_str()
+    }
+
+    fn of_type<'a>(
+        &'a self,
+        t: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a servership::Object)> + 'a {
+        self.events
+            .iter()
+            .filter(move |((et, _), _)| et == t)
+            .map(|((_, k), e)| (k.as_str(), e))
+    }
+
+    fn able(&self, server: &str) -> bool {
+        self.content("m.server.is_able_to_subscribe", server)
+            .and_then(|c| c.get("is_able_to_subscribe"))
+            == Some(&Value::Bool(true))
+    }
+}
+
+/// A glob as the spec reads it (`*` any run, `?` one character, ASCII case ignored), by dynamic
+/// programming over the whole pattern: slow, obvious, and independent of `subscription::glob`.
+fn slow_glob(pattern: &str, subject: &str) -> bool {
+    let s: Vec<char> = subject.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let mut p: Vec<char> = Vec::new();
+    for c in pattern.chars().map(|c| c.to_ascii_lowercase()) {
+        if !(c == '*' && p.last() == Some(&'*')) {
+            p.push(c);
+        }
+    }
+    if p.iter().filter(|&&c| c != '*').count() > s.len() {
+        return false;
+    }
+    // row[j]: the pattern so far matches the first j characters of the subject.
+    let mut row = vec![false; s.len() + 1];
+    row[0] = true;
+    for &pc in &p {
+        let mut next = vec![false; s.len() + 1];
+        if pc == '*' {
+            let mut any = false;
+            for (j, cell) in next.iter_mut().enumerate() {
+                any |= row[j];
+                *cell = any;
+            }
+        } else {
+            for j in 1..=s.len() {
+                next[j] = row[j - 1] && (pc == '?' || pc == s[j - 1]);
+            }
+        }
+        row = next;
+    }
+    row[s.len()]
+}
+
+/// The server name without its port (the documented rule: `[…]` kept whole, otherwise a final
+/// `:digits` removed).
+fn ref_strip_port(server: &str) -> &str {
+    if server.starts_with('[') {
+        return match server.find(']') {
+            Some(i) => &server[..=i],
+            None => server,
+        };
+    }
+    match server.rfind(':') {
+        Some(i) if i + 1 < server.len() && server[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+            &server[..i]
+        }
+        _ => server,
+    }
+}
+
+fn too_long_for_a_server(host: &str) -> bool {
+    host.chars().count() > servership::subscription::glob::MAX_SUBJECT_CHARS
+}
+
+fn string_entries<'a>(content: &'a servership::Object, key: &str) -> Vec<&'a str> {
+    content
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `m.room.server_acl` as the spec's steps say it.
+fn expected_acl(st: &RefState, server: &str) -> (Verdict, ReasonCode) {
+    let Some(acl) = st.content("m.room.server_acl", "") else {
+        return (Verdict::Allow, ReasonCode::ServerAclAllowed);
+    };
+    let host = ref_strip_port(server);
+    if too_long_for_a_server(host) {
+        return (Verdict::Deny, ReasonCode::ServerAclDenied);
+    }
+    let allow_ip = acl
+        .get("allow_ip_literals")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if !allow_ip && (host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()) {
+        return (Verdict::Deny, ReasonCode::IpLiteralDenied);
+    }
+    if string_entries(acl, "deny")
+        .iter()
+        .any(|g| slow_glob(g, host))
+    {
+        return (Verdict::Deny, ReasonCode::ServerAclDenied);
+    }
+    if string_entries(acl, "allow")
+        .iter()
+        .any(|g| slow_glob(g, host))
+    {
+        return (Verdict::Allow, ReasonCode::ServerAclAllowed);
+    }
+    (Verdict::Deny, ReasonCode::ServerAclDenied)
+}
+
+/// The policy rules of the state that ban `server` (`m.ban`, or Mjolnir's older spelling).
+fn expected_policy_ban(st: &RefState, server: &str) -> bool {
+    let host = ref_strip_port(server);
+    servership::subscription::decision::SERVER_RULE_TYPES
+        .iter()
+        .flat_map(|t| st.of_type(t))
+        .filter_map(|(_, e)| {
+            let c = e.get("content")?.as_object()?;
+            Some((
+                c.get("entity")?.as_str()?,
+                c.get("recommendation")?.as_str()?,
+            ))
+        })
+        .any(|(entity, rec)| {
+            matches!(rec, "m.ban" | "org.matrix.mjolnir.ban")
+                && (too_long_for_a_server(host) || slow_glob(entity, host))
+        })
+}
+
+/// `decide_knock` as its documented order of checks says.
+fn expected_knock(
+    st: &RefState,
+    server: &str,
+    research: Option<bool>,
+    auto: bool,
+) -> (Verdict, ReasonCode, bool) {
+    let acl = expected_acl(st, server);
+    if acl.0 == Verdict::Deny {
+        return (acl.0, acl.1, false);
+    }
+    if expected_policy_ban(st, server) {
+        return (Verdict::Deny, ReasonCode::PolicyBan, false);
+    }
+    if st.able(server) {
+        return (Verdict::Allow, ReasonCode::AbleToSubscribe, false);
+    }
+    match (research, auto) {
+        (Some(false), _) => (Verdict::Deny, ReasonCode::ResearchDenied, false),
+        (Some(true), _) => (Verdict::Allow, ReasonCode::ResearchAccepted, true),
+        (None, true) => (Verdict::Allow, ReasonCode::AutoAccepted, true),
+        (None, false) => (Verdict::Pending, ReasonCode::AwaitingModerator, false),
+    }
+}
+
+fn ref_user_server(user: &str) -> Option<&str> {
+    UserId::parse(user).ok()?;
+    user.split_once(':').map(|(_, s)| s)
+}
+
+/// The room version number (1–12), if the create event names one servership knows.
+fn ref_room_version(st: &RefState) -> Option<u32> {
+    let content = st.event("m.room.create", "")?.get("content")?.as_object()?;
+    match content.get("room_version") {
+        None => Some(1),
+        Some(Value::String(s)) => (1..=12u32).find(|n| n.to_string() == *s),
+        Some(_) => None,
+    }
+}
+
+/// The checks every membership of a user of `server` must pass: a known room version, and
+/// `m.federate` not false unless `server` created the room.
+fn expected_admits(st: &RefState, server: &str) -> Result<u32, ReasonCode> {
+    let n = ref_room_version(st).ok_or(ReasonCode::UnknownRoomVersion)?;
+    let create = st.event("m.room.create", "");
+    let creator = create
+        .and_then(|c| c.get("sender"))
+        .and_then(Value::as_str)
+        .and_then(ref_user_server);
+    let federates = matches!(
+        st.content("m.room.create", "")
+            .and_then(|c| c.get("m.federate")),
+        None | Some(Value::Bool(true))
+    );
+    if !federates && creator != Some(server) {
+        return Err(ReasonCode::RoomNotFederated);
+    }
+    Ok(n)
+}
+
+/// The join rule the auth rules apply (`invite` when missing; `None` if not a string).
+fn ref_join_rule(st: &RefState) -> Option<&str> {
+    match st.content("m.room.join_rules", "") {
+        None => Some("invite"),
+        Some(c) => match c.get("join_rule") {
+            None => Some("invite"),
+            Some(v) => v.as_str(),
+        },
+    }
+}
+
+fn ref_knows_rule(n: u32, rule: &str) -> bool {
+    match rule {
+        "public" | "invite" | "private" => true,
+        "knock" => n >= 7,
+        "restricted" => n >= 8,
+        "knock_restricted" => n >= 10,
+        _ => false,
+    }
+}
+
+/// The Matrix auth rules for `target` (of `server`) joining, on the state alone: what Synapse's
+/// event auth would say (restricted joins without an invite need a signature the state cannot
+/// show, so they count as refused).
+fn expected_auth_join(st: &RefState, target: &str, server: &str) -> Result<(), ReasonCode> {
+    let n = expected_admits(st, server)?;
+    let own = st.membership(target);
+    if own == Some("ban") {
+        return Err(ReasonCode::PseudouserBanned);
+    }
+    let rule = ref_join_rule(st)
+        .filter(|r| ref_knows_rule(n, r))
+        .ok_or(ReasonCode::UnknownJoinRule)?;
+    match (rule, own) {
+        ("private", _) => Err(ReasonCode::UnknownJoinRule),
+        ("public", _) | (_, Some("join" | "invite")) => Ok(()),
+        _ => Err(ReasonCode::NotInvited),
+    }
+}
+
+/// `check_pseudouser_join`: the auth rules, then MSC1777 (a non-pseudo user of the server joined,
+/// else invited).
+fn expected_pseudouser_join(st: &RefState, pu: &str) -> (Verdict, ReasonCode) {
+    if !ids::is_server_pseudouser(pu) {
+        return (Verdict::Deny, ReasonCode::NotAPseudouser);
+    }
+    let server = &pu[2..];
+    if st.membership(pu) == Some("ban") {
+        return (Verdict::Deny, ReasonCode::PseudouserBanned);
+    }
+    if let Err(r) = expected_auth_join(st, pu, server) {
+        return (Verdict::Deny, r);
+    }
+    let of_server = |m: &str| {
+        st.of_type("m.room.member").any(|(user, e)| {
+            !ids::is_server_pseudouser(user)
+                && ref_user_server(user) == Some(server)
+                && e.get("content")
+                    .and_then(|c| c.get("membership"))
+                    .and_then(Value::as_str)
+                    == Some(m)
+        })
+    };
+    if of_server("join") {
+        (Verdict::Allow, ReasonCode::ServerHasJoinedUser)
+    } else if of_server("invite") {
+        (Verdict::Allow, ReasonCode::ServerHasInvitedUser)
+    } else {
+        (Verdict::Deny, ReasonCode::NoUserOfServer)
+    }
+}
+
+/// The s2s path of `check_server_user_membership` for join, invite and knock.
+fn expected_s2s(st: &RefState, su: &str, server: &str, membership: &str) -> (Verdict, ReasonCode) {
+    let s2s = matches!(
+        st.content("m.room.create", "")
+            .and_then(|c| c.get("type"))
+            .and_then(Value::as_str),
+        Some("m.s2s" | "support.feline.s2s")
+    );
+    if !s2s {
+        return (Verdict::Deny, ReasonCode::NotS2sRoom);
+    }
+    let n = match expected_admits(st, server) {
+        Ok(n) => n,
+        Err(r) => return (Verdict::Deny, r),
+    };
+    let own = st.membership(su);
+    let allow = (Verdict::Allow, ReasonCode::S2sRoom);
+    match membership {
+        "join" => match expected_auth_join(st, su, server) {
+            Ok(()) => allow,
+            Err(r) => (Verdict::Deny, r),
+        },
+        "invite" if own == Some("join") => (Verdict::Deny, ReasonCode::AlreadyInRoom),
+        "invite" => allow,
+        _ => {
+            let knockable = ref_join_rule(st)
+                .is_some_and(|r| matches!(r, "knock" | "knock_restricted") && ref_knows_rule(n, r));
+            match own {
+                _ if !knockable => (Verdict::Deny, ReasonCode::KnockNotAllowed),
+                Some("join") => (Verdict::Deny, ReasonCode::AlreadyInRoom),
+                Some("invite") => (Verdict::Deny, ReasonCode::AlreadyInvited),
+                _ => allow,
+            }
+        }
+    }
+}
+
+/// `check_server_user_membership` as its documentation says.
+fn expected_server_user(
+    st: &RefState,
+    su: &str,
+    membership: &str,
+    policy: servership::s2s::ServerUserPolicy,
+) -> (Verdict, ReasonCode) {
+    use servership::s2s::ServerUserPolicy as P;
+    if !ids::is_server_pseudouser(su) {
+        return (Verdict::Deny, ReasonCode::NotAPseudouser);
+    }
+    let server = &su[2..];
+    match membership {
+        "leave" | "ban" => return (Verdict::Allow, ReasonCode::LeavingAlwaysAllowed),
+        "join" | "invite" | "knock" => {}
+        _ => return (Verdict::Deny, ReasonCode::UnknownMembership),
+    }
+    if st.membership(su) == Some("ban") {
+        return (Verdict::Deny, ReasonCode::PseudouserBanned);
+    }
+    let s2s = expected_s2s(st, su, server, membership);
+    let peeking = if membership == "join" {
+        expected_pseudouser_join(st, su)
+    } else {
+        (Verdict::Deny, ReasonCode::PseudouserJoinsDirectly)
+    };
+    match policy {
+        P::S2sOnly => s2s,
+        P::Peeking => peeking,
+        P::Either if s2s.0 == Verdict::Allow => s2s,
+        P::Either if peeking.0 == Verdict::Allow => peeking,
+        P::Either => (Verdict::Deny, s2s.1),
+    }
+}
+
+/// The case and port spellings of a server name that must get the same ACL and deny-list
+/// verdicts: ASCII lower and upper case, and (for a valid name) with `:8448` added or its port
+/// removed.
+fn server_variants(server: &str) -> Vec<String> {
+    let mut v = vec![server.to_ascii_lowercase(), server.to_ascii_uppercase()];
+    if ServerName::parse(server).is_ok() {
+        let host = ref_strip_port(server);
+        v.push(if host == server {
+            format!("{server}:8448")
+        } else {
+            host.to_owned()
+        });
+    }
+    v
+}
+
+/// `membership_decisions` (`subscription::acl`, `glob`, `decide_knock`, `JoinGate::check_join`
+/// (Python's `join_allowed`), `pseudouser::check_pseudouser_join` and `OperatorPolicy`,
+/// `s2s::check_server_user_membership`, `check_subscription_event`, and the knock store's
+/// per-origin cap). The input's first line is the subject: a server name, or a user ID whose
+/// server is the subject's server; its pseudouser is `@:server`. Every further line starting with
+/// `{` is a state event, in order (later ones replace earlier ones); a line starting with `#`
+/// is a sequence of knock-store operations ([`knock_store_ops`]).
+///
+/// Invariants: nothing panics; every decision has a non-empty reason, a detail of at most
+/// [`MAX_DETAIL_BYTES`] when the subject is valid, and JSON that says the same; each check gives
+/// the verdict and reason code its documentation's steps give, read slowly from the raw events
+/// (`expected_*`, with an independent glob matcher, [`slow_glob`], which `Glob` must agree with);
+/// the ACL and deny-list verdicts are the same for the case and port spellings of the server
+/// ([`server_variants`]), and so is a knock's denial by ACL or policy list; a server matched by a
+/// deny glob (ACL, `m.ban` rule, operator list) is never allowed; nothing allows a server user's
+/// join that the room's auth rules refuse; `either` allows exactly what `s2s_only` or `peeking`
+/// allows and otherwise reports the s2s reason; a banned server user may not join, be invited or
+/// knock under any policy; a knock's outward event exists exactly for a new acceptance and names
+/// the server; a gated room lets a server join exactly while the room says it is able to
+/// subscribe.
+pub fn membership_decisions(data: &[u8]) {
+    use servership::pseudouser::{OperatorPolicy, check_pseudouser_join};
+    use servership::s2s::{ServerUserPolicy, check_server_user_membership};
+    use servership::subscription::acl::{ServerAcl, check_server_acl};
+    use servership::subscription::decision::{KnockMode, PolicyList, Research, decide_knock};
+    use servership::subscription::glob::Glob;
+    use servership::subscription::{JoinGate, check_subscription_event};
+    const ROOM: &str = "!room:fuzz.example";
+
+    let mut lines = data.split(|&b| b == b'\n');
+    let subject = text(lines.next().unwrap_or_default());
+    let mut events: Vec<servership::Object> = Vec::new();
+    let mut knock_ops: Option<&[u8]> = None;
+    for line in lines {
+        match line.first() {
+            Some(b'{') => {
+                if let Ok(o) = json::parse_object(line) {
+                    events.push(o);
+                }
+            }
+            Some(b'#') if knock_ops.is_none() => knock_ops = line.get(1..),
+            _ => {}
+        }
+    }
+    let server: String = match subject.strip_prefix('@') {
+        Some(rest) => rest
+            .split_once(':')
+            .map(|(_, s)| s)
+            .unwrap_or("")
+            .to_owned(),
+        None => subject.clone(),
+    };
+    let pseudouser = format!("@:{server}");
+    let server_user = if subject.starts_with('@') {
+        subject.clone()
+    } else {
+        pseudouser.clone()
+    };
+    let bounded = ServerName::parse(&server).is_ok();
+
+    // The state, event by event (malformed events are refused with M_BAD_JSON and left out).
+    let mut state = RoomState::new();
+    let mut reference = RefState {
+        events: std::collections::BTreeMap::new(),
+    };
+    let mut all_valid = true;
+    for e in &events {
+        match state.insert(e.clone()) {
+            Ok(()) => {
+                let key = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                reference
+                    .events
+                    .insert((key("type"), key("state_key")), e.clone());
+            }
+            Err(err) => {
+                assert_eq!(err.errcode(), ErrCode::BadJson, "{}", err.message());
+                all_valid = false;
+            }
+        }
+    }
+    assert_eq!(RoomState::from_events(&events).is_ok(), all_valid);
+    assert_eq!(state.len(), reference.events.len());
+    let oracle = server.chars().count() <= 300;
+
+    // The glob matcher against the slow one, on every ACL and policy entry (up to 300 characters).
+    let mut globs: Vec<&str> = Vec::new();
+    if let Some(acl) = reference.content("m.room.server_acl", "") {
+        globs.extend(string_entries(acl, "allow"));
+        globs.extend(string_entries(acl, "deny"));
+    }
+    for t in servership::subscription::decision::SERVER_RULE_TYPES {
+        for (_, e) in reference.of_type(t) {
+            if let Some(entity) = e
+                .get("content")
+                .and_then(|c| c.get("entity"))
+                .and_then(Value::as_str)
+            {
+                globs.push(entity);
+            }
+        }
+    }
+    let variants = server_variants(&server);
+    if oracle {
+        for g in globs.iter().filter(|g| g.chars().count() <= 300).take(32) {
+            let Ok(glob) = Glob::new(g) else {
+                panic!("Glob::new refused a short pattern");
+            };
+            for s in std::iter::once(&server).chain(&variants) {
+                let host = ref_strip_port(s);
+                assert_eq!(
+                    glob.matches(host),
+                    !too_long_for_a_server(host) && slow_glob(g, host),
+                    "glob {g:?} against {host:?}"
+                );
+            }
+        }
+    }
+
+    // Server ACL.
+    let acl = check_server_acl(&state, &server);
+    check_decision(&acl, "check_server_acl", bounded);
+    assert_ne!(acl.verdict, Verdict::Pending);
+    if let Some(parsed) = ServerAcl::from_state(&state) {
+        assert_eq!(parsed.check(&server), acl);
+    }
+    if oracle {
+        assert_eq!(
+            vr(&acl),
+            expected_acl(&reference, &server),
+            "ACL for {server:?}"
+        );
+    }
+    let deny_globs: Vec<&str> = reference
+        .content("m.room.server_acl", "")
+        .map(|c| string_entries(c, "deny"))
+        .unwrap_or_default();
+    let denied_by_glob = |s: &str| {
+        let host = ref_strip_port(s);
+        !too_long_for_a_server(host) && deny_globs.iter().any(|g| slow_glob(g, host))
+    };
+    if oracle && denied_by_glob(&server) {
+        assert_eq!(acl.verdict, Verdict::Deny, "a deny glob matches {server:?}");
+    }
+    for v in &variants {
+        let d = check_server_acl(&state, v);
+        check_decision(&d, "check_server_acl (variant)", bounded);
+        assert_eq!(
+            vr(&d),
+            vr(&acl),
+            "ACL verdict for {v:?} differs from {server:?}"
+        );
+    }
+
+    // Knocks: every research answer and mode, the subject and its variants.
+    let policies = PolicyList::from_state(&state);
+    let unknown = decide_knock(ROOM, &server, None, &policies, None, KnockMode::AutoAccept);
+    assert_eq!(
+        vr(&unknown.decision),
+        (Verdict::Deny, ReasonCode::UnknownRoom)
+    );
+    assert!(unknown.outward_event().is_none());
+    let accept = |_: &str, _: &str| Research::Accept("the research accepts it".into());
+    let deny = |_: &str, _: &str| Research::Deny("the research refuses it".into());
+    let shrug = |_: &str, _: &str| Research::NoOpinion;
+    let researches: [(
+        Option<&dyn servership::subscription::decision::KnockResearch>,
+        Option<bool>,
+    ); 4] = [
+        (None, None),
+        (Some(&shrug), None),
+        (Some(&accept), Some(true)),
+        (Some(&deny), Some(false)),
+    ];
+    let stage = |d: &Decision| {
+        matches!(
+            d.reason,
+            ReasonCode::ServerAclDenied | ReasonCode::IpLiteralDenied | ReasonCode::PolicyBan
+        )
+        .then_some(d.reason)
+    };
+    let mut first_stage: Option<Option<ReasonCode>> = None;
+    // Every research answer and mode for the subject; its variants once each.
+    let combos: Vec<(&String, usize, KnockMode)> = (0..researches.len())
+        .flat_map(|r| {
+            [
+                (&server, r, KnockMode::AutoAccept),
+                (&server, r, KnockMode::Moderator),
+            ]
+        })
+        .chain(variants.iter().map(|v| (v, 0, KnockMode::AutoAccept)))
+        .collect();
+    for (s, r, mode) in combos {
+        let (research, says) = &researches[r];
+        let k = decide_knock(ROOM, s, Some(&state), &policies, *research, mode);
+        let d = &k.decision;
+        check_decision(d, "decide_knock", bounded);
+        let auto = mode == KnockMode::AutoAccept;
+        let out = k.outward_event();
+        if oracle {
+            let want = expected_knock(&reference, s, *says, auto);
+            assert_eq!(
+                (d.verdict, d.reason, out.is_some()),
+                want,
+                "knock from {s:?} ({says:?}, auto {auto})"
+            );
+            if denied_by_glob(s) || expected_policy_ban(&reference, s) {
+                assert_eq!(d.verdict, Verdict::Deny, "a denied server's knock passes");
+            }
+        }
+        assert_eq!(
+            out.is_some(),
+            d.is_allowed()
+                && matches!(
+                    d.reason,
+                    ReasonCode::AutoAccepted | ReasonCode::ResearchAccepted
+                )
+        );
+        if let Some(ev) = &out {
+            assert_eq!(
+                ev.get("type").and_then(Value::as_str),
+                Some("m.server.is_able_to_subscribe")
+            );
+            assert_eq!(
+                ev.get("state_key").and_then(Value::as_str),
+                Some(s.as_str())
+            );
+            assert_eq!(
+                ev.get("content")
+                    .and_then(|c| c.get("is_able_to_subscribe"))
+                    .and_then(Value::as_bool),
+                Some(true)
+            );
+        }
+        if d.verdict == Verdict::Pending {
+            assert!(!auto && d.reason == ReasonCode::AwaitingModerator);
+        }
+        let j = k.to_json();
+        assert_eq!(
+            j.get("outward_event").is_some_and(|o| !o.is_null()),
+            out.is_some()
+        );
+        match first_stage {
+            None => first_stage = Some(stage(d)),
+            Some(st) => assert_eq!(
+                stage(d),
+                st,
+                "a knock from {s:?} is refused by ACL or policy differently from {server:?}"
+            ),
+        }
+    }
+
+    // Gated joins (`join_allowed`): exactly while the room says the server is able to subscribe.
+    let mut gate = JoinGate::new();
+    let open = gate.check_join(ROOM, &state, &server);
+    check_decision(&open, "check_join (not gated)", bounded);
+    assert_eq!(vr(&open), (Verdict::Allow, ReasonCode::RoomNotGated));
+    gate.gate(ROOM);
+    let gated = gate.check_join(ROOM, &state, &server);
+    check_decision(&gated, "check_join (gated)", bounded);
+    assert_eq!(
+        vr(&gated),
+        if reference.able(&server) {
+            (Verdict::Allow, ReasonCode::AbleToSubscribe)
+        } else {
+            (Verdict::Deny, ReasonCode::NotAbleToSubscribe)
+        }
+    );
+
+    // Pseudouser joins, with the operator denying the ACL's deny globs and the policy entities.
+    let pj = check_pseudouser_join(&state, &pseudouser);
+    check_decision(&pj, "check_pseudouser_join", bounded);
+    if oracle {
+        assert_eq!(vr(&pj), expected_pseudouser_join(&reference, &pseudouser));
+    }
+    if pj.is_allowed() {
+        assert_eq!(
+            expected_auth_join(&reference, &pseudouser, &server),
+            Ok(()),
+            "a pseudouser join the auth rules refuse is allowed"
+        );
+    }
+    let mut operator = OperatorPolicy::new();
+    for g in &globs {
+        assert!(
+            operator.deny_server(g).is_ok(),
+            "deny_server refused a pattern an event holds"
+        );
+    }
+    let remote = operator.check_remote_pseudouser_join(ROOM, &state, &pseudouser);
+    check_decision(&remote, "check_remote_pseudouser_join", bounded);
+    let op_denied = operator.server_denied(&server).map(|d| vr(&d));
+    for v in &variants {
+        assert_eq!(
+            operator.server_denied(v).map(|d| vr(&d)),
+            op_denied,
+            "the operator's deny list treats {v:?} and {server:?} differently"
+        );
+    }
+    if oracle {
+        let host = ref_strip_port(&server);
+        let want_denied = !globs.is_empty()
+            && (too_long_for_a_server(host) || globs.iter().any(|g| slow_glob(g, host)));
+        assert_eq!(
+            op_denied.is_some(),
+            want_denied,
+            "operator deny list for {server:?}"
+        );
+    }
+    if ids::is_server_pseudouser(&pseudouser) {
+        match op_denied {
+            Some(d) => assert_eq!(vr(&remote), d),
+            None => assert_eq!(remote, pj),
+        }
+        if RoomId::parse(&format!("!x:{server}")).is_ok() {
+            assert_eq!(
+                operator
+                    .room_denied(&format!("!x:{server}"))
+                    .map(|d| vr(&d)),
+                op_denied.map(|_| (Verdict::Deny, ReasonCode::ServerDeniedByOperator))
+            );
+        }
+    }
+
+    // Server users under every policy and membership.
+    let policies_all = [
+        ServerUserPolicy::S2sOnly,
+        ServerUserPolicy::Peeking,
+        ServerUserPolicy::Either,
+    ];
+    let banned = ids::is_server_pseudouser(&server_user)
+        && reference.membership(&server_user) == Some("ban");
+    for membership in ["join", "invite", "knock", "leave", "ban", "kick"] {
+        let got =
+            policies_all.map(|p| check_server_user_membership(&state, &server_user, membership, p));
+        for (d, p) in got.iter().zip(policies_all) {
+            check_decision(d, "check_server_user_membership", bounded);
+            assert_ne!(d.verdict, Verdict::Pending);
+            if oracle {
+                assert_eq!(
+                    vr(d),
+                    expected_server_user(&reference, &server_user, membership, p),
+                    "{membership} of {server_user:?} under {}",
+                    p.as_str()
+                );
+            }
+            if banned && matches!(membership, "join" | "invite" | "knock") {
+                assert_eq!(vr(d), (Verdict::Deny, ReasonCode::PseudouserBanned));
+            }
+            if membership == "join" && d.is_allowed() {
+                assert_eq!(
+                    expected_auth_join(&reference, &server_user, &server),
+                    Ok(()),
+                    "a server user's join the auth rules refuse is allowed under {}",
+                    p.as_str()
+                );
+            }
+        }
+        let [s2s, peeking, either] = &got;
+        assert_eq!(
+            either.is_allowed(),
+            s2s.is_allowed() || peeking.is_allowed(),
+            "either is not s2s_only or peeking"
+        );
+        if !either.is_allowed() {
+            assert_eq!(either.reason, s2s.reason, "either hides the s2s reason");
+        }
+        if membership == "join" && ids::is_server_pseudouser(&server_user) {
+            assert_eq!(
+                vr(peeking),
+                vr(&check_pseudouser_join(&state, &server_user))
+            );
+        }
+    }
+
+    // m.server.subscription events of the state.
+    for e in events.iter().take(16) {
+        let d = check_subscription_event(&state, e);
+        let sender = e.get("sender").and_then(Value::as_str);
+        check_decision(&d, "check_subscription_event", true);
+        let key = e.get("state_key").and_then(Value::as_str);
+        let want = if e.get("type").and_then(Value::as_str) != Some("m.server.subscription") {
+            (Verdict::Deny, ReasonCode::MalformedEvent)
+        } else if let Some(k) = key.filter(|k| ServerName::parse(k).is_ok()) {
+            match sender {
+                None => (Verdict::Deny, ReasonCode::MalformedEvent),
+                Some(s) if ref_user_server(s) != Some(k) => {
+                    (Verdict::Deny, ReasonCode::WrongSenderServer)
+                }
+                Some(_) if !reference.able(k) => (Verdict::Deny, ReasonCode::NotAbleToSubscribe),
+                Some(_) => (Verdict::Allow, ReasonCode::AbleToSubscribe),
+            }
+        } else {
+            (Verdict::Deny, ReasonCode::MalformedEvent)
+        };
+        assert_eq!(vr(&d), want, "check_subscription_event");
+    }
+
+    if let Some(ops) = knock_ops {
+        knock_store_ops(ops, &server);
+    }
+}
+
+/// The knock store's bounds (`store::knocks`), against a model: an in-memory store with a cap of
+/// 3 new knocks per origin per second and a 3 s expiry, driven by the bytes (at most 32 bytes, each: bits 6–7
+/// the operation — record now, record 400 ms later, advance the clock by `(b & 63) × 50` ms, purge
+/// or remove; bits 0–2 the room, 3–5 the origin among the subject and a few others).
+///
+/// Invariants: every record, refusal (`M_LIMIT_EXCEEDED`, with the `retry_after_ms` at which the
+/// oldest counted knock leaves the window), purge count, removal and listing is the model's; so
+/// no origin ever gets more than 3 new knocks recorded in any window, repeats of a live knock are
+/// always recorded, and expired knocks are never returned.
+fn knock_store_ops(ops: &[u8], subject_server: &str) {
+    use servership::store::{KnockLimits, KnockStore};
+    use std::time::Duration;
+    let limits = KnockLimits {
+        max_per_origin: 3,
+        window: Duration::from_millis(1000),
+    };
+    // One in-memory store per thread (opening one costs more than the rest of the input), emptied
+    // first so every input starts from nothing.
+    thread_local! {
+        static STORE: std::cell::OnceCell<Option<KnockStore>> = const { std::cell::OnceCell::new() };
+    }
+    STORE.with(|cell| {
+        let store = cell.get_or_init(|| {
+            KnockStore::open_with_limits(
+                std::path::Path::new(":memory:"),
+                Duration::from_millis(3000),
+                limits,
+            )
+            .ok()
+        });
+        let Some(store) = store else {
+            panic!("could not open an in-memory knock store");
+        };
+        assert!(store.purge_expired_at(i64::MAX).is_ok());
+        assert_eq!(store.row_count().ok(), Some(0));
+        knock_store_model(store, ops, subject_server);
+    });
+}
+
+fn knock_store_model(store: &servership::store::KnockStore, ops: &[u8], subject_server: &str) {
+    const CAP: usize = 3;
+    const WINDOW_MS: i64 = 1000;
+    const EXPIRY_MS: i64 = 3000;
+    struct Row {
+        room: usize,
+        server: usize,
+        first: i64,
+        last: i64,
+        times: i64,
+    }
+    let mut servers: Vec<&str> = vec![subject_server];
+    for s in ["b.example", "c.example", "B.example"] {
+        if !servers.contains(&s) {
+            servers.push(s);
+        }
+    }
+    let rooms: Vec<String> = (0..8).map(|i| format!("!r{i}:fuzz.example")).collect();
+    let mut model: Vec<Row> = Vec::new();
+    let mut now: i64 = 1_000_000;
+    for &b in ops.iter().take(32) {
+        let room = usize::from(b & 7);
+        let server = usize::from((b >> 3) & 7) % servers.len();
+        match b >> 6 {
+            0 | 1 => {
+                if b >> 6 == 1 {
+                    now += 400;
+                }
+                let cutoff = now - EXPIRY_MS;
+                let live = model
+                    .iter()
+                    .any(|r| r.room == room && r.server == server && r.last >= cutoff);
+                let got = store.record_at(&rooms[room], servers[server], now);
+                let counted: Vec<i64> = model
+                    .iter()
+                    .filter(|r| r.server == server && r.first > now - WINDOW_MS)
+                    .map(|r| r.first)
+                    .collect();
+                if !live && counted.len() >= CAP {
+                    let oldest = counted.iter().min().copied().unwrap_or(now);
+                    match got {
+                        Err(e) => {
+                            assert_eq!(e.errcode(), ErrCode::LimitExceeded, "{}", e.message());
+                            let retry = u64::try_from((oldest + WINDOW_MS - now).max(1)).ok();
+                            assert_eq!(e.retry_after_ms(), retry);
+                        }
+                        Ok(r) => panic!("knock {} past the cap of {}", r.times, CAP),
+                    }
+                    continue;
+                }
+                let row = match model
+                    .iter_mut()
+                    .find(|r| r.room == room && r.server == server)
+                {
+                    Some(r) => {
+                        if r.last < cutoff {
+                            r.first = now;
+                            r.times = 1;
+                        } else {
+                            r.times += 1;
+                        }
+                        r.last = r.last.max(now);
+                        r
+                    }
+                    None => {
+                        model.push(Row {
+                            room,
+                            server,
+                            first: now,
+                            last: now,
+                            times: 1,
+                        });
+                        let i = model.len() - 1;
+                        &mut model[i]
+                    }
+                };
+                let rec = match got {
+                    Ok(r) => r,
+                    Err(e) => panic!("knock refused below the cap: {}", e.message()),
+                };
+                assert_eq!(
+                    (rec.first_seen_ms, rec.last_seen_ms, rec.times),
+                    (row.first, row.last, row.times)
+                );
+                assert_eq!(
+                    (rec.room_id.as_str(), rec.server.as_str()),
+                    (rooms[room].as_str(), servers[server])
+                );
+            }
+            2 => now += i64::from(b & 63) * 50,
+            _ if b & 1 == 0 => {
+                let cutoff = now - EXPIRY_MS;
+                let before = model.len();
+                model.retain(|r| r.last >= cutoff);
+                assert_eq!(store.purge_expired_at(now).ok(), Some(before - model.len()));
+            }
+            _ => {
+                let existed = model.iter().any(|r| r.room == room && r.server == server);
+                model.retain(|r| !(r.room == room && r.server == server));
+                assert_eq!(
+                    store.remove(&rooms[room], servers[server]).ok(),
+                    Some(existed)
+                );
+            }
+        }
+    }
+    assert_eq!(
+        store.row_count().ok(),
+        i64::try_from(model.len()).ok(),
+        "row count"
+    );
+    let cutoff = now - EXPIRY_MS;
+    for (i, room) in rooms.iter().enumerate() {
+        let mut want: Vec<(i64, &str, i64, i64)> = model
+            .iter()
+            .filter(|r| r.room == i && r.last >= cutoff)
+            .map(|r| (r.first, servers[r.server], r.last, r.times))
+            .collect();
+        want.sort();
+        let got: Vec<(i64, String, i64, i64)> = match store.for_room_at(room, now) {
+            Ok(list) => list
+                .into_iter()
+                .map(|r| (r.first_seen_ms, r.server, r.last_seen_ms, r.times))
+                .collect(),
+            Err(e) => panic!("for_room_at: {}", e.message()),
+        };
+        let got: Vec<(i64, &str, i64, i64)> = got
+            .iter()
+            .map(|(f, s, l, t)| (*f, s.as_str(), *l, *t))
+            .collect();
+        assert_eq!(got, want, "knocks on {room}");
+        for (s, server) in servers.iter().enumerate() {
+            if !model.iter().any(|r| r.room == i && r.server == s) && s > 0 {
+                continue;
+            }
+            let live = model
+                .iter()
+                .find(|r| r.room == i && r.server == s && r.last >= cutoff)
+                .map(|r| r.times);
+            let got = store
+                .get_at(room, server, now)
+                .ok()
+                .map(|r| r.map(|r| r.times));
+            assert_eq!(got, Some(live));
+        }
+    }
+}

@@ -132,7 +132,7 @@ pub(crate) fn auth_rules_allow_join(
         let shown = state
             .content("m.room.join_rules", "")
             .and_then(|c| c.get("join_rule"))
-            .map(|v| v.to_canonical_string())
+            .map(crate::decision::shown_value)
             .unwrap_or_default();
         return Err(Decision::deny(
             ReasonCode::UnknownJoinRule,

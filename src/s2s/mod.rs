@@ -221,7 +221,10 @@ fn s2s_membership(
                     ReasonCode::KnockNotAllowed,
                     format!(
                         "the join rule {} does not allow knocking in this room version",
-                        rule.unwrap_or("(not a string)")
+                        rule.map_or_else(
+                            || "(not a string)".to_owned(),
+                            |r| { crate::decision::shown_value(&Value::from(r)) }
+                        )
                     ),
                 );
             }

@@ -468,6 +468,18 @@ impl NegotiationPolicy {
     }
 }
 
+/// An event ID as the machine takes one: `$` and at most 255 bytes (what [`referenced_event`]
+/// and [`Negotiation::sent`] accept), so an answer's `m.reference` is one the peer can follow.
+fn check_event_id(event_id: &str, what: &str) -> Result<()> {
+    if !event_id.starts_with('$') || event_id.len() > 255 {
+        let shown: String = event_id.chars().take(80).collect();
+        return Err(Error::invalid_param(format!(
+            "{what} {shown:?} is not an event ID"
+        )));
+    }
+    Ok(())
+}
+
 fn check_method(method: &str) -> Result<()> {
     if method.is_empty() || method.len() > MAX_METHOD_BYTES {
         return Err(Error::invalid_param(format!(
@@ -646,13 +658,15 @@ impl Negotiation {
     }
 
     /// Answers a peer's opening (`m.s2s.upgrade.proposal` or vendor `m.s2s.upgrade`): the peer is
-    /// the server of the opening's sender.
+    /// the server of the opening's sender. The opening's `event_id` must be an event ID (`$…`, at
+    /// most 255 bytes), since the answer points at it.
     pub fn respond(
         policy: &NegotiationPolicy,
         own_server: &str,
         opening: &Incoming,
     ) -> Result<(Self, Step)> {
         policy.check()?;
+        check_event_id(&opening.event_id, "the opening's event_id")?;
         let Some(peer) = user_server(&opening.sender) else {
             return Err(Error::invalid_param(format!(
                 "sender {:?} is not a user ID",
@@ -716,11 +730,7 @@ impl Negotiation {
     /// Records the ID the homeserver gave to the event this machine last asked to send. Required
     /// before [`Negotiation::handle`] takes more events: answers must point at it.
     pub fn sent(&mut self, event_id: &str) -> Result<()> {
-        if !event_id.starts_with('$') || event_id.len() > 255 {
-            return Err(Error::invalid_param(format!(
-                "{event_id:?} is not an event ID"
-            )));
-        }
+        check_event_id(event_id, "the sent event's ID")?;
         match &self.last_out_id {
             None => {
                 self.last_out_id = Some(event_id.to_owned());
@@ -842,8 +852,11 @@ impl Negotiation {
     /// - an opening from the peer while this side's own opening is unanswered: the lower server
     ///   name's opening wins.
     ///
-    /// Fails (`M_INVALID_PARAM`) when the ID of this side's last event was never reported.
+    /// Fails (`M_INVALID_PARAM`) when the ID of this side's last event was never reported, or
+    /// when the event's own `event_id` is not an event ID (`$…`, at most 255 bytes: an answer
+    /// pointing at anything else would not be read as an answer by the peer).
     pub fn handle(&mut self, event: &Incoming) -> Result<Step> {
+        check_event_id(&event.event_id, "event_id")?;
         let Some(sender_server) = user_server(&event.sender) else {
             return Err(Error::invalid_param(format!(
                 "sender {:?} is not a user ID",
@@ -922,9 +935,12 @@ impl Negotiation {
             return Ok(Step::quiet(self.outcome()));
         }
         if my_opening_waits {
-            // Both opened at once and the peer's name is lower: drop ours, answer theirs.
+            // Both opened at once and the peer's name is lower: drop ours, answer theirs. Only an
+            // opening that is answered counts as progress (a malformed one changes nothing, so it
+            // cannot keep a negotiation from giving up).
+            let step = self.answer_opening(event)?;
             self.idle_ticks = 0;
-            return self.answer_opening(event);
+            return Ok(step);
         }
         Err(Error::invalid_param(format!(
             "{} {} opens a new negotiation while this one {}",

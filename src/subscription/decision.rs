@@ -219,7 +219,7 @@ pub fn decide_knock(
         let why = rule
             .reason
             .as_deref()
-            .map(|r| format!(" ({r})"))
+            .map(|r| format!(" ({})", crate::decision::shortened(r)))
             .unwrap_or_default();
         return quiet(Decision::deny(
             ReasonCode::PolicyBan,

@@ -80,7 +80,10 @@ pub fn check_subscription_event(state: &RoomState, event: &Object) -> Decision {
     if !is_server_name(server) {
         return Decision::deny(
             ReasonCode::MalformedEvent,
-            format!("state_key {server:?} is not a server name"),
+            format!(
+                "state_key {} is not a server name",
+                crate::decision::shown_value(&Value::from(server))
+            ),
         );
     }
     let Some(sender) = event.get("sender").and_then(Value::as_str) else {
@@ -92,7 +95,10 @@ pub fn check_subscription_event(state: &RoomState, event: &Object) -> Decision {
     if user_server(sender) != Some(server) {
         return Decision::deny(
             ReasonCode::WrongSenderServer,
-            format!("{sender} is not a user of {server}, the server in the state key"),
+            format!(
+                "{} is not a user of {server}, the server in the state key",
+                crate::decision::shortened(sender)
+            ),
         );
     }
     if !is_able_to_subscribe(state, server) {

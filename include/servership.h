@@ -581,79 +581,6 @@ servership_status servership_check_pseudouser_join(const uint8_t *state_json, si
 // or valid.
 servership_status servership_check_server_user_membership(const uint8_t *state_json, size_t state_len, const char *server_user, size_t server_user_len, const char *membership, size_t membership_len, const char *policy, size_t policy_len, char **decision_json_out, size_t *out_len);
 
-// Validates an `m.server.knock` EDU (`{"edu_type": "m.server.knock", "content": {"room_id":
-// ...}}`) or just its content; `*room_id_out` receives the room ID.
-//
-// Fails with `SERVERSHIP_TOO_LARGE` above 64 KiB, `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for
-// malformed JSON, `SERVERSHIP_MISSING_PARAM`/`SERVERSHIP_INVALID_PARAM` for a missing or invalid
-// room ID.
-//
-// # Safety
-// `json` must point to `len` readable bytes; `room_id_out` a valid `char **`; `out_len` `NULL` or
-// valid.
-servership_status servership_parse_knock_edu(const uint8_t *json, size_t len, char **room_id_out, size_t *out_len);
-
-// Opens (creating if needed) the knock store in the SQLite file at `path` (UTF-8); knocks expire
-// `expire_after_ms` milliseconds after they were last seen. On success `*out` receives a handle
-// to free with `servership_knock_store_free`.
-//
-// Fails with `SERVERSHIP_UNKNOWN` when the file cannot be opened or migrated.
-//
-// # Safety
-// `path` must point to `path_len` readable bytes; `out` a valid `servership_knock_store **`.
-servership_status servership_knock_store_open(const char *path, size_t path_len, uint64_t expire_after_ms, servership_knock_store **out);
-
-// Frees a knock store. `NULL` is a no-op.
-void servership_knock_store_free(servership_knock_store *store);
-
-// Records (idempotently) that `server` knocked on `room_id` at `now_ms` (milliseconds since the
-// Unix epoch; a negative value uses the system clock). `times_out` (`NULL` allowed) receives how
-// many times the knock was seen since it last expired.
-//
-// # Safety
-// `store` must be `NULL` or a live handle; pointer/length pairs readable; `times_out` `NULL` or
-// valid.
-servership_status servership_knock_store_record(const servership_knock_store *store, const char *room_id, size_t room_id_len, const char *server, size_t server_len, int64_t now_ms, uint64_t *times_out);
-
-// The unexpired knock of `server` on `room_id` at `now_ms` (negative: system clock) as JSON
-// `{"room_id", "server", "first_seen_ms", "last_seen_ms", "times"}`, or `null` when there is none.
-//
-// # Safety
-// `store` must be `NULL` or a live handle; pointer/length pairs readable; `record_json_out` a
-// valid `char **`; `out_len` `NULL` or valid.
-servership_status servership_knock_store_get(const servership_knock_store *store, const char *room_id, size_t room_id_len, const char *server, size_t server_len, int64_t now_ms, char **record_json_out, size_t *out_len);
-
-// Deletes every knock expired at `now_ms` (negative: system clock); `purged_out` (`NULL` allowed)
-// receives how many.
-//
-// # Safety
-// `store` must be `NULL` or a live handle; `purged_out` `NULL` or valid.
-servership_status servership_knock_store_purge_expired(const servership_knock_store *store, int64_t now_ms, size_t *purged_out);
-
-// Whether a join from `server` may proceed (answering `make_join`, accepting `send_join`) in a
-// room whose state is `state_json`, the room being `gated` (non-zero) by local configuration or
-// not (0): always
-// when not gated; when gated, only while the room's `m.server.is_able_to_subscribe` event for
-// that server says `true`. `*decision_json_out` receives the decision JSON.
-//
-// # Safety
-// Pointer/length pairs must be readable; `decision_json_out` a valid `char **`; `out_len` `NULL`
-// or valid.
-servership_status servership_check_gated_join(const uint8_t *state_json, size_t state_len, const char *server, size_t server_len, int gated, char **decision_json_out, size_t *out_len);
-
-// Decides a knock from `server` on `room_id`: `state_json` is the room's state array, or `NULL`
-// (length 0) for a room this server does not know or hides; `policy_state_json` the state array
-// of the policy room(s) whose server rules apply, or `NULL`; `mode` is `"moderator"` (passing
-// knocks stay pending) or `"auto_accept"`. `*decision_json_out` receives
-// `{"decision": {...}, "outward_event": {...} | null}`: only `outward_event` (the
-// `m.server.is_able_to_subscribe` event to send when newly accepted) may be acted on towards the
-// knocking server, so unknown and denied rooms look alike from outside.
-//
-// # Safety
-// Pointer/length pairs must be readable (or `NULL` with length 0); `decision_json_out` a valid
-// `char **`; `out_len` `NULL` or valid.
-servership_status servership_decide_knock(const char *room_id, size_t room_id_len, const char *server, size_t server_len, const uint8_t *state_json, size_t state_len, const uint8_t *policy_state_json, size_t policy_state_len, const char *mode, size_t mode_len, char **decision_json_out, size_t *out_len);
-
 // The s2s upgrade negotiation's choice rule over two `versions` lists, each a JSON array
 // `[{"version": "11", "rating": 10}, ...]` (or an event content `{"versions": [...]}`): among
 // versions in both lists, the highest minimum rating, then the highest sum, then the newest
@@ -734,6 +661,96 @@ servership_status servership_verify_json(const uint8_t *json, size_t len, const 
 // A short, static description of a status code (for example `"M_BAD_JSON: JSON that Matrix
 // refuses"`). Unknown codes get `"unknown status code"`. Never `NULL`; never free it.
 const char *servership_status_description(servership_status status);
+
+// Opens (creating if needed) the knock store in the SQLite file at `path` (UTF-8); knocks expire
+// `expire_after_ms` milliseconds after they were last seen. On success `*out` receives a handle
+// to free with `servership_knock_store_free`.
+//
+// Fails with `SERVERSHIP_UNKNOWN` when the file cannot be opened or migrated.
+//
+// # Safety
+// `path` must point to `path_len` readable bytes; `out` a valid `servership_knock_store **`.
+servership_status servership_knock_store_open(const char *path, size_t path_len, uint64_t expire_after_ms, servership_knock_store **out);
+
+// [`servership_knock_store_open`] with an explicit per-origin cap: at most `max_per_origin` new
+// knocks (a room the origin had no unexpired knock on) per origin in any `window_ms`
+// milliseconds; beyond that `servership_knock_store_record` fails with
+// `SERVERSHIP_LIMIT_EXCEEDED` and writes nothing. (`servership_knock_store_open` uses 20 per
+// hour.)
+//
+// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path or a zero window, `SERVERSHIP_UNKNOWN`
+// when the file cannot be opened or migrated.
+//
+// # Safety
+// `path` must point to `path_len` readable bytes; `out` a valid `servership_knock_store **`.
+servership_status servership_knock_store_open_with_limits(const char *path, size_t path_len, uint64_t expire_after_ms, uint32_t max_per_origin, uint64_t window_ms, servership_knock_store **out);
+
+// Frees a knock store. `NULL` is a no-op.
+void servership_knock_store_free(servership_knock_store *store);
+
+// Records (idempotently) that `server` knocked on `room_id` at `now_ms` (milliseconds since the
+// Unix epoch; a negative value uses the system clock). `times_out` (`NULL` allowed) receives how
+// many times the knock was seen since it last expired.
+//
+// Fails with `SERVERSHIP_LIMIT_EXCEEDED` (the last error's JSON carries `retry_after_ms`) for a
+// new knock beyond the origin's cap, writing nothing, and with `SERVERSHIP_UNKNOWN` when the file
+// stays busy: the call never waits more than about a second.
+//
+// # Safety
+// `store` must be `NULL` or a live handle; pointer/length pairs readable; `times_out` `NULL` or
+// valid.
+servership_status servership_knock_store_record(const servership_knock_store *store, const char *room_id, size_t room_id_len, const char *server, size_t server_len, int64_t now_ms, uint64_t *times_out);
+
+// The unexpired knock of `server` on `room_id` at `now_ms` (negative: system clock) as JSON
+// `{"room_id", "server", "first_seen_ms", "last_seen_ms", "times"}`, or `null` when there is none.
+//
+// # Safety
+// `store` must be `NULL` or a live handle; pointer/length pairs readable; `record_json_out` a
+// valid `char **`; `out_len` `NULL` or valid.
+servership_status servership_knock_store_get(const servership_knock_store *store, const char *room_id, size_t room_id_len, const char *server, size_t server_len, int64_t now_ms, char **record_json_out, size_t *out_len);
+
+// Deletes every knock expired at `now_ms` (negative: system clock), in batches of 1,000 rows per
+// transaction; `purged_out` (`NULL` allowed) receives how many. Run it on a schedule.
+//
+// # Safety
+// `store` must be `NULL` or a live handle; `purged_out` `NULL` or valid.
+servership_status servership_knock_store_purge_expired(const servership_knock_store *store, int64_t now_ms, size_t *purged_out);
+
+// Validates an `m.server.knock` EDU (`{"edu_type": "m.server.knock", "content": {"room_id":
+// ...}}`) or just its content; `*room_id_out` receives the room ID.
+//
+// Fails with `SERVERSHIP_TOO_LARGE` above 64 KiB, `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for
+// malformed JSON, `SERVERSHIP_MISSING_PARAM`/`SERVERSHIP_INVALID_PARAM` for a missing or invalid
+// room ID.
+//
+// # Safety
+// `json` must point to `len` readable bytes; `room_id_out` a valid `char **`; `out_len` `NULL` or
+// valid.
+servership_status servership_parse_knock_edu(const uint8_t *json, size_t len, char **room_id_out, size_t *out_len);
+
+// Whether a join from `server` may proceed (answering `make_join`, accepting `send_join`) in a
+// room whose state is `state_json`, the room being `gated` (non-zero) by local configuration or
+// not (0): always
+// when not gated; when gated, only while the room's `m.server.is_able_to_subscribe` event for
+// that server says `true`. `*decision_json_out` receives the decision JSON.
+//
+// # Safety
+// Pointer/length pairs must be readable; `decision_json_out` a valid `char **`; `out_len` `NULL`
+// or valid.
+servership_status servership_check_gated_join(const uint8_t *state_json, size_t state_len, const char *server, size_t server_len, int gated, char **decision_json_out, size_t *out_len);
+
+// Decides a knock from `server` on `room_id`: `state_json` is the room's state array, or `NULL`
+// (length 0) for a room this server does not know or hides; `policy_state_json` the state array
+// of the policy room(s) whose server rules apply, or `NULL`; `mode` is `"moderator"` (passing
+// knocks stay pending) or `"auto_accept"`. `*decision_json_out` receives
+// `{"decision": {...}, "outward_event": {...} | null}`: only `outward_event` (the
+// `m.server.is_able_to_subscribe` event to send when newly accepted) may be acted on towards the
+// knocking server, so unknown and denied rooms look alike from outside.
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `decision_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_decide_knock(const char *room_id, size_t room_id_len, const char *server, size_t server_len, const uint8_t *state_json, size_t state_len, const uint8_t *policy_state_json, size_t policy_state_len, const char *mode, size_t mode_len, char **decision_json_out, size_t *out_len);
 
 // Signs a federation request and returns the `Authorization` header value
 // (`X-Matrix origin="…",destination="…",key="…",sig="…"`), as a new string to free with

@@ -34,13 +34,15 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ReasonCode {
-    /// `peekable_room`: the join rule is `peekable` (MSC1777).
+    /// `peekable_room`: the join rule is `peekable` (MSC1777). Not produced while no room version
+    /// servership knows defines `peekable` (standard versions refuse every join under it).
     PeekableRoom,
     /// `server_has_joined_user`: a user of that server is joined to the room.
     ServerHasJoinedUser,
     /// `server_has_invited_user`: a user of that server is invited to the room.
     ServerHasInvitedUser,
-    /// `no_user_of_server`: not peekable, and no user of that server is joined or invited.
+    /// `no_user_of_server`: a pseudouser's join, and no user of that server is joined or invited
+    /// (MSC1777).
     NoUserOfServer,
     /// `pseudouser_banned`: the pseudouser itself is banned from the room.
     PseudouserBanned,
@@ -100,6 +102,29 @@ pub enum ReasonCode {
     AwaitingModerator,
     /// `auto_accepted`: the knock passed every check and the room accepts automatically.
     AutoAccepted,
+    /// `not_a_local_user`: the peek request does not come from a (non-pseudo) user of this server.
+    NotALocalUser,
+    /// `not_invited`: the join rule needs an invite (or membership), and the server user itself
+    /// is neither invited nor joined: the room's auth rules refuse the join.
+    NotInvited,
+    /// `unknown_join_rule`: the room version's auth rules do not know the join rule (MSC1777's
+    /// `peekable` in any standard version), or it is `private`: they refuse every join.
+    UnknownJoinRule,
+    /// `unknown_room_version`: the state has no `m.room.create`, or its room version is unknown:
+    /// nothing can be allowed.
+    UnknownRoomVersion,
+    /// `room_not_federated`: the create event has `m.federate` other than `true` and the server is
+    /// not the creator's.
+    RoomNotFederated,
+    /// `pseudouser_joins_directly`: under MSC1777 a pseudouser joins directly; inviting it or
+    /// having it knock means nothing.
+    PseudouserJoinsDirectly,
+    /// `knock_not_allowed`: the join rule (in that room version) does not allow knocking.
+    KnockNotAllowed,
+    /// `already_invited`: the server user is already invited (a knock is refused).
+    AlreadyInvited,
+    /// `unknown_membership`: the membership is not `join`, `invite`, `knock`, `leave` or `ban`.
+    UnknownMembership,
     /// `auth_allowed`: the event passes the room version's authorization rules.
     AuthAllowed,
     /// `create_event_invalid`: the `m.room.create` event breaks authorization rule 1.
@@ -113,8 +138,6 @@ pub enum ReasonCode {
     InsufficientPower,
     /// `membership_not_allowed`: the membership rules refuse the change.
     MembershipNotAllowed,
-    /// `room_not_federatable`: `m.federate` keeps the sender's server out.
-    RoomNotFederatable,
 }
 
 impl ReasonCode {
@@ -154,13 +177,21 @@ impl ReasonCode {
             ReasonCode::UnknownRoom => "unknown_room",
             ReasonCode::AwaitingModerator => "awaiting_moderator",
             ReasonCode::AutoAccepted => "auto_accepted",
+            ReasonCode::NotALocalUser => "not_a_local_user",
+            ReasonCode::NotInvited => "not_invited",
+            ReasonCode::UnknownJoinRule => "unknown_join_rule",
+            ReasonCode::UnknownRoomVersion => "unknown_room_version",
+            ReasonCode::RoomNotFederated => "room_not_federated",
+            ReasonCode::PseudouserJoinsDirectly => "pseudouser_joins_directly",
+            ReasonCode::KnockNotAllowed => "knock_not_allowed",
+            ReasonCode::AlreadyInvited => "already_invited",
+            ReasonCode::UnknownMembership => "unknown_membership",
             ReasonCode::AuthAllowed => "auth_allowed",
             ReasonCode::CreateEventInvalid => "create_event_invalid",
             ReasonCode::AuthEventsInvalid => "auth_events_invalid",
             ReasonCode::SenderNotJoined => "sender_not_joined",
             ReasonCode::InsufficientPower => "insufficient_power",
             ReasonCode::MembershipNotAllowed => "membership_not_allowed",
-            ReasonCode::RoomNotFederatable => "room_not_federatable",
         }
     }
 }

@@ -222,6 +222,23 @@ impl RoomVersion {
     pub fn from_create_event(create: &Object) -> Result<RoomVersion> {
         Self::from_id(create_event_room_version_id(create)?)
     }
+
+    /// Whether this version's authorization rules define the join rule `rule`
+    /// ([spec](https://spec.matrix.org/v1.16/rooms/v10/#authorization-rules)): `public`, `invite`
+    /// and `private` always, `knock` from v7, `restricted` from v8, `knock_restricted` from v10.
+    /// Under any other rule (MSC1777's `peekable` included, in every standard version) the auth
+    /// rules refuse every join, even of members and invitees, and `private` refuses every join
+    /// too.
+    pub fn knows_join_rule(&self, rule: &str) -> bool {
+        let n: u32 = self.id.parse().unwrap_or(0);
+        match rule {
+            "public" | "invite" | "private" => true,
+            "knock" => n >= 7,
+            "restricted" => n >= 8,
+            "knock_restricted" => n >= 10,
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for RoomVersion {

@@ -530,7 +530,7 @@ fn federate_and_aliases() {
     s.insert(&join);
     denied(
         &auth::check_event(&ev("m.room.topic", Some(""), "@bob:b.example", "{}"), &s),
-        ReasonCode::RoomNotFederatable,
+        ReasonCode::RoomNotFederated,
     );
     let c = create("5");
     let s = AuthState::new(&c, "$create", v("5"));

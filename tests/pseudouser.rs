@@ -113,15 +113,20 @@ fn users_of_other_servers_or_ports_do_not_count() {
 }
 
 #[test]
-fn peekable_rooms_admit_pseudousers_but_not_banned_ones() {
+fn peekable_is_unknown_to_standard_room_versions_so_no_join_is_allowed() {
+    // Synapse's event auth refuses every join under a join rule the room version does not know
+    // (the bricked room of issue 12): the library must not say "allow" there.
     let mut events = public_room();
     events.push(ev("m.room.join_rules", "", r#"{"join_rule":"peekable"}"#));
+    events.push(member("@bob:remote.example", "join"));
+    events.push(member("@:remote.example", "invite"));
     let state = RoomState::from_events(&events).unwrap();
     let d = check_pseudouser_join(&state, "@:remote.example");
     assert_eq!(
         (d.verdict, d.reason),
-        (Verdict::Allow, ReasonCode::PeekableRoom)
+        (Verdict::Deny, ReasonCode::UnknownJoinRule)
     );
+    assert!(d.detail.contains("peekable"), "{}", d.detail);
     events.push(member("@:remote.example", "ban"));
     let d = check_pseudouser_join(
         &RoomState::from_events(&events).unwrap(),
@@ -135,9 +140,123 @@ fn peekable_rooms_admit_pseudousers_but_not_banned_ones() {
 }
 
 #[test]
+fn in_an_invite_only_room_the_pseudouser_itself_needs_an_invite() {
+    // Issue 12: `@:b` into an invite-only room because `@bob:b` is joined there is refused by
+    // Synapse; the pseudouser needs its own invite (or a public room).
+    let mut events = vec![
+        ev("m.room.create", "", r#"{"room_version":"11"}"#),
+        ev("m.room.join_rules", "", r#"{"join_rule":"invite"}"#),
+        member("@alice:hs.example", "join"),
+        member("@bob:remote.example", "join"),
+    ];
+    let d = check_pseudouser_join(
+        &RoomState::from_events(&events).unwrap(),
+        "@:remote.example",
+    );
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, ReasonCode::NotInvited)
+    );
+    events.push(member("@:remote.example", "invite"));
+    let d = check_pseudouser_join(
+        &RoomState::from_events(&events).unwrap(),
+        "@:remote.example",
+    );
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Allow, ReasonCode::ServerHasJoinedUser)
+    );
+    // Invited but no user of its server: MSC1777 still refuses.
+    let lonely = vec![
+        ev("m.room.create", "", r#"{"room_version":"11"}"#),
+        ev("m.room.join_rules", "", r#"{"join_rule":"invite"}"#),
+        member("@:remote.example", "invite"),
+    ];
+    assert_eq!(
+        check_pseudouser_join(
+            &RoomState::from_events(&lonely).unwrap(),
+            "@:remote.example"
+        )
+        .reason,
+        ReasonCode::NoUserOfServer
+    );
+    // No join rules event means invite, as in the spec.
+    let no_rules = vec![
+        ev("m.room.create", "", r#"{"room_version":"11"}"#),
+        member("@bob:remote.example", "join"),
+    ];
+    assert_eq!(
+        check_pseudouser_join(
+            &RoomState::from_events(&no_rules).unwrap(),
+            "@:remote.example"
+        )
+        .reason,
+        ReasonCode::NotInvited
+    );
+}
+
+#[test]
+fn the_room_version_and_m_federate_count() {
+    let with = |create: &str, rule: &str| {
+        let events = vec![
+            ev("m.room.create", "", create),
+            ev(
+                "m.room.join_rules",
+                "",
+                &format!(r#"{{"join_rule":"{rule}"}}"#),
+            ),
+            member("@bob:remote.example", "join"),
+        ];
+        check_pseudouser_join(
+            &RoomState::from_events(&events).unwrap(),
+            "@:remote.example",
+        )
+    };
+    assert!(with(r#"{"room_version":"11"}"#, "public").is_allowed());
+    // Not federated: only the creator's server may join (the creator is @creator:hs.example).
+    assert_eq!(
+        with(r#"{"room_version":"11","m.federate":false}"#, "public").reason,
+        ReasonCode::RoomNotFederated
+    );
+    // An unknown room version: nothing is allowed.
+    assert_eq!(
+        with(r#"{"room_version":"org.example.99"}"#, "public").reason,
+        ReasonCode::UnknownRoomVersion
+    );
+    // `knock` before v7 and `restricted` before v8 are unknown rules; `private` refuses always.
+    assert_eq!(
+        with(r#"{"room_version":"6"}"#, "knock").reason,
+        ReasonCode::UnknownJoinRule
+    );
+    assert_eq!(
+        with(r#"{"room_version":"7"}"#, "knock").reason,
+        ReasonCode::NotInvited
+    );
+    assert_eq!(
+        with(r#"{"room_version":"7"}"#, "restricted").reason,
+        ReasonCode::UnknownJoinRule
+    );
+    assert_eq!(
+        with(r#"{"room_version":"8"}"#, "restricted").reason,
+        ReasonCode::NotInvited
+    );
+    assert_eq!(
+        with(r#"{"room_version":"11"}"#, "private").reason,
+        ReasonCode::UnknownJoinRule
+    );
+    // No create event at all.
+    let bare = vec![member("@bob:remote.example", "join")];
+    assert_eq!(
+        check_pseudouser_join(&RoomState::from_events(&bare).unwrap(), "@:remote.example").reason,
+        ReasonCode::UnknownRoomVersion
+    );
+}
+
+#[test]
 fn operator_deny_lists_refuse_servers_and_rooms() {
     let mut events = public_room();
-    events.push(ev("m.room.join_rules", "", r#"{"join_rule":"peekable"}"#));
+    events.push(member("@bob:good.example", "join"));
+    events.push(member("@bob:a.spam.example:8448", "join"));
     let state = RoomState::from_events(&events).unwrap();
     let mut policy = OperatorPolicy::new();
     policy.deny_server("*.spam.example").unwrap();
@@ -153,6 +272,10 @@ fn operator_deny_lists_refuse_servers_and_rooms() {
     );
     assert!(policy.room_denied("!x:b.spam.example").is_some());
     assert!(policy.room_denied("!x:good.example").is_none());
+    // ASCII case is ignored, as for server ACLs.
+    let d = policy.check_remote_pseudouser_join("!r:hs.example", &state, "@:A.SPAM.Example:8448");
+    assert_eq!(d.reason, ReasonCode::ServerDeniedByOperator);
+    assert!(policy.room_denied("!x:B.Spam.EXAMPLE").is_some());
 }
 
 #[test]
@@ -305,11 +428,16 @@ fn tracker_refuses_non_peekable_denied_and_non_local() {
             .reason,
         ReasonCode::ServerDeniedByOperator
     );
-    assert_eq!(
-        t.request_peek("!r:remote.example", "@eve:remote.example", true)
-            .action,
-        PeekAction::Refuse
-    );
+    // A remote user (or our own pseudouser) is not a local user: the reason says so.
+    for user in ["@eve:remote.example", "@:hs.example"] {
+        let a = t.request_peek("!r:remote.example", user, true);
+        assert_eq!(
+            (a.action, a.decision.reason),
+            (PeekAction::Refuse, ReasonCode::NotALocalUser),
+            "{user}"
+        );
+        assert!(a.decision.detail.contains("not a local user"));
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use servership::decision::{ReasonCode, Verdict};
 use servership::json::{self, Object, Value};
 use servership::room_state::RoomState;
-use servership::store::KnockStore;
+use servership::store::{KnockLimits, KnockStore};
 use servership::subscription::acl::{ServerAcl, check_server_acl};
 use servership::subscription::decision::{KnockMode, PolicyList, Research, decide_knock};
 use servership::subscription::glob::Glob;
@@ -208,6 +208,119 @@ fn knock_store_survives_reopening_and_shares_the_file() {
 }
 
 #[test]
+fn one_origin_cannot_flood_the_knock_store() {
+    // Issue 12: one /send with 100 knocks for rooms that do not exist gave 100 rows.
+    let (_d, s) = store();
+    assert_eq!(s.limits(), KnockLimits::default());
+    let cap = KnockLimits::default().max_per_origin;
+    let mut refused = 0;
+    for i in 0..100 {
+        match s.record_at(&format!("!r{i}:hs.example"), "flood.example", 1_000 + i) {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.errcode().as_str(), "M_LIMIT_EXCEEDED");
+                // The oldest counted knock (at 1000) leaves the hour-long window at 3_601_000.
+                assert_eq!(e.retry_after_ms(), Some(3_601_000 - (1_000 + i) as u64));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 100 - i64::from(cap));
+    assert_eq!(s.row_count().unwrap(), i64::from(cap));
+    // Repeats of a knock already recorded are not new: they still count as seen.
+    assert_eq!(
+        s.record_at("!r0:hs.example", "flood.example", 2_000)
+            .unwrap()
+            .times,
+        2
+    );
+    // Another origin has its own cap.
+    assert!(
+        s.record_at("!r0:hs.example", "polite.example", 2_000)
+            .is_ok()
+    );
+    // Once the window has passed, the origin may knock again.
+    assert!(
+        s.record_at("!later:hs.example", "flood.example", 3_601_000)
+            .is_ok()
+    );
+    // The cap is configurable; zero refuses every new knock.
+    let dir = tempdir::Dir::new();
+    let strict = KnockStore::open_with_limits(
+        &dir.path.join("k.db"),
+        Duration::from_secs(60),
+        KnockLimits {
+            max_per_origin: 0,
+            window: Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    assert!(strict.record_at("!r:hs.example", "any.example", 0).is_err());
+    assert!(
+        KnockStore::open_with_limits(
+            &dir.path.join("k.db"),
+            Duration::from_secs(60),
+            KnockLimits {
+                max_per_origin: 1,
+                window: Duration::ZERO,
+            },
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_busy_file_fails_a_knock_within_a_second() {
+    // Issue 12: with_retry could sleep for 60 s inside a Synapse thread-pool thread.
+    let (d, s) = store();
+    s.record_at("!r:hs.example", "remote.example", 0).unwrap();
+    let other = rusqlite::Connection::open(d.path.join("servership.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let started = std::time::Instant::now();
+    let e = s
+        .record_at("!r:hs.example", "remote.example", 1)
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(e.errcode().as_str(), "M_UNKNOWN");
+    assert!(waited < Duration::from_millis(1100), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "it did wait: {waited:?}"
+    );
+    other.execute_batch("ROLLBACK;").unwrap();
+    assert_eq!(
+        s.record_at("!r:hs.example", "remote.example", 2)
+            .unwrap()
+            .times,
+        2
+    );
+}
+
+#[test]
+fn purging_goes_in_short_batches() {
+    let dir = tempdir::Dir::new();
+    let s = KnockStore::open_with_limits(
+        &dir.path.join("k.db"),
+        Duration::from_millis(10),
+        KnockLimits {
+            max_per_origin: 10_000,
+            window: Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    for i in 0..2_500 {
+        s.record_at(&format!("!r{i}:hs.example"), "remote.example", 0)
+            .unwrap();
+    }
+    s.record_at("!fresh:hs.example", "remote.example", 1_000)
+        .unwrap();
+    assert_eq!(s.purge_expired_batch_at(1_000, 1_000).unwrap(), 1_000);
+    assert_eq!(s.purge_expired_at(1_000).unwrap(), 1_500);
+    assert_eq!(s.purge_expired_at(1_000).unwrap(), 0);
+    assert_eq!(s.row_count().unwrap(), 1);
+}
+
+#[test]
 fn able_to_subscribe_content_and_state() {
     let c = able_to_subscribe_content(true);
     assert!(parse_able_to_subscribe(&c).unwrap());
@@ -308,16 +421,41 @@ fn globs() {
     assert!(!g("a?c", "ac"));
     assert!(g("*a*b", "xxaxxb"));
     assert!(!g("*a*b", "xxaxxbx"));
-    assert!(!g("Example.org", "example.org"));
     assert!(g("**", "anything"));
-    assert!(Glob::new(&"a".repeat(1025)).is_err());
+    // ASCII case is ignored on both sides (MSC4436, Synapse's evaluator); non-ASCII is exact.
+    assert!(g("Example.org", "example.org"));
+    assert!(g("example.org", "EXAMPLE.ORG"));
+    assert!(g("*.GOOD.example", "a.good.EXAMPLE"));
+    assert!(g("?.x", "A.X"));
+    assert!(!g("é.example", "É.example"));
+    // `[` and `]` are literals, not classes.
+    assert!(g("[a]", "[A]"));
+    assert!(!g("[a]", "a"));
+    // Patterns longer than 1,024 characters are honoured (Synapse honours them): runs of `*`
+    // collapse, and a pattern needing more characters than the subject has fails at once.
+    let long = format!("{}evil.example", "*".repeat(2000));
+    assert!(g(&long, "EVIL.example"));
+    let literal = "a".repeat(5000);
+    assert!(!g(&literal, "aaaa"));
+    // Only a pattern no event can carry is refused.
+    assert!(Glob::new(&"a".repeat(65_536)).is_ok());
+    assert!(Glob::new(&"a".repeat(65_537)).is_err());
     // Pathological: `*a*a*…*a*b` against a long run of `a`s must not backtrack exponentially.
     let pattern = format!("{}b", "*a".repeat(500));
     let subject = "a".repeat(1000);
     assert!(!Glob::new(&pattern).unwrap().matches(&subject));
-    assert!(Glob::new(&pattern).unwrap().matches(&format!("{subject}b")));
-    // Longer than the cap never matches.
+    assert!(
+        Glob::new(&pattern)
+            .unwrap()
+            .matches(&format!("{}b", &subject[..1000 - 1]))
+    );
+    // A subject longer than any server name never matches.
     assert!(!g("*", &"a".repeat(2000)));
+    // Bounded however long the pattern: 30,000 `*a` pairs against a 253-character name.
+    let huge = format!("{}b", "*a".repeat(30_000));
+    let started = std::time::Instant::now();
+    assert!(!g(&huge, &"a".repeat(253)));
+    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[test]
@@ -347,6 +485,55 @@ fn server_acl_per_spec() {
     );
     // No ACL event: allowed.
     assert!(check_server_acl(&RoomState::new(), "anyone.example").is_allowed());
+}
+
+#[test]
+fn server_acl_ignores_ascii_case_and_the_port() {
+    let acl = |c: &str| ServerAcl::from_content(&json::parse_object(c.as_bytes()).unwrap());
+    let deny = acl(r#"{"allow":["*"],"deny":["evil.example"]}"#);
+    for name in [
+        "evil.example",
+        "EVIL.example",
+        "Evil.Example:8448",
+        "evil.EXAMPLE:1",
+    ] {
+        let d = deny.check(name);
+        assert_eq!(d.reason, ReasonCode::ServerAclDenied, "{name}");
+        assert!(d.detail.contains("\"evil.example\""), "{}", d.detail);
+    }
+    assert!(deny.check("notevil.example").is_allowed());
+    let allow = acl(r#"{"allow":["*.good.example"]}"#);
+    for name in ["a.good.example", "A.GOOD.EXAMPLE", "A.Good.Example:8448"] {
+        assert!(allow.check(name).is_allowed(), "{name}");
+    }
+    assert!(!allow.check("good.example").is_allowed());
+    // An entry longer than 1,024 characters is honoured, as Synapse does.
+    let long = format!("{}evil.example", "*".repeat(1100));
+    let content = format!(r#"{{"allow":["*"],"deny":["{long}"]}}"#);
+    assert_eq!(
+        acl(&content).check("X.EVIL.example:8448").reason,
+        ReasonCode::ServerAclDenied
+    );
+    let long_allow = format!(r#"{{"allow":["{}good.example"]}}"#, "*".repeat(1100));
+    assert!(acl(&long_allow).check("GOOD.example").is_allowed());
+    // IP literals as Synapse sees them: after the port is removed, `[` or a dotted quad.
+    let no_ip = acl(r#"{"allow":["*"],"allow_ip_literals":false}"#);
+    for name in ["1.2.3.4", "1.2.3.4:8448", "[::1]", "[::1]:8448"] {
+        assert_eq!(
+            no_ip.check(name).reason,
+            ReasonCode::IpLiteralDenied,
+            "{name}"
+        );
+    }
+    for name in ["1.2.3", "01.2.3.4", "256.1.1.1", "ip.example"] {
+        assert!(no_ip.check(name).is_allowed(), "{name}");
+    }
+    // A name too long to be a server name is refused, never matched by accident.
+    let huge = "a".repeat(2000);
+    assert_eq!(
+        acl(r#"{"allow":["*"]}"#).check(&huge).reason,
+        ReasonCode::ServerAclDenied
+    );
 }
 
 fn room_with_acl() -> RoomState {
@@ -449,6 +636,66 @@ fn knock_decisions() {
         d.to_json().get("decision").and_then(|x| x.get("reason")),
         Some(&"auto_accepted".into())
     );
+}
+
+#[test]
+fn knock_decisions_ignore_ascii_case_in_acls_and_policy_lists() {
+    let mut events = base();
+    events.push(ev(
+        "m.room.server_acl",
+        "",
+        "@mod:hs.example",
+        r#"{"allow":["*"],"deny":["evil.example"]}"#,
+    ));
+    let room = RoomState::from_events(&events).unwrap();
+    let long_entity = format!("{}.long.example", "*".repeat(1100));
+    let policy = vec![
+        ev(
+            "m.policy.rule.server",
+            "r1",
+            "@mod:policy.example",
+            r#"{"entity":"*.evil.example","recommendation":"m.ban"}"#,
+        ),
+        ev(
+            "m.policy.rule.server",
+            "r2",
+            "@mod:policy.example",
+            &format!(r#"{{"entity":"{long_entity}","recommendation":"m.ban"}}"#),
+        ),
+    ];
+    let list = PolicyList::from_state(&RoomState::from_events(&policy).unwrap());
+    assert_eq!(list.len(), 2, "an entity over 1,024 characters is kept");
+    let decide = |server: &str| {
+        decide_knock(
+            "!r:hs.example",
+            server,
+            Some(&room),
+            &list,
+            None,
+            KnockMode::Moderator,
+        )
+    };
+    for server in ["x.evil.example", "X.EVIL.example", "X.Evil.Example:8448"] {
+        let d = decide(server);
+        assert_eq!(
+            (d.decision.verdict, d.decision.reason),
+            (Verdict::Deny, ReasonCode::PolicyBan),
+            "{server}"
+        );
+        assert!(d.decision.detail.contains("*.evil.example"));
+    }
+    for server in ["EVIL.example", "Evil.Example:8448"] {
+        assert_eq!(
+            decide(server).decision.reason,
+            ReasonCode::ServerAclDenied,
+            "{server}"
+        );
+    }
+    assert_eq!(
+        decide("A.LONG.example").decision.reason,
+        ReasonCode::PolicyBan
+    );
+    assert_eq!(decide("good.example").decision.verdict, Verdict::Pending);
 }
 
 #[test]

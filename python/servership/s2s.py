@@ -5,9 +5,11 @@
   under a :class:`ServerUserPolicy`.
 - :func:`initial_state`: the event templates to create an s2s room with a peer.
 - :class:`Negotiation` with :class:`NegotiationPolicy`: the ``m.s2s.upgrade.*`` exchange; each
-  :class:`Step` says what to send and the outcome so far (``"in_progress"``,
-  ``"agreed:<version>"``, ``"failed:no match"``, ``"failed:invalid method"``,
-  ``"vendor:<method>"``). :func:`negotiation_choose` is the choice rule alone.
+  :class:`Step` says what to send (``send``), what to deliver again (``resend``), whether to
+  upgrade the room now (``upgrade``, to the initiator only) and the outcome so far
+  (``"in_progress"``, ``"agreed:<version>"``, ``"failed:<error>"``, ``"vendor:<method>"``).
+  Report sent event IDs with ``sent`` and call ``tick`` on a timer (``docs/s2s.md``).
+  :func:`negotiation_choose` is the choice rule alone.
 """
 
 import enum
@@ -42,7 +44,7 @@ class ServerUserPolicy(str, enum.Enum):
 
     #: MSC3348: only in s2s rooms.
     S2S_ONLY = "s2s_only"
-    #: MSC1777: join rule ``peekable``, or a user of that server joined or invited.
+    #: MSC1777: a user of that server joined or invited, and the room's auth rules allow the join.
     PEEKING = "peeking"
     #: Allowed if either of the above allows it (the default).
     EITHER = "either"

@@ -173,7 +173,7 @@ pub fn check_event(event: &Object, state: &AuthState<'_>) -> Decision {
     let federate = content_of(state.create).and_then(|c| c.get("m.federate"));
     if federate.is_some_and(|f| f != &Value::Bool(true)) && server_part(sender) != creator_server {
         return Decision::deny(
-            ReasonCode::RoomNotFederatable,
+            ReasonCode::RoomNotFederated,
             format!(
                 "the room is not federated (m.federate), and {sender} is not of the creator's server"
             ),

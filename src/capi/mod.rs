@@ -31,9 +31,13 @@ pub mod ids;
 pub mod invite;
 pub mod json;
 pub mod last_error;
-pub mod members;
+pub mod pseudouser;
+pub mod room_state;
+pub mod s2s;
 pub mod signing;
 pub mod status;
+pub mod store;
+pub mod subscription;
 pub mod x_matrix;
 
 pub use audit::*;
@@ -44,9 +48,12 @@ pub use ids::*;
 pub use invite::*;
 pub use json::*;
 pub use last_error::*;
-pub use members::*;
+pub use pseudouser::*;
+pub use s2s::*;
 pub use signing::*;
 pub use status::*;
+pub use store::*;
+pub use subscription::*;
 pub use x_matrix::*;
 
 use std::ffi::{CStr, c_char};

@@ -6,8 +6,9 @@
 //! ordinary `m.room.member` event. This module:
 //! - builds and recognises pseudouser IDs ([`pseudouser_id`], [`is_pseudouser`],
 //!   [`pseudouser_server`]);
-//! - decides whether a pseudouser may join ([`check_pseudouser_join`]): join rule `peekable`, or a
-//!   user of that server currently joined or invited;
+//! - decides whether a pseudouser may join ([`check_pseudouser_join`]): a user of that server
+//!   currently joined or invited, *and* the room's own auth rules allow the join (so it never says
+//!   "allow" where Synapse's event auth refuses);
 //! - applies the operator's deny lists ([`OperatorPolicy`]);
 //! - lists members and names rooms without pseudousers ([`names`]);
 //! - tracks local peeks and says when to join or leave as the pseudouser ([`tracker`]).
@@ -24,7 +25,9 @@ pub mod tracker;
 use crate::decision::{Decision, ReasonCode};
 use crate::error::Result;
 use crate::ids::{self, RoomId, ServerName};
+use crate::json::Value;
 use crate::room_state::{RoomState, user_server};
+use crate::room_version::RoomVersion;
 use crate::subscription::glob::Glob;
 
 /// The join rule that lets pseudousers in (MSC1777).
@@ -56,8 +59,114 @@ pub fn server_of_user(user_id: &str) -> Option<&str> {
     user_server(user_id)
 }
 
-/// The MSC1777 rule for a pseudouser's join: allowed iff the room's join rule is `peekable`, or a
-/// (non-pseudo) user of that server is currently joined or invited. A banned pseudouser is refused.
+/// The join rule the room's auth rules apply: `content.join_rule` of `m.room.join_rules`, or
+/// `invite` when the event or the key is missing (as the spec and Synapse read it); `None` when it
+/// is present but not a string (no rule the auth rules know).
+pub(crate) fn effective_join_rule(state: &RoomState) -> Option<&str> {
+    match state.content("m.room.join_rules", "") {
+        None => Some("invite"),
+        Some(c) => match c.get("join_rule") {
+            None => Some("invite"),
+            Some(v) => v.as_str(),
+        },
+    }
+}
+
+/// The checks of the room's auth rules that any membership of a user of `server` must pass: the
+/// state has an `m.room.create` of a known room version, and `m.federate` is not false unless
+/// `server` created the room. `Ok` with the room version, or `Err` with the refusal.
+pub(crate) fn room_admits_server(
+    state: &RoomState,
+    server: &str,
+) -> std::result::Result<RoomVersion, Decision> {
+    let Some(create) = state.get("m.room.create", "") else {
+        return Err(Decision::deny(
+            ReasonCode::UnknownRoomVersion,
+            "the state has no m.room.create event",
+        ));
+    };
+    let version = match RoomVersion::from_create_event(&create.event) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(Decision::deny(
+                ReasonCode::UnknownRoomVersion,
+                format!("the room's auth rules are unknown: {}", e.message()),
+            ));
+        }
+    };
+    let creator_server = create.sender().and_then(user_server);
+    let federates = matches!(
+        create.content().get("m.federate"),
+        None | Some(Value::Bool(true))
+    );
+    if !federates && creator_server != Some(server) {
+        return Err(Decision::deny(
+            ReasonCode::RoomNotFederated,
+            format!(
+                "the room has m.federate false and {server} is not the creator's server ({})",
+                creator_server.unwrap_or("unknown")
+            ),
+        ));
+    }
+    Ok(version)
+}
+
+/// What the room's own authorization rules say about `server`'s user `target` joining, on the
+/// current state, before any MSC1777 rule: `Err` with the refusal, or `Ok` with why it passes.
+/// Conservative: a `restricted` join without an invite needs an authorising user's signature in
+/// the event, which the state alone cannot show, so it is refused here.
+pub(crate) fn auth_rules_allow_join(
+    state: &RoomState,
+    target: &str,
+    server: &str,
+) -> std::result::Result<String, Decision> {
+    let version = room_admits_server(state, server)?;
+    let own = state.membership(target);
+    if own == Some("ban") {
+        return Err(Decision::deny(
+            ReasonCode::PseudouserBanned,
+            format!("{target} is banned from the room"),
+        ));
+    }
+    let Some(rule) = effective_join_rule(state).filter(|r| version.knows_join_rule(r)) else {
+        let shown = state
+            .content("m.room.join_rules", "")
+            .and_then(|c| c.get("join_rule"))
+            .map(|v| v.to_canonical_string())
+            .unwrap_or_default();
+        return Err(Decision::deny(
+            ReasonCode::UnknownJoinRule,
+            format!(
+                "room version {version}'s auth rules do not know the join rule {shown}: they \
+                 refuse every join"
+            ),
+        ));
+    };
+    match (rule, own) {
+        ("private", _) => Err(Decision::deny(
+            ReasonCode::UnknownJoinRule,
+            "the join rule is private: the auth rules refuse every join",
+        )),
+        ("public", _) => Ok("the room is public".to_owned()),
+        (_, Some("join")) => Ok(format!("{target} is already joined")),
+        (_, Some("invite")) => Ok(format!("{target} is invited")),
+        (rule, _) => Err(Decision::deny(
+            ReasonCode::NotInvited,
+            format!("the join rule is {rule} and {target} itself is neither invited nor joined"),
+        )),
+    }
+}
+
+/// Whether a pseudouser may join, on the room's current state. Allowed only when both hold:
+/// - **MSC1777**: a (non-pseudo) user of that server is currently joined or invited (the seed's
+///   `peekable` alternative exists in no standard room version, see below);
+/// - **the room's own auth rules**, as Synapse applies them: not banned; `m.federate` not false
+///   unless the server created the room; a join rule the room version knows (`peekable` is known
+///   to none of versions 1–12, so Synapse refuses every join, even of members, and so does this);
+///   a public room, or the pseudouser *itself* invited or already joined. A user of its server
+///   being joined is not enough in an invite-only room: Synapse refuses that join.
+///
+/// So this never says "allow" where Synapse's event auth refuses the same join on the same state.
 pub fn check_pseudouser_join(state: &RoomState, pseudouser: &str) -> Decision {
     let Some(server) = pseudouser_server(pseudouser) else {
         return Decision::deny(
@@ -71,9 +180,10 @@ pub fn check_pseudouser_join(state: &RoomState, pseudouser: &str) -> Decision {
             format!("{pseudouser} is banned from the room"),
         );
     }
-    if state.join_rule() == Some(JOIN_RULE_PEEKABLE) {
-        return Decision::allow(ReasonCode::PeekableRoom, "the room's join rule is peekable");
-    }
+    let auth = match auth_rules_allow_join(state, pseudouser, server) {
+        Ok(why) => why,
+        Err(refusal) => return refusal,
+    };
     let mut invited: Option<&str> = None;
     for (user, membership) in state.memberships() {
         if is_pseudouser(user) || user_server(user) != Some(server) {
@@ -83,7 +193,7 @@ pub fn check_pseudouser_join(state: &RoomState, pseudouser: &str) -> Decision {
             "join" => {
                 return Decision::allow(
                     ReasonCode::ServerHasJoinedUser,
-                    format!("{user} of {server} is joined"),
+                    format!("{user} of {server} is joined, and {auth}"),
                 );
             }
             "invite" if invited.is_none() => invited = Some(user),
@@ -93,20 +203,17 @@ pub fn check_pseudouser_join(state: &RoomState, pseudouser: &str) -> Decision {
     if let Some(user) = invited {
         return Decision::allow(
             ReasonCode::ServerHasInvitedUser,
-            format!("{user} of {server} is invited"),
+            format!("{user} of {server} is invited, and {auth}"),
         );
     }
-    let rule = state.join_rule().unwrap_or("(none)");
     Decision::deny(
         ReasonCode::NoUserOfServer,
-        format!(
-            "join rule is {rule:?}, not peekable, and no user of {server} is joined or invited"
-        ),
+        format!("no user of {server} is joined or invited (MSC1777), although {auth}"),
     )
 }
 
 /// The operator's deny lists: servers (globs, `*` and `?`, matched against the server name with
-/// any port removed, like `m.room.server_acl`) and room IDs (exact).
+/// any port removed and ASCII case ignored, like `m.room.server_acl`) and room IDs (exact).
 ///
 /// They apply in both directions: this server never peeks into a denied room or a room whose ID
 /// names a denied server, and refuses pseudouser joins from denied servers in its own rooms.
@@ -122,7 +229,8 @@ impl OperatorPolicy {
         Self::default()
     }
 
-    /// Adds a server glob to the deny list (errors on a glob longer than the glob cap).
+    /// Adds a server glob to the deny list (`M_TOO_LARGE` above
+    /// [`MAX_PATTERN_BYTES`](crate::subscription::glob::MAX_PATTERN_BYTES)).
     pub fn deny_server(&mut self, glob: &str) -> Result<()> {
         self.denied_servers.push(Glob::new(glob)?);
         Ok(())
@@ -133,9 +241,16 @@ impl OperatorPolicy {
         self.denied_rooms.insert(room_id.to_owned());
     }
 
-    /// Why `server` is denied, if it is.
+    /// Why `server` is denied, if it is. With a non-empty deny list, a name too long to be a
+    /// server name is denied too (no glob can match it).
     pub fn server_denied(&self, server: &str) -> Option<Decision> {
         let host = crate::subscription::acl::strip_port(server);
+        if crate::subscription::glob::subject_too_long(host) && !self.denied_servers.is_empty() {
+            return Some(Decision::deny(
+                ReasonCode::ServerDeniedByOperator,
+                "the name is too long to be a server name and the operator denies servers",
+            ));
+        }
         self.denied_servers
             .iter()
             .find(|g| g.matches(host))
@@ -143,8 +258,8 @@ impl OperatorPolicy {
                 Decision::deny(
                     ReasonCode::ServerDeniedByOperator,
                     format!(
-                        "server {server} matches the operator's deny entry {:?}",
-                        g.pattern()
+                        "server {server} matches the operator's deny entry {}",
+                        g.shown()
                     ),
                 )
             })

@@ -124,8 +124,11 @@ impl PeekTracker {
             return PeekAdvice::new(
                 PeekAction::Refuse,
                 Decision::deny(
-                    ReasonCode::NotAPseudouser,
-                    format!("{user_id} is not a local user of {}", self.local_server),
+                    ReasonCode::NotALocalUser,
+                    format!(
+                        "{user_id} is not a local user of {} (only they may ask to peek)",
+                        self.local_server
+                    ),
                 ),
             );
         }

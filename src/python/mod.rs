@@ -17,6 +17,7 @@
 
 mod args;
 mod convert;
+mod decision;
 mod discovery;
 mod errors;
 mod event;
@@ -24,8 +25,12 @@ mod event_signing;
 mod ids;
 mod invite;
 mod json;
-mod members;
+mod pseudouser;
+mod room_state;
+mod s2s;
 mod signing;
+mod store;
+mod subscription;
 mod x_matrix;
 
 use pyo3::prelude::*;
@@ -46,6 +51,11 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     x_matrix::register(m)?;
     invite::register(m)?;
     discovery::register(m)?;
-    members::register(m)?;
+    decision::register(m)?;
+    room_state::register(m)?;
+    pseudouser::register(m)?;
+    s2s::register(m)?;
+    subscription::register(m)?;
+    store::register(m)?;
     Ok(())
 }

@@ -12,7 +12,10 @@ pub mod negotiation;
 use crate::decision::{Decision, ReasonCode};
 use crate::error::{Error, Result};
 use crate::json::{Object, Value};
-use crate::pseudouser::{check_pseudouser_join, pseudouser_id, pseudouser_server};
+use crate::pseudouser::{
+    auth_rules_allow_join, check_pseudouser_join, effective_join_rule, pseudouser_id,
+    pseudouser_server, room_admits_server,
+};
 use crate::room_state::RoomState;
 use crate::room_version::RoomVersion;
 
@@ -74,44 +77,72 @@ impl ServerUserPolicy {
 /// The one authorization call for a server user's membership change: `membership` is the new
 /// membership of `server_user` in the room whose current state is `state`.
 ///
-/// `leave` and `ban` are always allowed by these rules (getting a server user out is never
-/// ill-formed). `join`, `invite` and `knock` (and anything else) are judged by the policy.
+/// What it decides, under every policy:
+/// - `leave` and `ban` are allowed (getting a server user out is never ill-formed; who may kick
+///   or ban is the room's auth rules' business);
+/// - a **banned** server user may not join, be invited or knock (`pseudouser_banned`);
+/// - any other membership value is refused (`unknown_membership`).
+///
+/// Then, by policy, for `join`, `invite` and `knock`:
+/// - **s2s path** (`s2s_only`, `either`): the room must be an s2s room (`not_s2s_room`) of a
+///   known room version (`unknown_room_version`) that federates with the server unless it created
+///   the room (`room_not_federated`), and the membership must fit the room's membership state and join rule as the auth rules read them:
+///   a join needs an invite or an existing join unless the room is public (`not_invited`; an
+///   unknown join rule refuses every join, `unknown_join_rule`); an invite is refused for a
+///   server user already joined (`already_in_room`); a knock needs a `knock`/`knock_restricted`
+///   join rule the room version knows (`knock_not_allowed`) and a server user neither joined nor
+///   invited (`already_in_room`, `already_invited`);
+/// - **peeking path** (`peeking`, `either`): a join is [`check_pseudouser_join`] (MSC1777 and
+///   the auth rules); an invite or knock of a pseudouser means nothing under MSC1777, which has
+///   it join directly (`pseudouser_joins_directly`).
+///
+/// Under `either` a denial by both paths is reported with the s2s reason first (so
+/// `not_s2s_room` shows), and the detail names both rules.
+///
+/// Left to the room's event auth: who sends the event (a join's sender must be the server user
+/// itself, an inviter must be joined with enough power), power levels, `restricted` allow rules
+/// and third-party invites, the creator's first join. Call this in addition to event auth, never
+/// instead of it.
 pub fn check_server_user_membership(
     state: &RoomState,
     server_user: &str,
     membership: &str,
     policy: ServerUserPolicy,
 ) -> Decision {
-    if pseudouser_server(server_user).is_none() {
+    let Some(server) = pseudouser_server(server_user) else {
         return Decision::deny(
             ReasonCode::NotAPseudouser,
             format!("{server_user} is not a server user @:server"),
         );
-    }
+    };
     if matches!(membership, "leave" | "ban") {
         return Decision::allow(
             ReasonCode::LeavingAlwaysAllowed,
             format!("{membership} of {server_user} is always allowed"),
         );
     }
-    let s2s = || {
-        if is_s2s_room(state) {
-            Decision::allow(ReasonCode::S2sRoom, "the room is a server-to-server room")
-        } else {
-            Decision::deny(
-                ReasonCode::NotS2sRoom,
-                "a server user outside an s2s room is ill-formed (MSC3348)",
-            )
-        }
-    };
+    if !matches!(membership, "join" | "invite" | "knock") {
+        return Decision::deny(
+            ReasonCode::UnknownMembership,
+            format!("{membership:?} is not a membership (join, invite, knock, leave or ban)"),
+        );
+    }
+    if state.membership(server_user) == Some("ban") {
+        return Decision::deny(
+            ReasonCode::PseudouserBanned,
+            format!("{server_user} is banned from the room, so it may not {membership}"),
+        );
+    }
+    let s2s = || s2s_membership(state, server_user, server, membership);
     let peeking = || {
         if membership == "join" {
             check_pseudouser_join(state, server_user)
         } else {
-            // Invites and knocks of a pseudouser have no meaning under MSC1777: it joins directly.
             Decision::deny(
-                ReasonCode::NoUserOfServer,
-                format!("{membership} of a pseudouser has no meaning under MSC1777"),
+                ReasonCode::PseudouserJoinsDirectly,
+                format!(
+                    "{membership} of a pseudouser has no meaning under MSC1777: it joins directly"
+                ),
             )
         }
     };
@@ -127,7 +158,87 @@ pub fn check_server_user_membership(
             if b.is_allowed() {
                 return b;
             }
-            Decision::deny(b.reason, format!("{}; and {}", a.detail, b.detail))
+            Decision::deny(
+                a.reason,
+                format!(
+                    "{}: {}; and under MSC1777, {}: {}",
+                    a.reason.as_str(),
+                    a.detail,
+                    b.reason.as_str(),
+                    b.detail
+                ),
+            )
+        }
+    }
+}
+
+/// The s2s path of [`check_server_user_membership`] for `join`, `invite` and `knock`.
+fn s2s_membership(
+    state: &RoomState,
+    server_user: &str,
+    server: &str,
+    membership: &str,
+) -> Decision {
+    if !is_s2s_room(state) {
+        return Decision::deny(
+            ReasonCode::NotS2sRoom,
+            "a server user outside an s2s room is ill-formed (MSC3348)",
+        );
+    }
+    let version = match room_admits_server(state, server) {
+        Ok(v) => v,
+        Err(refusal) => return refusal,
+    };
+    let own = state.membership(server_user);
+    match membership {
+        "join" => match auth_rules_allow_join(state, server_user, server) {
+            Ok(why) => Decision::allow(
+                ReasonCode::S2sRoom,
+                format!("the room is a server-to-server room and {why}"),
+            ),
+            Err(refusal) => refusal,
+        },
+        "invite" => {
+            if own == Some("join") {
+                Decision::deny(
+                    ReasonCode::AlreadyInRoom,
+                    format!("{server_user} is already joined, so it cannot be invited"),
+                )
+            } else {
+                Decision::allow(
+                    ReasonCode::S2sRoom,
+                    format!("the room is a server-to-server room; {server_user} may be invited"),
+                )
+            }
+        }
+        _ => {
+            let rule = effective_join_rule(state);
+            let knockable = rule.is_some_and(|r| {
+                matches!(r, "knock" | "knock_restricted") && version.knows_join_rule(r)
+            });
+            if !knockable {
+                return Decision::deny(
+                    ReasonCode::KnockNotAllowed,
+                    format!(
+                        "the join rule {} does not allow knocking in this room version",
+                        rule.unwrap_or("(not a string)")
+                    ),
+                );
+            }
+            match own {
+                Some("join") => Decision::deny(
+                    ReasonCode::AlreadyInRoom,
+                    format!("{server_user} is already joined, so it cannot knock"),
+                ),
+                Some("invite") => Decision::deny(
+                    ReasonCode::AlreadyInvited,
+                    format!("{server_user} is already invited, so it cannot knock"),
+                ),
+                _ => Decision::allow(
+                    ReasonCode::S2sRoom,
+                    format!("the room is a server-to-server room and {server_user} may knock"),
+                ),
+            }
         }
     }
 }

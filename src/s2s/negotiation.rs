@@ -1,35 +1,52 @@
-//! Room upgrade negotiation for s2s rooms (MSC3348 "Room Upgrade Negotiation"; DESIGN.md §4).
+//! Room upgrade negotiation for s2s rooms (MSC3348 "Room Upgrade Negotiation"; the flow and every
+//! decision are written out in `docs/s2s.md`).
 //!
 //! Events (each answering event points at what it answers with
 //! `"m.relates_to": {"rel_type": "m.reference", "event_id": "$…"}`):
 //! - `m.s2s.upgrade.proposal` `{"versions": [{"version": "11", "rating": 10}, …]}` — initiator;
-//! - `m.s2s.upgrade.reply` `{"versions": […]}` — responder, when its list differs;
+//! - `m.s2s.upgrade.reply` `{"versions": […]}` — responder, when its list differs (possibly
+//!   empty: a responder whose floor leaves nothing still answers, and the initiator fails);
 //! - `m.s2s.upgrade.accept` `{"version": "11"}` — by the responder straight to the proposal when
-//!   the lists are equal, otherwise by the initiator to the reply;
+//!   the lists are equal, otherwise by the initiator to the reply; `{"method": "…"}` — by the
+//!   responder to a vendor opening it supports;
 //! - `m.s2s.upgrade.ack` `{}` — the other side acks the accept, then the accepter acks that ack;
-//! - `m.s2s.upgrade.fail` `{"error": "no match" | "invalid method"}`;
+//! - `m.s2s.upgrade.fail` `{"error": "no match" | "invalid method" | …}`: ends the negotiation
+//!   whatever the error says;
 //! - `m.s2s.upgrade` `{"method": "…"}` — a vendor negotiation; an unknown method gets
 //!   `fail {"error": "invalid method"}`.
 //!
 //! **Choice rule** ([`choose_version`]): among versions in both lists, the highest minimum of the
-//! two ratings, then the highest sum, then the newest version ([`compare_versions`]). Ratings are
-//! integers, higher is more preferred. Both sides compute it from the same two lists, so they agree;
-//! the side that receives an `accept` recomputes it and fails with `no match` if it differs.
+//! two ratings, then the highest sum, then the newest version ([`compare_versions`], a total order:
+//! only equal strings tie). It is symmetric, so both sides compute the same answer from the same
+//! two lists; the side that receives an `accept` recomputes it and fails with `no match` if it
+//! differs.
 //!
 //! **Policy** ([`NegotiationPolicy`]) shapes the list a side advertises: versions below the
 //! *floor* (downgrade protection) are never offered, and in *most-preferred-only* mode only the
 //! top-rated versions are offered. Since a choice must be in both lists, a side's policy always
 //! holds, and a peer that cannot meet it gets `no match`.
 //!
-//! The [`Negotiation`] state machine is fed incoming events and returns a [`Step`]: what to send
-//! next (a type and content the homeserver wraps in an event) and the outcome so far. After
-//! sending, the homeserver reports the event ID with [`Negotiation::sent`], so answers that point
-//! elsewhere are refused.
+//! **The machine** ([`Negotiation`]) knows both server names. It is fed the room's negotiation
+//! events ([`Negotiation::handle`]) and answers with a [`Step`]: a new event to send, an event to
+//! deliver again, the outcome, and — to the initiator alone, once — the version to upgrade the
+//! room to now. The rules that make it end, and end the same on both sides:
+//! - its own events (the echo of what it sent) are ignored, and events from a third server are
+//!   refused, so an own `ack` is never taken for the peer's;
+//! - the homeserver must report the ID of each event it sends ([`Negotiation::sent`]) before
+//!   feeding more events; answers must point at that ID;
+//! - an event already handled (a duplicate) changes nothing; a finished side that sent the last
+//!   word delivers it again when the peer repeats what it answered;
+//! - loss is repaired by [`Negotiation::tick`], called on a timer: an unfinished side delivers its
+//!   last event again (the same event, not a new one);
+//! - when both sides propose at once, the proposal of the lower server name (bytewise) wins: the
+//!   higher side drops its own and answers the lower's, and the lower side ignores the higher's.
 
 use std::cmp::Ordering;
 
 use crate::error::{Error, Result};
+use crate::ids::ServerName;
 use crate::json::{Object, Value};
+use crate::room_state::user_server;
 
 /// `m.s2s.upgrade.proposal`.
 pub const PROPOSAL: &str = "m.s2s.upgrade.proposal";
@@ -45,6 +62,16 @@ pub const FAIL: &str = "m.s2s.upgrade.fail";
 pub const VENDOR: &str = "m.s2s.upgrade";
 /// The most versions one list may carry.
 pub const MAX_VERSIONS: usize = 64;
+/// The longest vendor method name, in bytes.
+pub const MAX_METHOD_BYTES: usize = 255;
+/// How many characters of an unknown `fail` error are kept (for logs).
+const MAX_ERROR_CHARS: usize = 200;
+/// How many peer events a machine remembers having ignored (the ones that moved it are always
+/// remembered; there are at most four).
+const MAX_SEEN: usize = 64;
+/// After this many calls of [`Negotiation::tick`] in a row with no event from the peer moving the
+/// negotiation on, an unfinished side gives up: `Failed(Other("timed out"))`, nothing sent.
+pub const GIVE_UP_AFTER_TICKS: u32 = 32;
 
 /// One entry of a `versions` list.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,15 +93,19 @@ impl VersionOffer {
 }
 
 /// Compares room versions by "newness": split at `.`, compare part by part; two all-digit parts
-/// compare numerically (leading zeros ignored, no overflow), an all-digit part is newer than any
-/// other part, other parts compare bytewise; when one is a prefix of the other, the longer is
-/// newer. So `"9" < "10" < "10.1"` and `"org.example.1" < "11"`.
+/// compare numerically (no overflow), an all-digit part is newer than any other part, other parts
+/// compare bytewise; when one is a prefix of the other, the longer is newer. So
+/// `"9" < "10" < "10.1"` and `"org.example.1" < "11"`.
+///
+/// A total order: versions that are numerically equal but spelled differently (`"01"` and `"1"`)
+/// are ordered by their bytes (`"01" < "1"`), so only identical strings compare equal and the
+/// choice never depends on list order.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
     let mut pa = a.split('.');
     let mut pb = b.split('.');
     loop {
         match (pa.next(), pb.next()) {
-            (None, None) => return Ordering::Equal,
+            (None, None) => return a.cmp(b),
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
             (Some(x), Some(y)) => {
@@ -98,7 +129,8 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// The choice rule over two lists; `None` if they share no version.
+/// The choice rule over two lists; `None` if they share no version. Symmetric:
+/// `choose_version(a, b) == choose_version(b, a)`.
 pub fn choose_version(mine: &[VersionOffer], theirs: &[VersionOffer]) -> Option<String> {
     mine.iter()
         .filter_map(|m| {
@@ -129,6 +161,16 @@ fn valid_version(v: &str) -> bool {
 /// Parses a `versions` list from an event content: 1–[`MAX_VERSIONS`] objects with a valid
 /// `version` string and an integer `rating`, no version twice.
 pub fn parse_versions(content: &Object) -> Result<Vec<VersionOffer>> {
+    parse_version_list(content, false)
+}
+
+/// As [`parse_versions`], for a `reply`: the list may be empty (the responder has nothing to
+/// offer, and the initiator then fails with `no match`).
+pub fn parse_reply_versions(content: &Object) -> Result<Vec<VersionOffer>> {
+    parse_version_list(content, true)
+}
+
+fn parse_version_list(content: &Object, allow_empty: bool) -> Result<Vec<VersionOffer>> {
     let list = match content.get("versions") {
         Some(Value::Array(a)) => a,
         Some(other) => {
@@ -139,7 +181,7 @@ pub fn parse_versions(content: &Object) -> Result<Vec<VersionOffer>> {
         }
         None => return Err(Error::missing_param("content.versions is missing")),
     };
-    if list.is_empty() {
+    if list.is_empty() && !allow_empty {
         return Err(Error::invalid_param("content.versions must not be empty"));
     }
     if list.len() > MAX_VERSIONS {
@@ -223,28 +265,35 @@ pub fn referenced_event(content: &Object) -> Option<&str> {
 }
 
 /// Why a negotiation failed (the `error` of `m.s2s.upgrade.fail`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailError {
     /// `no match`.
     NoMatch,
     /// `invalid method`.
     InvalidMethod,
+    /// Any other error string the peer sent (cut to 200 characters; empty when the peer sent no
+    /// string): the negotiation still ends.
+    Other(String),
 }
 
 impl FailError {
     /// The wire string.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             FailError::NoMatch => "no match",
             FailError::InvalidMethod => "invalid method",
+            FailError::Other(s) => s,
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "no match" => Some(FailError::NoMatch),
-            "invalid method" => Some(FailError::InvalidMethod),
-            _ => None,
+    /// Reads the `error` of a `fail` content: the two known strings, or anything else as
+    /// [`FailError::Other`] (a missing or non-string `error` is `Other("")`).
+    pub fn from_content(content: &Object) -> Self {
+        match content.get("error").and_then(Value::as_str) {
+            Some("no match") => FailError::NoMatch,
+            Some("invalid method") => FailError::InvalidMethod,
+            Some(other) => FailError::Other(other.chars().take(MAX_ERROR_CHARS).collect()),
+            None => FailError::Other(String::new()),
         }
     }
 }
@@ -265,12 +314,14 @@ pub struct Incoming {
     pub event_id: String,
     /// Its type.
     pub event_type: String,
+    /// Its sender (a user ID; its server decides which side sent it).
+    pub sender: String,
     /// Its content.
     pub content: Object,
 }
 
 impl Incoming {
-    /// Reads `event_id`, `type` and `content` from an event.
+    /// Reads `event_id`, `type`, `sender` and `content` from an event.
     pub fn from_event(event: &Object) -> Result<Self> {
         let s = |k: &str| match event.get(k) {
             Some(Value::String(s)) => Ok(s.clone()),
@@ -293,6 +344,7 @@ impl Incoming {
         Ok(Incoming {
             event_id: s("event_id")?,
             event_type: s("type")?,
+            sender: s("sender")?,
             content,
         })
     }
@@ -303,22 +355,46 @@ impl Incoming {
 pub enum Outcome {
     /// Still going.
     InProgress,
-    /// Both sides agreed on this room version: upgrade the room to it.
+    /// Both sides agreed on this room version. The initiator upgrades the room (its [`Step`]
+    /// says so once, in [`Step::upgrade`]); the responder follows the tombstone.
     Agreed(String),
     /// The negotiation failed.
     Failed(FailError),
-    /// The peer started a vendor negotiation with a method this side supports; it continues
-    /// outside this machine.
+    /// Both sides agreed to negotiate with this vendor method; it continues outside this machine.
     Vendor(String),
 }
 
-/// The result of one step.
+impl Outcome {
+    /// True once the negotiation has ended, one way or another.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, Outcome::InProgress)
+    }
+}
+
+/// The result of one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    /// What to send now, if anything.
+    /// A new event to send now; report its ID with [`Negotiation::sent`].
     pub send: Option<Outgoing>,
+    /// The ID of an event this side already sent, to deliver to the peer again (the same event:
+    /// do not create a new one).
+    pub resend: Option<String>,
+    /// To the initiator only, once, when both sides have agreed: upgrade the room to this
+    /// version now.
+    pub upgrade: Option<String>,
     /// The outcome after this step.
     pub outcome: Outcome,
+}
+
+impl Step {
+    fn quiet(outcome: Outcome) -> Self {
+        Step {
+            send: None,
+            resend: None,
+            upgrade: None,
+            outcome,
+        }
+    }
 }
 
 /// One side's policy.
@@ -354,31 +430,100 @@ impl NegotiationPolicy {
         }
         list
     }
+
+    /// Checks that a peer could parse what this policy makes a side send: at most
+    /// [`MAX_VERSIONS`] versions, each a room version (`[a-z0-9.-]`, 1–32 characters) listed
+    /// once, a floor that is a room version, vendor methods of 1–255 bytes.
+    pub fn check(&self) -> Result<()> {
+        if self.versions.len() > MAX_VERSIONS {
+            return Err(Error::too_large(format!(
+                "versions has more than {MAX_VERSIONS} entries"
+            )));
+        }
+        for (i, v) in self.versions.iter().enumerate() {
+            if !valid_version(&v.version) {
+                return Err(Error::invalid_param(format!(
+                    "versions[{i}] {:?} is not a room version",
+                    v.version
+                )));
+            }
+            if self.versions[..i].iter().any(|w| w.version == v.version) {
+                return Err(Error::invalid_param(format!(
+                    "versions[{i}] {:?} is listed twice",
+                    v.version
+                )));
+            }
+        }
+        if let Some(f) = self.floor.as_deref() {
+            if !valid_version(f) {
+                return Err(Error::invalid_param(format!(
+                    "floor {f:?} is not a room version"
+                )));
+            }
+        }
+        for m in &self.vendor_methods {
+            check_method(m)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_method(method: &str) -> Result<()> {
+    if method.is_empty() || method.len() > MAX_METHOD_BYTES {
+        return Err(Error::invalid_param(format!(
+            "a vendor method must have 1 to {MAX_METHOD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Which side this machine plays. The side whose opening was answered is the initiator, even
+/// when both proposed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sent the opening that is being answered; performs the upgrade.
+    Initiator,
+    /// Answered the peer's opening; follows the tombstone.
+    Responder,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     /// Initiator, proposal sent: expecting a reply, an accept or a fail.
     Proposed,
+    /// Initiator of a vendor negotiation: expecting an accept of the method or a fail.
+    VendorStarted(String),
     /// Responder, reply sent: expecting an accept or a fail.
     Replied,
     /// This side sent an accept: expecting the other side's ack.
     Accepted(String),
     /// This side acked the other's accept: expecting the ack of that ack.
     Acked(String),
-    /// Initiator of a vendor negotiation: expecting a fail or the vendor's own events.
-    VendorStarted,
-    /// Finished.
-    Done(Outcome),
+    /// Finished. `last_word` is true when this side's last event ended it (a `fail`, the second
+    /// `ack`, an accept of a vendor method): that event is delivered again if the peer repeats
+    /// what it answered.
+    Done { outcome: Outcome, last_word: bool },
 }
 
 /// One negotiation, from one side's point of view.
 #[derive(Debug, Clone)]
 pub struct Negotiation {
+    policy: NegotiationPolicy,
     mine: Vec<VersionOffer>,
     theirs: Vec<VersionOffer>,
+    own_server: String,
+    peer_server: String,
+    role: Role,
     phase: Phase,
-    last_sent: Option<String>,
+    /// The last event this side asked to send, and its ID once reported.
+    last_out: Outgoing,
+    last_out_id: Option<String>,
+    /// The peer event that `last_out` answers, if it answers one.
+    answered: Option<String>,
+    /// Peer events already handled.
+    seen: Vec<String>,
+    /// Ticks since the peer last moved the negotiation on.
+    idle_ticks: u32,
 }
 
 fn answer(event_type: &str, to: &str, mut content: Object) -> Outgoing {
@@ -389,9 +534,79 @@ fn answer(event_type: &str, to: &str, mut content: Object) -> Outgoing {
     }
 }
 
+fn server_name(name: &str, what: &str) -> Result<String> {
+    ServerName::parse(name)
+        .map_err(|e| Error::invalid_param(format!("{what}: {}", e.message())))?;
+    Ok(name.to_owned())
+}
+
+fn method_of(content: &Object) -> Result<String> {
+    match content.get("method") {
+        Some(Value::String(m)) => {
+            check_method(m)?;
+            Ok(m.clone())
+        }
+        Some(other) => Err(Error::bad_json(format!(
+            "content.method must be a string, not {}",
+            other.type_name()
+        ))),
+        None => Err(Error::missing_param("content.method is missing")),
+    }
+}
+
+fn same_list(a: &[VersionOffer], b: &[VersionOffer]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    b.sort();
+    a == b
+}
+
 impl Negotiation {
-    /// Starts a standard negotiation: returns the machine and the proposal to send.
-    pub fn initiate(policy: &NegotiationPolicy) -> Result<(Self, Outgoing)> {
+    fn new(
+        policy: &NegotiationPolicy,
+        own: String,
+        peer: String,
+        role: Role,
+        first: Outgoing,
+    ) -> Self {
+        Negotiation {
+            policy: policy.clone(),
+            mine: policy.advertised(),
+            theirs: Vec::new(),
+            own_server: own,
+            peer_server: peer,
+            role,
+            phase: Phase::Proposed,
+            last_out: first,
+            last_out_id: None,
+            answered: None,
+            seen: Vec::new(),
+            idle_ticks: 0,
+        }
+    }
+
+    fn names(own_server: &str, peer_server: &str) -> Result<(String, String)> {
+        let own = server_name(own_server, "own_server")?;
+        let peer = server_name(peer_server, "peer_server")?;
+        if own == peer {
+            return Err(Error::invalid_param(
+                "a negotiation needs two different servers",
+            ));
+        }
+        Ok((own, peer))
+    }
+
+    /// Starts a standard negotiation of `own_server` with `peer_server`: returns the machine and
+    /// the proposal to send. Fails if the policy is malformed ([`NegotiationPolicy::check`]) or
+    /// leaves no version to propose.
+    pub fn initiate(
+        policy: &NegotiationPolicy,
+        own_server: &str,
+        peer_server: &str,
+    ) -> Result<(Self, Outgoing)> {
+        policy.check()?;
+        let (own, peer) = Self::names(own_server, peer_server)?;
         let mine = policy.advertised();
         if mine.is_empty() {
             return Err(Error::invalid_param(
@@ -400,178 +615,339 @@ impl Negotiation {
         }
         let mut content = Object::new();
         content.insert("versions".into(), versions_value(&mine));
-        let n = Negotiation {
-            mine,
-            theirs: Vec::new(),
-            phase: Phase::Proposed,
-            last_sent: None,
+        let out = Outgoing {
+            event_type: PROPOSAL.to_owned(),
+            content,
         };
-        Ok((
-            n,
-            Outgoing {
-                event_type: PROPOSAL.to_owned(),
-                content,
-            },
-        ))
+        let n = Self::new(policy, own, peer, Role::Initiator, out.clone());
+        Ok((n, out))
     }
 
-    /// Starts a vendor negotiation with `method`.
-    pub fn initiate_vendor(method: &str) -> (Self, Outgoing) {
+    /// Starts a vendor negotiation with `method`. `policy` is used only if the peer's own opening
+    /// wins (both opened at once and the peer's name is lower).
+    pub fn initiate_vendor(
+        policy: &NegotiationPolicy,
+        method: &str,
+        own_server: &str,
+        peer_server: &str,
+    ) -> Result<(Self, Outgoing)> {
+        policy.check()?;
+        check_method(method)?;
+        let (own, peer) = Self::names(own_server, peer_server)?;
         let mut content = Object::new();
         content.insert("method".into(), Value::from(method));
-        let n = Negotiation {
-            mine: Vec::new(),
-            theirs: Vec::new(),
-            phase: Phase::VendorStarted,
-            last_sent: None,
+        let out = Outgoing {
+            event_type: VENDOR.to_owned(),
+            content,
         };
-        (
-            n,
-            Outgoing {
-                event_type: VENDOR.to_owned(),
-                content,
-            },
-        )
+        let mut n = Self::new(policy, own, peer, Role::Initiator, out.clone());
+        n.phase = Phase::VendorStarted(method.to_owned());
+        Ok((n, out))
     }
 
-    /// Answers a peer's `m.s2s.upgrade.proposal` or vendor `m.s2s.upgrade` event.
-    pub fn respond(policy: &NegotiationPolicy, opening: &Incoming) -> Result<(Self, Step)> {
-        let mut n = Negotiation {
-            mine: policy.advertised(),
-            theirs: Vec::new(),
-            phase: Phase::Proposed,
-            last_sent: None,
+    /// Answers a peer's opening (`m.s2s.upgrade.proposal` or vendor `m.s2s.upgrade`): the peer is
+    /// the server of the opening's sender.
+    pub fn respond(
+        policy: &NegotiationPolicy,
+        own_server: &str,
+        opening: &Incoming,
+    ) -> Result<(Self, Step)> {
+        policy.check()?;
+        let Some(peer) = user_server(&opening.sender) else {
+            return Err(Error::invalid_param(format!(
+                "sender {:?} is not a user ID",
+                opening.sender
+            )));
         };
-        match opening.event_type.as_str() {
+        let (own, peer) = Self::names(own_server, peer)?;
+        if !matches!(opening.event_type.as_str(), PROPOSAL | VENDOR) {
+            return Err(Error::invalid_param(format!(
+                "a negotiation opens with {PROPOSAL} or {VENDOR}, not {}",
+                opening.event_type
+            )));
+        }
+        let placeholder = Outgoing {
+            event_type: String::new(),
+            content: Object::new(),
+        };
+        let mut n = Self::new(policy, own, peer, Role::Responder, placeholder);
+        let step = n.answer_opening(opening)?;
+        Ok((n, step))
+    }
+
+    /// Answers an opening as the responder (a fresh machine, or an initiator whose own opening
+    /// lost to the peer's).
+    fn answer_opening(&mut self, opening: &Incoming) -> Result<Step> {
+        let to = opening.event_id.as_str();
+        let step = match opening.event_type.as_str() {
             VENDOR => {
-                let method = match opening.content.get("method") {
-                    Some(Value::String(m)) => m.clone(),
-                    Some(other) => {
-                        return Err(Error::bad_json(format!(
-                            "content.method must be a string, not {}",
-                            other.type_name()
-                        )));
-                    }
-                    None => return Err(Error::missing_param("content.method is missing")),
-                };
-                let step = if policy.vendor_methods.contains(&method) {
-                    n.finish(None, Outcome::Vendor(method))
+                let method = method_of(&opening.content)?;
+                if self.policy.vendor_methods.contains(&method) {
+                    let mut content = Object::new();
+                    content.insert("method".into(), Value::from(method.as_str()));
+                    self.role = Role::Responder;
+                    self.finish_with(to, answer(ACCEPT, to, content), Outcome::Vendor(method))
                 } else {
-                    n.fail(&opening.event_id, FailError::InvalidMethod)
-                };
-                Ok((n, step))
+                    self.role = Role::Responder;
+                    self.fail(to, FailError::InvalidMethod)
+                }
             }
-            PROPOSAL => {
-                n.theirs = parse_versions(&opening.content)?;
-                let mut a = n.mine.clone();
-                let mut b = n.theirs.clone();
-                a.sort();
-                b.sort();
-                let step = if a == b {
-                    match choose_version(&n.mine, &n.theirs) {
-                        Some(v) => n.accept(&opening.event_id, v),
-                        None => n.fail(&opening.event_id, FailError::NoMatch),
+            _ => {
+                let theirs = parse_versions(&opening.content)?;
+                self.role = Role::Responder;
+                self.theirs = theirs;
+                if same_list(&self.mine, &self.theirs) {
+                    match choose_version(&self.mine, &self.theirs) {
+                        Some(v) => self.accept(to, v),
+                        None => self.fail(to, FailError::NoMatch),
                     }
                 } else {
                     let mut content = Object::new();
-                    content.insert("versions".into(), versions_value(&n.mine));
-                    n.phase = Phase::Replied;
-                    Step {
-                        send: Some(answer(REPLY, &opening.event_id, content)),
-                        outcome: Outcome::InProgress,
-                    }
-                };
-                Ok((n, step))
+                    content.insert("versions".into(), versions_value(&self.mine));
+                    self.phase = Phase::Replied;
+                    self.send(to, answer(REPLY, to, content))
+                }
             }
-            other => Err(Error::invalid_param(format!(
-                "a negotiation opens with {PROPOSAL} or {VENDOR}, not {other}"
-            ))),
-        }
+        };
+        self.remember(to);
+        Ok(step)
     }
 
-    /// Records the event ID the homeserver gave to the event this machine last asked to send.
-    pub fn sent(&mut self, event_id: &str) {
-        self.last_sent = Some(event_id.to_owned());
+    /// Records the ID the homeserver gave to the event this machine last asked to send. Required
+    /// before [`Negotiation::handle`] takes more events: answers must point at it.
+    pub fn sent(&mut self, event_id: &str) -> Result<()> {
+        if !event_id.starts_with('$') || event_id.len() > 255 {
+            return Err(Error::invalid_param(format!(
+                "{event_id:?} is not an event ID"
+            )));
+        }
+        match &self.last_out_id {
+            None => {
+                self.last_out_id = Some(event_id.to_owned());
+                Ok(())
+            }
+            Some(id) if id == event_id => Ok(()),
+            Some(id) => Err(Error::invalid_param(format!(
+                "the {} already has the event ID {id}; nothing else is waiting for one",
+                self.last_out.event_type
+            ))),
+        }
     }
 
     /// The outcome so far.
     pub fn outcome(&self) -> Outcome {
         match &self.phase {
-            Phase::Done(o) => o.clone(),
+            Phase::Done { outcome, .. } => outcome.clone(),
             _ => Outcome::InProgress,
         }
     }
 
-    fn finish(&mut self, send: Option<Outgoing>, outcome: Outcome) -> Step {
-        self.phase = Phase::Done(outcome.clone());
-        Step { send, outcome }
+    /// This side's role (an initiator whose proposal lost to a simultaneous one from a lower
+    /// server name becomes the responder).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The peer's server name.
+    pub fn peer_server(&self) -> &str {
+        &self.peer_server
+    }
+
+    /// The ID of this side's last event, once reported with [`Negotiation::sent`].
+    pub fn last_sent(&self) -> Option<&str> {
+        self.last_out_id.as_deref()
+    }
+
+    /// Called on a timer, to repair loss: an unfinished side delivers its last event again
+    /// (`resend`), or sends it if its ID was never reported (`send`, then [`Negotiation::sent`]).
+    /// A finished side does nothing: it answers repeats instead. After
+    /// [`GIVE_UP_AFTER_TICKS`] ticks in a row without progress, an unfinished side gives up
+    /// (`Failed(Other("timed out"))`, nothing sent: the peer gives up on its own).
+    pub fn tick(&mut self) -> Step {
+        let outcome = self.outcome();
+        if outcome.is_finished() {
+            return Step::quiet(outcome);
+        }
+        self.idle_ticks = self.idle_ticks.saturating_add(1);
+        if self.idle_ticks > GIVE_UP_AFTER_TICKS {
+            return self.finish_quietly(Outcome::Failed(FailError::Other("timed out".into())));
+        }
+        let mut step = Step::quiet(outcome);
+        match &self.last_out_id {
+            Some(id) => step.resend = Some(id.clone()),
+            None => step.send = Some(self.last_out.clone()),
+        }
+        step
+    }
+
+    fn remember(&mut self, event_id: &str) {
+        if !self.seen.iter().any(|s| s == event_id) {
+            self.seen.push(event_id.to_owned());
+        }
+    }
+
+    fn send(&mut self, to: &str, out: Outgoing) -> Step {
+        self.last_out = out.clone();
+        self.last_out_id = None;
+        self.answered = Some(to.to_owned());
+        let mut step = Step::quiet(self.outcome());
+        step.send = Some(out);
+        step
+    }
+
+    fn finish_with(&mut self, to: &str, out: Outgoing, outcome: Outcome) -> Step {
+        self.phase = Phase::Done {
+            outcome: outcome.clone(),
+            last_word: true,
+        };
+        let mut step = self.send(to, out);
+        step.outcome = outcome;
+        step
+    }
+
+    fn finish_quietly(&mut self, outcome: Outcome) -> Step {
+        self.phase = Phase::Done {
+            outcome: outcome.clone(),
+            last_word: false,
+        };
+        Step::quiet(outcome)
     }
 
     fn fail(&mut self, to: &str, error: FailError) -> Step {
         let mut content = Object::new();
         content.insert("error".into(), Value::from(error.as_str()));
-        self.finish(Some(answer(FAIL, to, content)), Outcome::Failed(error))
+        self.finish_with(to, answer(FAIL, to, content), Outcome::Failed(error))
     }
 
     fn accept(&mut self, to: &str, version: String) -> Step {
         let mut content = Object::new();
         content.insert("version".into(), Value::from(version.as_str()));
         self.phase = Phase::Accepted(version);
-        Step {
-            send: Some(answer(ACCEPT, to, content)),
-            outcome: Outcome::InProgress,
+        self.send(to, answer(ACCEPT, to, content))
+    }
+
+    fn agreed(&self, step: &mut Step, version: &str) {
+        if self.role == Role::Initiator {
+            step.upgrade = Some(version.to_owned());
         }
     }
 
-    fn ack(to: &str) -> Outgoing {
-        answer(ACK, to, Object::new())
-    }
-
-    /// Feeds one incoming event. An event that does not fit (wrong type for the phase, malformed
-    /// content, pointing at something other than this side's last event) is an error and changes
-    /// nothing; a `fail` from the peer ends the negotiation.
+    /// Feeds one event of the room. What happens:
+    /// - the machine's own events (sender on `own_server`) are ignored;
+    /// - an event sent by a third server, a malformed one, one that does not fit the phase or
+    ///   does not point at this side's last event is an error and changes nothing;
+    /// - an event already handled changes nothing; if this side finished by answering it, the
+    ///   step says to deliver that answer again;
+    /// - a `fail` from the peer ends the negotiation, whatever its error says;
+    /// - an opening from the peer while this side's own opening is unanswered: the lower server
+    ///   name's opening wins.
+    ///
+    /// Fails (`M_INVALID_PARAM`) when the ID of this side's last event was never reported.
     pub fn handle(&mut self, event: &Incoming) -> Result<Step> {
-        if let Phase::Done(_) = self.phase {
-            return Err(Error::invalid_param("the negotiation is already finished"));
+        let Some(sender_server) = user_server(&event.sender) else {
+            return Err(Error::invalid_param(format!(
+                "sender {:?} is not a user ID",
+                event.sender
+            )));
+        };
+        if sender_server == self.own_server {
+            return Ok(Step::quiet(self.outcome()));
         }
-        if let Some(expected) = &self.last_sent {
-            match referenced_event(&event.content) {
-                Some(id) if id == expected => {}
-                Some(id) => {
-                    return Err(Error::invalid_param(format!(
-                        "{} answers {id}, not {expected}",
-                        event.event_type
-                    )));
+        if sender_server != self.peer_server {
+            return Err(Error::forbidden(format!(
+                "{} is from {sender_server}, not from {}, the other side of this negotiation",
+                event.event_type, self.peer_server
+            )));
+        }
+        let Some(my_last) = self.last_out_id.clone() else {
+            return Err(Error::invalid_param(format!(
+                "report the event ID of the {} with sent() before handling more events",
+                self.last_out.event_type
+            )));
+        };
+        if self.seen.contains(&event.event_id) {
+            let mut step = Step::quiet(self.outcome());
+            if matches!(
+                self.phase,
+                Phase::Done {
+                    last_word: true,
+                    ..
                 }
-                None => {
-                    return Err(Error::invalid_param(format!(
-                        "{} must carry an m.reference relation",
-                        event.event_type
-                    )));
-                }
+            ) && self.answered.as_deref() == Some(event.event_id.as_str())
+            {
+                step.resend = Some(my_last);
+            }
+            return Ok(step);
+        }
+        if matches!(event.event_type.as_str(), PROPOSAL | VENDOR) {
+            return self.handle_opening(event);
+        }
+        if let Phase::Done { .. } = self.phase {
+            return Err(Error::invalid_param(format!(
+                "the negotiation is finished; {} {} is not part of it",
+                event.event_type, event.event_id
+            )));
+        }
+        match referenced_event(&event.content) {
+            Some(id) if id == my_last => {}
+            Some(id) => {
+                return Err(Error::invalid_param(format!(
+                    "{} answers {id}, not {my_last}",
+                    event.event_type
+                )));
+            }
+            None => {
+                return Err(Error::invalid_param(format!(
+                    "{} must carry an m.reference relation to {my_last}",
+                    event.event_type
+                )));
             }
         }
-        if event.event_type == FAIL {
-            let error = match event.content.get("error") {
-                Some(Value::String(s)) => FailError::parse(s).ok_or_else(|| {
-                    Error::invalid_param(format!(
-                        "content.error must be \"no match\" or \"invalid method\", not {s:?}"
-                    ))
-                })?,
-                Some(other) => {
-                    return Err(Error::bad_json(format!(
-                        "content.error must be a string, not {}",
-                        other.type_name()
-                    )));
-                }
-                None => return Err(Error::missing_param("content.error is missing")),
-            };
-            return Ok(self.finish(None, Outcome::Failed(error)));
+        let step = self.advance(event)?;
+        self.remember(&event.event_id);
+        self.idle_ticks = 0;
+        Ok(step)
+    }
+
+    fn handle_opening(&mut self, event: &Incoming) -> Result<Step> {
+        let finished = self.outcome().is_finished();
+        let my_opening_waits = matches!(self.phase, Phase::Proposed | Phase::VendorStarted(_))
+            && self.role == Role::Initiator;
+        let i_win = self.own_server.as_bytes() < self.peer_server.as_bytes();
+        if self.role == Role::Initiator && i_win && !finished {
+            // Both opened at once and ours wins: the peer answers ours and drops its own.
+            if self.seen.len() < MAX_SEEN {
+                self.remember(&event.event_id);
+            }
+            return Ok(Step::quiet(self.outcome()));
         }
+        if my_opening_waits {
+            // Both opened at once and the peer's name is lower: drop ours, answer theirs.
+            self.idle_ticks = 0;
+            return self.answer_opening(event);
+        }
+        Err(Error::invalid_param(format!(
+            "{} {} opens a new negotiation while this one {}",
+            event.event_type,
+            event.event_id,
+            if finished {
+                "is finished (answer it with a new responder)"
+            } else {
+                "is under way"
+            }
+        )))
+    }
+
+    fn advance(&mut self, event: &Incoming) -> Result<Step> {
         let id = event.event_id.as_str();
+        if event.event_type == FAIL {
+            return Ok(
+                self.finish_quietly(Outcome::Failed(FailError::from_content(&event.content)))
+            );
+        }
         match (self.phase.clone(), event.event_type.as_str()) {
             (Phase::Proposed, REPLY) => {
-                self.theirs = parse_versions(&event.content)?;
+                self.theirs = parse_reply_versions(&event.content)?;
                 Ok(match choose_version(&self.mine, &self.theirs) {
                     Some(v) => self.accept(id, v),
                     None => self.fail(id, FailError::NoMatch),
@@ -587,8 +963,25 @@ impl Negotiation {
                 let v = accepted_version(&event.content)?;
                 Ok(self.confirm(id, v))
             }
-            (Phase::Accepted(v), ACK) => Ok(self.finish(Some(Self::ack(id)), Outcome::Agreed(v))),
-            (Phase::Acked(v), ACK) => Ok(self.finish(None, Outcome::Agreed(v))),
+            (Phase::VendorStarted(mine), ACCEPT) => {
+                let method = method_of(&event.content)?;
+                Ok(if method == mine {
+                    self.finish_quietly(Outcome::Vendor(method))
+                } else {
+                    self.fail(id, FailError::InvalidMethod)
+                })
+            }
+            (Phase::Accepted(v), ACK) => {
+                let ack = answer(ACK, id, Object::new());
+                let mut step = self.finish_with(id, ack, Outcome::Agreed(v.clone()));
+                self.agreed(&mut step, &v);
+                Ok(step)
+            }
+            (Phase::Acked(v), ACK) => {
+                let mut step = self.finish_quietly(Outcome::Agreed(v.clone()));
+                self.agreed(&mut step, &v);
+                Ok(step)
+            }
             (phase, t) => Err(Error::invalid_param(format!(
                 "unexpected {t} in phase {phase:?}"
             ))),
@@ -598,10 +991,7 @@ impl Negotiation {
     fn confirm(&mut self, to: &str, version: String) -> Step {
         if choose_version(&self.mine, &self.theirs).as_deref() == Some(version.as_str()) {
             self.phase = Phase::Acked(version);
-            Step {
-                send: Some(Self::ack(to)),
-                outcome: Outcome::InProgress,
-            }
+            self.send(to, answer(ACK, to, Object::new()))
         } else {
             self.fail(to, FailError::NoMatch)
         }

@@ -22,7 +22,7 @@ mod tags;
 
 pub use audits::AuditQueue;
 pub use budgets::SqliteBudget;
-pub use knocks::{KnockRecord, KnockStore};
+pub use knocks::{KnockLimits, KnockRecord, KnockStore};
 
 pub(crate) use sqlite::storage_error;
 pub use sqlite::{ensure_schema, open_connection, with_retry};

@@ -8,14 +8,20 @@
 //! 4. the name matches an `allow` glob: allowed;
 //! 5. otherwise denied (a missing `allow` list denies everyone).
 //!
-//! The port is removed before matching. `allow`/`deny` that are not arrays count as empty, and
-//! entries that are not strings (or exceed the glob cap) are skipped.
+//! As the spec (MSC4436) and Synapse's evaluator do: the port is removed before matching, and
+//! globs match ASCII-case-insensitively, so `deny: ["evil.example"]` refuses `EVIL.example` and
+//! `Evil.Example:8448`. `allow`/`deny` that are not arrays count as empty and entries that are not
+//! strings are skipped; every string entry counts, however long (Synapse honours long entries
+//! too). A name too long to be a server name ([`subject_too_long`]) is refused.
+//!
+//! IP literals are recognised as Synapse does, on the name without its port: anything starting
+//! with `[` (IPv6) and anything Rust's `Ipv4Addr` parses (dotted quad, no leading zeros).
 
 use crate::decision::{Decision, ReasonCode};
 use crate::json::{Object, Value};
 use crate::room_state::RoomState;
 
-use super::glob::Glob;
+use super::glob::{Glob, subject_too_long};
 
 /// The server name without its port: `example.org:8448` → `example.org`, `[::1]:80` → `[::1]`.
 pub fn strip_port(server: &str) -> &str {
@@ -31,12 +37,10 @@ pub fn strip_port(server: &str) -> &str {
     }
 }
 
-/// True for `[IPv6]` and dotted-quad IPv4 hosts (port already removed).
+/// True for `[IPv6]` and dotted-quad IPv4 hosts (port already removed): a host starting with `[`,
+/// or one that parses as an IPv4 address, as Synapse's evaluator decides.
 pub fn is_ip_literal(host: &str) -> bool {
-    if host.starts_with('[') && host.ends_with(']') {
-        return true;
-    }
-    host.parse::<std::net::Ipv4Addr>().is_ok()
+    host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// A parsed `m.room.server_acl` content.
@@ -82,6 +86,12 @@ impl ServerAcl {
     /// Evaluates `server` (port allowed; removed before matching).
     pub fn check(&self, server: &str) -> Decision {
         let host = strip_port(server);
+        if subject_too_long(host) {
+            return Decision::deny(
+                ReasonCode::ServerAclDenied,
+                "the name is too long to be a server name, so the ACL refuses it",
+            );
+        }
         if !self.allow_ip_literals && is_ip_literal(host) {
             return Decision::deny(
                 ReasonCode::IpLiteralDenied,
@@ -91,13 +101,13 @@ impl ServerAcl {
         if let Some(g) = self.deny.iter().find(|g| g.matches(host)) {
             return Decision::deny(
                 ReasonCode::ServerAclDenied,
-                format!("{host} matches the ACL deny entry {:?}", g.pattern()),
+                format!("{host} matches the ACL deny entry {}", g.shown()),
             );
         }
         if let Some(g) = self.allow.iter().find(|g| g.matches(host)) {
             return Decision::allow(
                 ReasonCode::ServerAclAllowed,
-                format!("{host} matches the ACL allow entry {:?}", g.pattern()),
+                format!("{host} matches the ACL allow entry {}", g.shown()),
             );
         }
         Decision::deny(

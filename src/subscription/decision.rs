@@ -5,7 +5,7 @@
 //! 2. the room's `m.room.server_acl` refuses the server: deny;
 //! 3. a policy-list rule (`m.policy.rule.server`, also the older `m.room.rule.server` and
 //!    `org.matrix.mjolnir.rule.server` types) with `recommendation: m.ban` whose `entity` glob
-//!    matches the server name (port removed): deny, `policy_ban`;
+//!    matches the server name (port removed, ASCII case ignored, as for ACLs): deny, `policy_ban`;
 //! 4. the room already says the server is able to subscribe: allow, nothing to send;
 //! 5. the homeserver's own [`KnockResearch`] hook: accept or deny if it has an opinion;
 //! 6. otherwise [`KnockMode::AutoAccept`] accepts and [`KnockMode::Moderator`] leaves it pending.
@@ -22,7 +22,7 @@ use crate::json::{Object, Value};
 use crate::room_state::RoomState;
 
 use super::acl::{ServerAcl, strip_port};
-use super::glob::Glob;
+use super::glob::{Glob, subject_too_long};
 use super::{ABLE_TO_SUBSCRIBE, able_to_subscribe_content, is_able_to_subscribe};
 
 /// State event types that carry server policy rules.
@@ -56,7 +56,8 @@ impl PolicyList {
     }
 
     /// Collects the server rules from a policy room's state. Rules without a string `entity` and
-    /// `recommendation` (a redacted or removed rule, say) and entities over the glob cap are skipped.
+    /// `recommendation` (a redacted or removed rule, say) are skipped; an entity of any length
+    /// an event can carry counts.
     pub fn from_state(state: &RoomState) -> Self {
         let mut list = PolicyList::new();
         for t in SERVER_RULE_TYPES {
@@ -94,13 +95,16 @@ impl PolicyList {
         self.rules.extend(other.rules);
     }
 
-    /// The first ban rule matching `server` (port removed).
+    /// The first ban rule matching `server` (port removed, ASCII case ignored). A name too long
+    /// to be a server name ([`subject_too_long`]) matches no glob, so it gets the first ban
+    /// rule, if there is one: a list that bans anything refuses it.
     pub fn ban_for(&self, server: &str) -> Option<&ServerRule> {
         let host = strip_port(server);
+        let too_long = subject_too_long(host);
         self.rules
             .iter()
             .filter(|r| r.recommendation == "m.ban" || r.recommendation == "org.matrix.mjolnir.ban")
-            .find(|r| r.entity.matches(host))
+            .find(|r| too_long || r.entity.matches(host))
     }
 
     /// Number of rules.
@@ -220,8 +224,8 @@ pub fn decide_knock(
         return quiet(Decision::deny(
             ReasonCode::PolicyBan,
             format!(
-                "{server} matches the policy rule entity {:?}{why}",
-                rule.entity.pattern()
+                "{server} matches the policy rule entity {}{why}",
+                rule.entity.shown()
             ),
         ));
     }

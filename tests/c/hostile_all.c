@@ -171,6 +171,8 @@ static void stores(void) {
     EXPECT_NO_OUT(servership_tag_store_len(NULL, &n), SERVERSHIP_NULL_POINTER);
     EXPECT_NO_OUT(servership_tag_store_backfill(NULL, T("[]"), 0, &n), SERVERSHIP_NULL_POINTER);
     EXPECT_NO_OUT(servership_knock_store_purge_expired(NULL, 0, &n), SERVERSHIP_NULL_POINTER);
+    EXPECT_NO_OUT(servership_knock_store_open_with_limits(NULL, 3, 1000, 1, 1000, NULL),
+                  SERVERSHIP_NULL_POINTER);
     EXPECT(servership_knock_store_get(NULL, T("!r:x.org"), T("y.org"), 0, &out, &len),
            SERVERSHIP_NULL_POINTER);
     EXPECT(servership_responder_respond(NULL, (const uint8_t *)"{}", 2, T("y.org"), 0, &out, &len),

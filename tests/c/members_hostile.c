@@ -14,14 +14,20 @@
 #define S(x) (const uint8_t *)(x), strlen(x)
 #define T(x) (x), strlen(x)
 
+#define CREATE \
+    "{\"type\":\"m.room.create\",\"state_key\":\"\",\"sender\":\"@a:origin.example\"," \
+    "\"content\":{\"room_version\":\"11\"}}"
+
 static const char *PUBLIC =
-    "[{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":\"public\"}}]";
+    "[" CREATE ",{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":"
+    "\"public\"}}]";
 
 static void test_pseudouser_join(void) {
     char *out = SENTINEL;
     size_t len = 0;
     const char *invited =
-        "[{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":\"public\"}},"
+        "[" CREATE ",{\"type\":\"m.room.join_rules\",\"state_key\":\"\",\"content\":{\"join_rule\":"
+        "\"public\"}},"
         "{\"type\":\"m.room.member\",\"state_key\":\"@bob:peer.example\",\"content\":{\"membership\":"
         "\"invite\"}}]";
     CHECK(servership_check_pseudouser_join(S(PUBLIC), T("@:peer.example"), &out, &len) ==
@@ -87,7 +93,12 @@ static void test_pseudouser_join(void) {
 
 static void test_server_user(void) {
     char *out = SENTINEL;
-    const char *s2s = "[{\"type\":\"m.room.create\",\"state_key\":\"\",\"content\":{\"type\":\"m.s2s\"}}]";
+    /* An s2s room (invite only) where the peer's pseudouser is invited. */
+    const char *s2s =
+        "[{\"type\":\"m.room.create\",\"state_key\":\"\",\"sender\":\"@:origin.example\","
+        "\"content\":{\"room_version\":\"11\",\"type\":\"m.s2s\"}},"
+        "{\"type\":\"m.room.member\",\"state_key\":\"@:peer.example\",\"content\":{\"membership\":"
+        "\"invite\"}}]";
     CHECK(servership_check_server_user_membership(S(PUBLIC), T("@:peer.example"), T("join"),
                                                   T("s2s_only"), &out, NULL) == SERVERSHIP_OK,
           "s2s_only in a normal room");
@@ -174,6 +185,40 @@ static void test_knock_store(const char *path) {
     CHECK(servership_knock_store_purge_expired(NULL, 0, NULL) == SERVERSHIP_NULL_POINTER, "NULL");
     servership_knock_store_free(store);
     servership_knock_store_free(NULL);
+
+    /* A per-origin cap of 2 new knocks per minute: the third new room is refused, nothing written. */
+    servership_knock_store *capped = (servership_knock_store *)SENTINEL;
+    CHECK(servership_knock_store_open_with_limits(T(path), 1000, 2, 0, &capped) ==
+              SERVERSHIP_INVALID_PARAM,
+          "zero window");
+    CHECK(capped == (servership_knock_store *)SENTINEL, "handle untouched");
+    CHECK(servership_knock_store_open_with_limits(T(path), 1000, 2, 60000, NULL) ==
+              SERVERSHIP_NULL_POINTER,
+          "NULL out");
+    CHECK(servership_knock_store_open_with_limits(T(path), 100000, 2, 60000, &capped) ==
+              SERVERSHIP_OK,
+          "open with limits");
+    CHECK(servership_knock_store_record(capped, T("!a:x.example"), T("flood.example"), 200000,
+                                        NULL) == SERVERSHIP_OK,
+          "first");
+    CHECK(servership_knock_store_record(capped, T("!b:x.example"), T("flood.example"), 200001,
+                                        NULL) == SERVERSHIP_OK,
+          "second");
+    CHECK(servership_knock_store_record(capped, T("!c:x.example"), T("flood.example"), 200002,
+                                        NULL) == SERVERSHIP_LIMIT_EXCEEDED,
+          "third refused");
+    CHECK(strstr(servership_last_error_json(), "retry_after_ms") != NULL, "retry_after_ms");
+    CHECK(servership_knock_store_record(capped, T("!a:x.example"), T("flood.example"), 200003,
+                                        &times) == SERVERSHIP_OK &&
+              times == 2,
+          "a repeat is not new");
+    char *none = NULL;
+    CHECK(servership_knock_store_get(capped, T("!c:x.example"), T("flood.example"), 200004, &none,
+                                     NULL) == SERVERSHIP_OK &&
+              strcmp(none, "null") == 0,
+          "the refused knock was not written");
+    servership_string_free(none);
+    servership_knock_store_free(capped);
 }
 
 static void test_gate_and_decide(void) {

@@ -221,7 +221,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "OperatorPolicy": lambda: _native.OperatorPolicy(),
     "PeekTracker": lambda: _native.PeekTracker("x.org"),
     "NegotiationPolicy": lambda: _native.NegotiationPolicy([("10", 1)]),
-    "Negotiation": lambda: _native.Negotiation.initiate(FACTORIES["NegotiationPolicy"]())[0],
+    "Negotiation": lambda: _native.Negotiation.initiate(FACTORIES["NegotiationPolicy"](), "x.org", "y.org")[0],
     "JoinGate": lambda: _native.JoinGate(),
     "ServerAcl": lambda: _native.ServerAcl({"allow": ["*"]}),
     "KnockStore": lambda: _native.KnockStore(os.path.join(_TMP, "knocks.db"), 1000),

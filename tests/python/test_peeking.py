@@ -52,11 +52,25 @@ def test_pseudouser_allowed_after_a_user_of_its_server_was_invited() -> None:
 
 
 def test_peekable_room_and_ban() -> None:
-    peekable = [ev("m.room.join_rules", "", {"join_rule": "peekable"})]
-    assert peeking.check_pseudouser_join(peekable, "@:peer.example").reason == "peekable_room"
+    # No standard room version knows `peekable`: Synapse refuses every join under it.
+    peekable = public_room(
+        ev("m.room.join_rules", "", {"join_rule": "peekable"}),
+        ev("m.room.member", "@bob:peer.example", {"membership": "join"}),
+    )
+    assert peeking.check_pseudouser_join(peekable, "@:peer.example").reason == "unknown_join_rule"
     banned = peekable + [ev("m.room.member", "@:peer.example", {"membership": "ban"})]
     assert peeking.check_pseudouser_join(banned, "@:peer.example").reason == "pseudouser_banned"
     assert peeking.check_pseudouser_join(peekable, "@bob:peer.example").reason == "not_a_pseudouser"
+
+
+def test_invite_only_room_needs_the_pseudousers_own_invite() -> None:
+    room = public_room(
+        ev("m.room.join_rules", "", {"join_rule": "invite"}),
+        ev("m.room.member", "@bob:peer.example", {"membership": "join"}),
+    )
+    assert peeking.check_pseudouser_join(room, "@:peer.example").reason == "not_invited"
+    invited = room + [ev("m.room.member", "@:peer.example", {"membership": "invite"})]
+    assert peeking.check_pseudouser_join(invited, "@:peer.example").allowed
 
 
 def test_state_forms_agree() -> None:
@@ -102,7 +116,9 @@ def test_operator_policy() -> None:
     d = policy.check_remote_pseudouser_join(ROOM, [ev("m.room.join_rules", "", {"join_rule": "peekable"})], "@:a.evil.example")
     assert d.reason == "server_denied_by_operator"
     with pytest.raises(servership.TooLargeError):
-        peeking.OperatorPolicy(denied_servers=["*" * 5000])
+        peeking.OperatorPolicy(denied_servers=["*" * 65_537])
+    # Long entries count (only more than an event can carry is refused).
+    assert peeking.OperatorPolicy(denied_servers=["*" * 5000 + "evil.example"]).server_denied("EVIL.example") is not None
 
 
 def test_peek_tracker_flow() -> None:
@@ -110,6 +126,8 @@ def test_peek_tracker_flow() -> None:
     advice = tracker.request_peek(ROOM, "@me:origin.example", True)
     assert advice.action == "join" and advice.decision.reason == "peek_requested"
     assert tracker.request_peek(ROOM, "@you:origin.example", True).action == "nothing"
+    remote = tracker.request_peek(ROOM, "@eve:elsewhere.example", True)
+    assert (remote.action, remote.decision.reason) == ("refuse", "not_a_local_user")
     assert tracker.membership_changed(ROOM, "@:origin.example", "join").action == "nothing"
     assert tracker.pseudouser_joined(ROOM)
     assert sorted(tracker.peekers(ROOM)) == ["@me:origin.example", "@you:origin.example"]

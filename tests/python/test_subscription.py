@@ -225,3 +225,32 @@ def test_names_the_synapse_module_uses() -> None:
     assert servership.KnockStore is subscription.KnockStore
     d = servership.subscription.join_allowed([], "peer.example", True)
     assert (d.allowed, d.reason) == (False, "not_able_to_subscribe")
+
+
+def test_acl_and_policy_globs_ignore_ascii_case_and_the_port() -> None:
+    acl = subscription.ServerAcl({"allow": ["*"], "deny": ["evil.example"]})
+    for name in ("EVIL.example", "Evil.Example:8448"):
+        assert acl.check(name).reason == "server_acl_denied", name
+    assert subscription.ServerAcl({"allow": ["*.good.example"]}).check("A.GOOD.EXAMPLE").allowed
+    policy = [ev("m.policy.rule.server", "r", {"entity": "*.evil.example", "recommendation": "m.ban"})]
+    d = subscription.decide_knock(ROOM, "X.EVIL.example", BASE, policy)
+    assert (d.decision.verdict, d.decision.reason) == ("deny", "policy_ban")
+    long_entry = "*" * 1100 + "evil.example"
+    assert subscription.ServerAcl({"allow": ["*"], "deny": [long_entry]}).check("EVIL.example").reason == "server_acl_denied"
+
+
+def test_knock_store_caps_new_knocks_per_origin(tmp_path: Any) -> None:
+    store = subscription.KnockStore(tmp_path / "k.db", 86_400_000, max_per_origin=3, origin_window_ms=60_000)
+    assert "max_per_origin=3" in repr(store)
+    for i in range(3):
+        store.record(f"!r{i}:hs.example", "flood.example", 1_000)
+    with pytest.raises(servership.LimitExceededError) as info:
+        store.record("!r3:hs.example", "flood.example", 1_000)
+    assert info.value.retry_after_ms == 60_000
+    assert len(store) == 3
+    # Repeats are not new; other origins have their own cap; the window moves on.
+    assert store.record("!r0:hs.example", "flood.example", 2_000)["times"] == 2
+    store.record("!r3:hs.example", "polite.example", 2_000)
+    store.record("!r3:hs.example", "flood.example", 61_000)
+    with pytest.raises(servership.InvalidParamError):
+        subscription.KnockStore(tmp_path / "k2.db", 1000, origin_window_ms=0)

@@ -617,3 +617,80 @@ def plain_json(value: Any) -> Any:
 def now_ms(api: Any) -> int:
     """Synapse's clock in milliseconds (the fake clock in Synapse's own tests)."""
     return int(homeserver(api).get_clock().time_msec())
+
+
+# ---------------------------------------------------------------------------------------------
+# Memberships and join rules (members.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def unknown_room_error(room_id: str) -> Exception:
+    """Exactly what Synapse answers a federation request about a room it does not know
+    (``get_room_version_id``: ``404 M_NOT_FOUND``), so a refusal does not reveal the room."""
+    from synapse.api.errors import NotFoundError
+
+    return NotFoundError("Could not find room_version for %s" % (room_id,))
+
+
+def in_send_join_request(room_id: str) -> bool:
+    """True while Synapse is handling a ``send_join`` request for ``room_id`` (read from the
+    request of the current log context, the only place the spam checker can learn why it was
+    called)."""
+    from urllib.parse import unquote
+
+    from synapse.logging.context import current_context
+
+    request = getattr(current_context(), "request", None)
+    url = unquote(str(getattr(request, "url", "") or ""))
+    return "/_matrix/federation/" in url and f"/send_join/{room_id}/" in url
+
+
+def join_rule_known(room_version_id: str, rule: Any) -> bool:
+    """Whether Synapse's event auth for ``room_version_id`` knows the join rule ``rule``
+    (``event_auth._is_membership_change_allowed``): under any other rule it refuses every
+    join, the room creator's own membership changes included. Unknown room versions: False."""
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+
+    version = KNOWN_ROOM_VERSIONS.get(room_version_id)
+    if version is None or not isinstance(rule, str):
+        return False
+    if rule in ("public", "invite", "private"):
+        return True
+    return bool(
+        (rule == "knock" and version.knock_join_rule)
+        or (rule == "restricted" and version.restricted_join_rule)
+        or (rule == "knock_restricted" and version.knock_restricted_join_rule)
+    )
+
+
+def default_room_version(api: Any) -> str:
+    """The room version ``createRoom`` uses when the request names none."""
+    return str(homeserver(api).config.server.default_room_version.identifier)
+
+
+async def current_state(
+    api: Any, room_id: str, types: list[tuple[str, str | None]] | None = None
+) -> list[dict] | None:
+    """The room's current state as plain event dicts (only ``types`` if given), or ``None``
+    while the room has partial state (we are joining it ourselves, MSC3706). Never waits for
+    full state: ``ModuleApi.get_room_state`` does, and called from a spam check on the events
+    of that very resync it never returns."""
+    from synapse.types.state import StateFilter
+
+    hs = homeserver(api)
+    store = hs.get_datastores().main
+    if await store.is_partial_state_room(room_id):
+        return None
+    state_filter = StateFilter.all() if types is None else StateFilter.from_types(types)
+    ids = await hs.get_storage_controllers().state.get_current_state_ids(
+        room_id, state_filter=state_filter, await_full_state=False
+    )
+    events = await store.get_events(list(ids.values()))
+    return [plain_json(e.get_dict()) for e in events.values()]
+
+
+def soft_fail_code() -> Any:
+    """What ``check_event_for_spam`` returns to have Synapse soft-fail an event."""
+    from synapse.api.errors import Codes
+
+    return Codes.FORBIDDEN

@@ -413,3 +413,55 @@ def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tup
     """Whether a join from ``server_name`` may proceed in a room with this current state."""
     decision = _call(_native().join_allowed, state_events, server_name, gated)
     return bool(decision.allowed), str(decision.reason)
+
+
+# --- memberships (MSC1777, MSC3348) ----------------------------------------------------------
+
+
+def user_server(user_id: str) -> str | None:
+    """The server name of a valid user ID (``servership.UserId``), or None."""
+    try:
+        return str(_servership().UserId(user_id).server_name)
+    except Exception:  # noqa: BLE001 - any refusal of the core means "not a user ID"
+        return None
+
+
+def is_server_pseudouser(user_id: str) -> bool:
+    """True exactly for ``@:server`` with a valid server name (the core's one definition)."""
+    try:
+        return bool(_servership().UserId(user_id).is_server_pseudouser)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def check_pseudouser_join(
+    state_events: list[dict],
+    pseudouser: str,
+    room_id: str,
+    denied_servers: list[str],
+    denied_rooms: list[str],
+) -> tuple[bool, str, str]:
+    """The operator's deny lists, then MSC1777 and the room's auth rules, for a remote
+    pseudouser joining ``room_id``: (allowed, reason code, detail)."""
+    native = _native()
+    policy = _call(native.OperatorPolicy, denied_servers, denied_rooms)
+    decision = _call(policy.check_remote_pseudouser_join, room_id, state_events, pseudouser)
+    return bool(decision.allowed), str(decision.reason), str(decision.detail)
+
+
+def open_limited_knock_store(
+    path: str, expiry_ms: int, max_per_origin: int, origin_window_ms: int
+) -> Any:
+    """``open_knock_store`` with the per-origin cap."""
+    return _call(
+        _native().KnockStore,
+        path,
+        expiry_ms,
+        max_per_origin=max_per_origin,
+        origin_window_ms=origin_window_ms,
+    )
+
+
+def purge_knocks(store: Any, now_ms: int) -> int:
+    """Delete knocks expired at ``now_ms`` (in short batches); returns how many."""
+    return int(_call(store.purge_expired, now_ms))

@@ -52,6 +52,9 @@ class KnocksConfig:
     enabled: bool = True
     expiry_seconds: int = 7 * 24 * 3600
     gated_rooms: tuple[str, ...] = ()
+    max_per_origin: int = 20  # new knocks per origin per origin_window_seconds
+    origin_window_seconds: int = 3600
+    purge_interval_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class ServershipConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     pseudousers: bool = False
     allow_untested_synapse: bool = False
+    denied_servers: tuple[str, ...] = ()  # server globs refused as pseudousers (members.py)
+    denied_rooms: tuple[str, ...] = ()
 
 
 def _err(key: str, what: str) -> Exception:
@@ -168,6 +173,8 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
             "knocks",
             "gated_rooms",
             "pseudousers",
+            "denied_servers",
+            "denied_rooms",
             "audit",
             "allow_untested_synapse",
         },
@@ -210,7 +217,17 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
     )
 
     k = _section(raw.get("knocks"), "knocks")
-    _known(k, "knocks", {"enabled", "expiry_seconds"})
+    _known(
+        k,
+        "knocks",
+        {
+            "enabled",
+            "expiry_seconds",
+            "max_per_origin",
+            "origin_window_seconds",
+            "purge_interval_seconds",
+        },
+    )
     gated_raw = raw.get("gated_rooms", [])
     if not isinstance(gated_raw, list):
         raise _err("gated_rooms", "must be a list of room IDs")
@@ -221,7 +238,12 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         enabled=_bool(k, "knocks", "enabled", True),
         expiry_seconds=_positive(k, "knocks", "expiry_seconds", 7 * 24 * 3600),
         gated_rooms=tuple(dict.fromkeys(gated_raw)),
+        max_per_origin=_non_negative(k, "knocks", "max_per_origin", 20),
+        origin_window_seconds=_positive(k, "knocks", "origin_window_seconds", 3600),
+        purge_interval_seconds=_positive(k, "knocks", "purge_interval_seconds", 3600),
     )
+    denied_servers = _strings(raw, "denied_servers", lambda s: 0 < len(s) <= 65536, "a server glob")
+    denied_rooms = _strings(raw, "denied_rooms", lambda s: bool(_ROOM_ID.match(s)), "a room ID")
 
     a = _section(raw.get("audit"), "audit")
     _known(
@@ -253,7 +275,20 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         audit=audit,
         pseudousers=_bool(raw, "", "pseudousers", False),
         allow_untested_synapse=_bool(raw, "", "allow_untested_synapse", False),
+        denied_servers=denied_servers,
+        denied_rooms=denied_rooms,
     )
+
+
+def _strings(raw: Mapping[str, Any], key: str, ok: Any, what: str) -> tuple[str, ...]:
+    """A list of strings, each passing ``ok``; errors name the index."""
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise _err(key, f"must be a list of {what}s")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not ok(item):
+            raise _err(f"{key}[{index}]", f"must be {what}")
+    return tuple(dict.fromkeys(value))
 
 
 def server_name_ok(name: str) -> bool:

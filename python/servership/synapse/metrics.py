@@ -65,3 +65,17 @@ AUDIT_LAST_UNEXPLAINED = Gauge(
     "servership_audit_last_unexplained",
     "Unexplained participants found by the most recent audit",
 )
+JOINS_REFUSED = Counter(
+    "servership_joins_refused_total",
+    "Remote joins refused, by path (make_join, send_join, send, federated) and reason code",
+    ["path", "reason"],
+)
+JOIN_RULES_REFUSED = Counter(
+    "servership_join_rules_refused_total",
+    "Local join-rule changes refused because the room version does not know the rule",
+)
+KNOCKS_PURGED = Counter(
+    "servership_knocks_purged_total",
+    "Expired knocks deleted by the scheduled purge (purged), and purges that failed (failed)",
+    ["outcome"],
+)

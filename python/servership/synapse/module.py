@@ -18,6 +18,7 @@ from typing import Any, Callable
 from . import _compat, _core, config as config_mod, metrics
 from .audit import Auditor
 from .config import ServershipConfig
+from .members import MembersHooks
 
 logger = logging.getLogger("servership.synapse")
 
@@ -36,12 +37,13 @@ ADMIN_AUDIT_PATH = "/_synapse/client/servership/v1/audit"
 
 
 def _is_server_pseudouser(user_id: str) -> bool:
-    # MSC1777: exactly "@:" + server name.
-    return user_id.startswith("@:") and len(user_id) > 2
+    # MSC1777: exactly "@:" + a valid server name, as the core decides.
+    return _core.is_server_pseudouser(user_id)
 
 
 def _server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
+    # The core's user ID rules ("" for anything that is not a user ID).
+    return _core.user_server(user_id) or ""
 
 
 #: The event ID of the MSC4329 invite this request's call chain is handing to Synapse, if any.
@@ -93,6 +95,7 @@ class ServershipModule:
         # (normalised names of the servers we share a room with, monotonic time taken), for
         # discovery.require_shared_room.
         self._sharing: tuple[frozenset[str], float] | None = None
+        self._members = MembersHooks(api, config, lambda: self._stores()[2])
 
         servlets = self._servlet_classes()
         if servlets:
@@ -104,6 +107,7 @@ class ServershipModule:
             api.register_spam_checker_callbacks(
                 federated_user_may_invite=self.federated_user_may_invite
             )
+        self._members.register()
         if config.knocks.enabled:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
             _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock)
@@ -155,8 +159,12 @@ class ServershipModule:
                     shared_budget=True,
                 )
             if self._knock_store is None and self._config.knocks.enabled:
-                self._knock_store = _core.open_knock_store(
-                    self._config.store_path, self._config.knocks.expiry_seconds * 1000
+                k = self._config.knocks
+                self._knock_store = _core.open_limited_knock_store(
+                    self._config.store_path,
+                    k.expiry_seconds * 1000,
+                    k.max_per_origin,
+                    k.origin_window_seconds * 1000,
                 )
         return self._tag_store, self._responder, self._knock_store
 
@@ -457,53 +465,15 @@ class ServershipModule:
         return bool(new)
 
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, None]:
-        """Veto remote joins we do not accept: server pseudousers when ``pseudousers`` is off,
-        and servers that may not subscribe to a gated room (checked on ``make_join``
-        templates, which Synapse builds through this hook)."""
-        if event.type != "m.room.member" or event.membership != "join":
-            return True, None
-        target = event.state_key
-        if self._api.is_mine(target):
-            return True, None
-        if _is_server_pseudouser(target) and not self._config.pseudousers:
-            logger.info("servership: refused join of server pseudouser %s", target)
-            return False, None
-        if event.room_id not in self._config.knocks.gated_rooms:
-            return True, None
-        state = [_compat.plain_json(e.get_dict()) for e in state_events.values()]
-        try:
-            allowed, reason = await self._api.defer_to_thread(
-                _core.join_allowed, state, _server_of(target), True
-            )
-        except _core.CoreError as exc:
-            # Gated means closed unless proven open: fail closed.
-            logger.error("servership: gated join check for %s failed: %s", event.room_id, exc)
-            metrics.GATED_JOINS.labels("refused").inc()
-            return False, None
-        metrics.GATED_JOINS.labels("allowed" if allowed else "refused").inc()
-        if not allowed:
-            logger.info("servership: refused join of %s to %s: %s", target, event.room_id, reason)
-        return allowed, None
+        """Every event this server builds, the ``make_join`` templates for remote servers
+        included: see ``MembersHooks.check_event_allowed``."""
+        return await self._members.check_event_allowed(event, state_events)
 
     # -- knocks ---------------------------------------------------------------------------------
 
     async def on_knock_edu(self, origin: str, content: Any) -> None:
-        """Record an ``m.server.knock`` EDU. EDUs get no answer: bad ones are counted, dropped."""
-        if not isinstance(content, dict):
-            metrics.KNOCKS_RECEIVED.labels("invalid").inc()
-            return
-        try:
-            room_id = await self._api.defer_to_thread(_core.parse_knock, content)
-            _, _, store = await self._api.defer_to_thread(self._stores)
-            await self._api.defer_to_thread(
-                _core.record_knock, store, room_id, origin, _compat.now_ms(self._api)
-            )
-        except _core.CoreError as exc:
-            metrics.KNOCKS_RECEIVED.labels("invalid").inc()
-            logger.info("servership: dropped knock from %s: %s", origin, exc)
-            return
-        metrics.KNOCKS_RECEIVED.labels("recorded").inc()
-        logger.info("servership: %s knocked on %s", origin, room_id)
+        """An ``m.server.knock`` EDU: see ``MembersHooks.on_knock_edu``."""
+        await self._members.on_knock_edu(origin, content)
 
     async def handle_admin_knock(self, admin: str, body: dict) -> dict:
         """``POST /_synapse/client/servership/v1/knock`` ``{"room_id", "destination"}``: send

@@ -232,3 +232,16 @@ class FakeModuleApi:
             return f(cur, *args)
         finally:
             cur.close()
+
+    def set_room_state(self, room_id: str, events: list) -> None:
+        """The current state ``get_room_state`` answers for ``room_id`` (FakeEvents)."""
+        self.__dict__.setdefault("room_states", {})[room_id] = list(events)
+
+    async def get_room_state(self, room_id: str, event_filter: Any = None) -> dict:
+        events = self.__dict__.get("room_states", {}).get(room_id, [])
+        out = {(e.type, e.state_key): e for e in events}
+        if event_filter is not None:
+            wanted = list(event_filter)
+            out = {k: e for k, e in out.items()
+                   if any(t == k[0] and (sk is None or sk == k[1]) for t, sk in wanted)}
+        return out

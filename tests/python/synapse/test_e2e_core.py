@@ -264,16 +264,43 @@ def test_knock_edu_is_delivered_and_recorded(lab: Lab) -> None:
     admin = lab.a.register(_uid("admin"), admin=True)
     bob = lab.b.register(_uid("bob"))
     room = bob.create_room(preset="private_chat")
+    store = servership.KnockStore(lab.b.module_config["store_path"], 7 * 24 * 3600 * 1000)
+    # B records knocks only for rooms it gates: this one is not (yet), so it is dropped.
+    assert admin.ok("POST", "/_synapse/client/servership/v1/knock",
+                    {"room_id": room, "destination": lab.b.server_name}) == {"sent": True}
+    _log_has(lab.b, re.escape(f"servership: dropped knock from {lab.a.server_name}"))
+    assert store.get(room, lab.a.server_name) is None
+    gated = list(lab.b.module_config.get("gated_rooms", [])) + [room]
+    lab.timings["restart_B"] = lab.b.reconfigure(gated_rooms=gated)
     assert admin.ok("POST", "/_synapse/client/servership/v1/knock",
                     {"room_id": room, "destination": lab.b.server_name}) == {"sent": True}
     _log_has(lab.b, re.escape(f"servership: {lab.a.server_name} knocked on {room}"))
-    store = servership.KnockStore(lab.b.module_config["store_path"], 7 * 24 * 3600 * 1000)
     assert store.get(room, lab.a.server_name) is not None
     # Not for ordinary users.
     user = lab.a.register(_uid("user"))
     status, body = user.call("POST", "/_synapse/client/servership/v1/knock",
                              {"room_id": room, "destination": lab.b.server_name})
     assert status == 403, body
+
+
+def test_a_knock_flood_writes_nothing(lab: Lab) -> None:
+    """Issue 12: 100 knocks for rooms that do not exist gave 100 rows. A sends 100 knocks for
+    rooms B does not know (Synapse's federation sender batches them into transactions); B
+    drops them all before any write."""
+    admin = lab.a.register(_uid("admin"), admin=True)
+    store = servership.KnockStore(lab.b.module_config["store_path"], 7 * 24 * 3600 * 1000)
+    before = len(store)
+    dropped = re.escape(f"servership: dropped knock from {lab.a.server_name}")
+    pattern = dropped + r" \(not a gated room here\)"
+    seen = len(re.findall(pattern, lab.b.log_text()))
+    tag = _uid("flood")
+    for i in range(100):
+        assert admin.ok("POST", "/_synapse/client/servership/v1/knock",
+                        {"room_id": f"!{tag}{i}:{lab.b.server_name}",
+                         "destination": lab.b.server_name}) == {"sent": True}
+    _eventually(lambda: len(re.findall(pattern, lab.b.log_text())) >= seen + 100,
+                timeout=30, what="100 dropped knocks on B")
+    assert len(store) == before
 
 
 def test_gated_room_refuses_a_server_until_it_is_able_to_subscribe(lab: Lab) -> None:
@@ -284,13 +311,41 @@ def test_gated_room_refuses_a_server_until_it_is_able_to_subscribe(lab: Lab) -> 
     path = f"/_matrix/client/v3/join/{urllib.parse.quote(room)}?server_name=" + \
         urllib.parse.quote(lab.a.server_name)
     status, body = bob.call("POST", path, {})
-    assert status == 403, body
-    _log_has(lab.a, r"servership: refused join of " + re.escape(bob.user_id))
+    # A answers make_join exactly as for a room it does not know (404), so B tells bob it
+    # could not join through any server, as it would for a room that does not exist.
+    assert status == 502, (status, body)
+    _log_has(lab.b, r"Failed to make_join via " + re.escape(lab.a.server_name) + r": 404")
+    _log_has(lab.a, r"servership: refused the join of " + re.escape(bob.user_id)
+             + r" to " + re.escape(room) + r" at make_join")
     alice.ok("PUT", f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/state/"
              f"m.server.is_able_to_subscribe/{urllib.parse.quote(lab.b.server_name)}",
              {"is_able_to_subscribe": True})
     status, body = bob.call("POST", path, {})
     assert status == 200, body
+
+
+def test_peekable_is_refused_so_no_room_is_bricked(lab: Lab) -> None:
+    """Issue 12: Synapse accepts `join_rule: peekable` in a standard room version, then refuses
+    every membership change. The module refuses to send it, with a clear error, and the room
+    stays usable."""
+    alice = lab.a.register(_uid("alice"))
+    status, body = alice.call("POST", "/_matrix/client/v3/createRoom", {
+        "preset": "public_chat",
+        "initial_state": [{"type": "m.room.join_rules", "state_key": "",
+                           "content": {"join_rule": "peekable"}}],
+    })
+    assert status == 400 and body["errcode"] == "M_INVALID_PARAM", (status, body)
+    assert "peekable" in body["error"], body
+    room = alice.create_room(preset="public_chat")
+    quoted = urllib.parse.quote(room)
+    status, body = alice.call("PUT", f"/_matrix/client/v3/rooms/{quoted}/state/m.room.join_rules/",
+                              {"join_rule": "peekable"})
+    assert status == 400 and "peekable" in body["error"], (status, body)
+    # Nothing was sent: the join rule is still public, and membership changes still work.
+    rules = alice.ok("GET", f"/_matrix/client/v3/rooms/{quoted}/state/m.room.join_rules/")
+    assert rules == {"join_rule": "public"}, rules
+    alice.ok("PUT", f"/_matrix/client/v3/rooms/{quoted}/state/m.room.member/"
+             f"{urllib.parse.quote(alice.user_id)}", {"membership": "join", "displayname": "A"})
 
 
 def test_admin_audit_classifies_a_departed_peer_and_a_stranger(lab: Lab) -> None:

@@ -129,8 +129,9 @@ def test_registers_endpoints_and_hooks(store: str) -> None:
     }
     assert set(api.web_resources) == {"/_synapse/client/servership/v1/knock",
                                       "/_synapse/client/servership/v1/audit"}
-    assert set(api.third_party) == {"on_new_event", "check_event_allowed"}
-    assert set(api.spam) == {"federated_user_may_invite"}
+    assert set(api.third_party) == {"on_new_event", "check_event_allowed", "on_create_room"}
+    assert set(api.spam) == {"federated_user_may_invite", "check_event_for_spam",
+                             "should_drop_federated_event"}
     assert set(api._hs.edu_handlers) == {"m.server.knock"}
 
 
@@ -148,7 +149,8 @@ def test_stable_paths_and_disabled_features(store: str) -> None:
     ServershipModule(parse({"store_path": store,
                             "discovery": False, "invites": False, "audit": False}), api)
     assert _servlet_paths() == set()
-    assert api.spam == {}
+    # Only the membership hooks, which every configuration needs.
+    assert set(api.spam) == {"check_event_for_spam", "should_drop_federated_event"}
 
 
 # --- with a fake core ----------------------------------------------------------------------
@@ -173,6 +175,7 @@ class FakeCore:
         m(_core, "open_tag_store", lambda path, name: self)
         m(_core, "make_responder", lambda store, *a, **k: self)
         m(_core, "open_knock_store", lambda path, expiry: self)
+        m(_core, "open_limited_knock_store", lambda path, expiry, cap, window: self)
         m(_core, "record_join", self.record_join)
         m(_core, "backfill_tags", lambda s, rooms, now: sum(self.record_join(s, r, now)
                                                              for r in rooms))
@@ -307,7 +310,9 @@ def _real(store: str, api: FakeModuleApi | None = None, **audit: Any) -> tuple[
 
 def test_first_join_queues_one_audit_in_the_store(store: str) -> None:
     module, api = _real(store)
-    assert [d[3] for d in api.looping] == ["servership_audit_queue"]
+    # (the knock purge is the members hooks' own looping call)
+    assert [d[3] for d in api.looping if d[3] != "servership_purge_knocks"] == [
+        "servership_audit_queue"]
     assert asyncio.run(module.record_join("!r:x")) is True
     assert asyncio.run(module.record_join("!r:x")) is False
     queue = _core.open_audit_queue(store)
@@ -570,18 +575,25 @@ def test_a_v2_invite_racing_our_own_v3_handling_is_still_checked(core: FakeCore,
     assert outcomes["racing"].errcode == "M_INVALID_PARAM"
 
 
+CREATE = FakeEvent("m.room.create", "", "@c:b.example", "!g:b.example", {"room_version": "11"})
+
+
 def test_gated_room_join_needs_subscription(core: FakeCore, store: str) -> None:
     module, _ = _module(store, gated_rooms=["!g:b.example"])
     join = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!g:b.example",
                      {"membership": "join"})
-    assert asyncio.run(module.check_event_allowed(join, {})) == (False, None)
+    base = {("m.room.create", ""): CREATE}
+    # Refused exactly as an unknown room is (404), so the room does not reveal itself.
+    with pytest.raises(_compat.SynapseError) as refused:
+        asyncio.run(module.check_event_allowed(join, base))
+    assert refused.value.code == 404
     able = FakeEvent("m.server.is_able_to_subscribe", "a.example", "@mod:b.example",
                      "!g:b.example", {"is_able_to_subscribe": True})
-    state = {("m.server.is_able_to_subscribe", "a.example"): able}
+    state = {**base, ("m.server.is_able_to_subscribe", "a.example"): able}
     assert asyncio.run(module.check_event_allowed(join, state)) == (True, None)
     other = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!open:b.example",
                       {"membership": "join"})
-    assert asyncio.run(module.check_event_allowed(other, {})) == (True, None)
+    assert asyncio.run(module.check_event_allowed(other, base)) == (True, None)
 
 
 def test_gated_room_fails_closed_when_the_check_fails(core: FakeCore, store: str) -> None:
@@ -593,25 +605,44 @@ def test_gated_room_fails_closed_when_the_check_fails(core: FakeCore, store: str
     module, _ = _module(store, gated_rooms=["!g:b.example"])
     join = FakeEvent("m.room.member", "@x:a.example", "@x:a.example", "!g:b.example",
                      {"membership": "join"})
-    assert asyncio.run(module.check_event_allowed(join, {})) == (False, None)
+    with pytest.raises(_compat.SynapseError):
+        asyncio.run(module.check_event_allowed(join, {("m.room.create", ""): CREATE}))
 
 
 def test_remote_pseudouser_join_needs_setting(core: FakeCore, store: str) -> None:
     join = FakeEvent("m.room.member", "@:a.example", "@:a.example", "!r:b.example",
                      {"membership": "join"})
+    state = {("m.room.create", ""): CREATE}
     off, _ = _module(store)
-    assert asyncio.run(off.check_event_allowed(join, {})) == (False, None)
+    with pytest.raises(_compat.SynapseError):
+        asyncio.run(off.check_event_allowed(join, state))
     _compat.unregister_servlet_group()
+    # On: the MSC1777 rule decides (here no user of a.example is in the room).
     on, _ = _module(store, pseudousers=True)
-    assert asyncio.run(on.check_event_allowed(join, {})) == (True, None)
+    with pytest.raises(_compat.SynapseError):
+        asyncio.run(on.check_event_allowed(join, state))
+    bob = FakeEvent("m.room.member", "@bob:a.example", "@bob:a.example", "!r:b.example",
+                    {"membership": "join"})
+    rules = FakeEvent("m.room.join_rules", "", "@c:b.example", "!r:b.example",
+                      {"join_rule": "public"})
+    state.update({("m.room.member", "@bob:a.example"): bob, ("m.room.join_rules", ""): rules})
+    assert asyncio.run(on.check_event_allowed(join, state)) == (True, None)
 
 
-def test_knock_edu_recorded_and_sent(core: FakeCore, store: str) -> None:
-    module, api = _module(store)
+def test_knock_edu_recorded_and_sent(core: FakeCore, store: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    async def current_state(api: Any, room_id: str, types: Any = None) -> list[dict]:
+        return [e.get_dict() for e in (await api.get_room_state(room_id, types)).values()]
+
+    monkeypatch.setattr(_compat, "current_state", current_state)
+    module, api = _module(store, gated_rooms=["!r:b.example"])
+    api.set_room_state("!r:b.example", [CREATE])
     handler = api._hs.edu_handlers["m.server.knock"]
     asyncio.run(handler("a.example", {"room_id": "!r:b.example"}))
     asyncio.run(handler("a.example", {"room_id": 5}))
     asyncio.run(handler("a.example", ["not", "a", "dict"]))
+    # Not gated here, or unknown: dropped, nothing written.
+    asyncio.run(handler("a.example", {"room_id": "!open:b.example"}))
     assert core.knocks == [("!r:b.example", "a.example")]
     module.send_knock("a.example", "!r:a.example")
     assert api._hs.sent_edus == [("a.example", "m.server.knock", {"room_id": "!r:a.example"})]

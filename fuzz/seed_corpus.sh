@@ -232,6 +232,32 @@ seed("membership_decisions", room("x.evil.example", create(), rules("knock"),
 seed("membership_decisions", room("1.2.3.4", create(), rules("private"), acl,
                                   knocks=[0, 8, 16, 0, 1, 2, 3, 4, 0xbf, 0x40, 0x41, 0xc0, 0xc1, 0x43]))
 
+# invite_promotion: byte programs (the target turns them into signed histories; the first byte
+# picks the room version), and the invite_check bodies for its raw-body mode.
+import random
+rng = random.Random(4329)
+for version in range(10):
+    for _ in range(3):
+        seed("invite_promotion", bytes([version, 0, 12]) + bytes(rng.randrange(256) for _ in range(100)))
+# The creator's join, power levels and join rules, properly signed, in the target's encoding:
+# sender, type, [type fields], auth mask, prev, signing.
+seed("invite_promotion", bytes([9, 0, 3,  0, 0, 0, 0, 0, 0, 2,  0, 2, 0, 0, 0, 0, 0, 1, 0, 2,
+                                0, 3, 1, 3, 1, 2]))
+
+# spec_invite: the MSC4329 fixture as a /v2 body (the create event in invite_room_state), and
+# the v1 shape.
+fixtures = os.path.join(vectors, "..", "c", "fixtures")
+with open(os.path.join(fixtures, "invite_v12.json"), "rb") as f:
+    v3 = json.load(f)
+v2 = {"room_version": "12", "event": v3["event"],
+      "invite_room_state": v3["invite_room_state"] + v3["state"]}
+seed("spec_invite", canon(v2))
+seed("spec_invite", canon({**v3["event"], "unsigned": {"invite_room_state": v3["state"]}}))
+# Programs (first byte below 0x20): a signed room of each version with good and bad entries.
+for version in range(12):
+    for shape in ([6, 5, 1, 0, 0, 5, 2], [3, 3, 0, 4, 1, 5, 0], [2, 1, 0, 2, 1, 0, 0]):
+        seed("spec_invite", bytes([1, version] + shape + [0, 5, 1, 5, 2, 0]))
+
 for target, n in sorted(counts.items()):
     print(f"{target}: {n} seeds")
 PY

@@ -471,8 +471,10 @@ void servership_key_ring_free(servership_key_ring *ring);
 //
 // `path_room_id` is the percent-decoded `{roomId}` path segment, `body` the raw request body,
 // `receiving_server` our server name and `origin` the X-Matrix origin. With `keys` (not `NULL`)
-// signatures and content hashes are verified too; with `NULL` the caller verifies them as for
-// any PDU. On failure the status and `servership_last_error_json()` are the Matrix error to send
+// signatures and content hashes are verified too, and `state` events that verify and pass the
+// room's authorization rules are promoted into `invite_room_state`; with `NULL` the caller
+// verifies the invite and create event as for any PDU, and nothing but the create event is
+// promoted (`dropped` says why). On failure the status and `servership_last_error_json()` are the Matrix error to send
 // back (see `docs/invites.md` for the rules and errcodes).
 //
 // # Safety

@@ -158,7 +158,10 @@ fn check_lenient(data: &[u8], strict: Option<&Value>) {
     }
     let Ok(value) = lenient else { return };
     let encoded = value.to_canonical();
-    let again = json::parse_lenient(&encoded).expect("lenient output reads back");
+    let again = match json::parse_lenient(&encoded) {
+        Ok(v) => v,
+        Err(e) => panic!("lenient output does not read back: {}", e.message()),
+    };
     assert_eq!(again, value, "lenient output reads back differently");
     assert_eq!(
         again.to_canonical(),
@@ -712,18 +715,7 @@ fn check_invite_result(
     );
     assert!(EventId::parse(&check.event_id).is_ok());
     assert!(!check.creators.is_empty());
-    for creator in &check.creators {
-        let user = UserId::parse(creator);
-        assert!(user.is_ok(), "creator {creator:?} is not a user ID");
-        if let Ok(user) = user {
-            assert!(
-                check
-                    .creator_servers
-                    .iter()
-                    .any(|s| s == user.server_name().as_str())
-            );
-        }
-    }
+    check_creators(&check.creators, &check.creator_servers);
     // The verified create event comes last, in stripped form.
     let last = check.invite_room_state.last();
     for key in ["type", "state_key", "sender", "content"] {
@@ -735,6 +727,703 @@ fn check_invite_result(
     }
     let encoded = check.to_json().to_canonical();
     assert!(json::parse(&encoded).is_ok());
+}
+
+/// Creators are user IDs by the auth rules' grammar (Synapse's, looser than `ids::UserId` for
+/// `additional_creators`), each once, and their servers (after the first `:`) are listed, each
+/// once.
+fn check_creators(creators: &[String], servers: &[String]) {
+    use servership::auth;
+    assert!(!creators.is_empty());
+    for (i, creator) in creators.iter().enumerate() {
+        assert!(
+            auth::is_valid_user_id(creator),
+            "creator {creator:?} is not a user ID"
+        );
+        assert!(!creators[..i].contains(creator), "creator {creator} twice");
+        let server = auth::server_part(creator).unwrap_or_default();
+        assert!(servers.iter().any(|s| s == server), "{server} not listed");
+    }
+    for (i, s) in servers.iter().enumerate() {
+        assert!(!servers[..i].contains(s), "server {s} twice");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// invite_promotion
+// ---------------------------------------------------------------------------------------------
+
+/// The second server of the promotion histories, whose key the receiver also holds.
+const PROMOTION_OTHER: &str = "beta.example";
+
+fn other_signing_key() -> SigningKey {
+    match SigningKey::from_seed("ed25519:fuzz", &[8; 32]) {
+        Ok(key) => key,
+        Err(e) => panic!("fixed key: {}", e.message()),
+    }
+}
+
+/// Reads the input a byte at a time, then zeros.
+struct Bytes<'a>(std::slice::Iter<'a, u8>);
+
+impl Bytes<'_> {
+    fn next(&mut self) -> u8 {
+        self.0.next().copied().unwrap_or(0)
+    }
+
+    fn pick<'t, T>(&mut self, from: &'t [T]) -> &'t T {
+        let i = usize::from(self.next()) % from.len().max(1);
+        &from[i]
+    }
+}
+
+/// Promotion of `state` events (MSC4329) on histories the input describes, really signed (so the
+/// fuzzer gets past the signatures and reaches the auth rules), or on a raw body when the input
+/// starts with `{` or `!`.
+///
+/// A history: the first byte picks the room version (3-12), then each group of bytes adds one
+/// event: sender (alice or bob of the origin, mallory of another server whose key we hold), type
+/// (member, power levels, join rules, name, topic, a message, third-party invite, aliases),
+/// state key, content (memberships, power levels built from the input, join rules), which earlier
+/// events it names as auth events (and the create event or not), prev_events, and whether it is
+/// signed properly, by a key we do not know, or tampered after signing.
+///
+/// Invariants, with the key ring: the invite passes; every `state` event other than the create is
+/// promoted or dropped, exactly once; the promoted ones were properly signed, there is at most
+/// one per `(type, state_key)`, and each passes an independent check of the spec's "auth against
+/// its auth events": its auth events are the create event or accepted events, `auth::
+/// check_auth_events` allows them and `auth::check_event` allows it against the state they make.
+/// Without keys nothing is promoted.
+pub fn invite_promotion(data: &[u8]) {
+    if matches!(data.first(), Some(b'{' | b'!')) {
+        invite_check(data);
+        return;
+    }
+    use servership::auth::{self, AuthState};
+    use servership::event;
+    use servership::invite::{self, KeyRing};
+    use servership::json::Object;
+    use servership::room_version::RoomVersion;
+
+    let mut b = Bytes(data.iter());
+    let versions: Vec<RoomVersion> = RoomVersion::all()[2..].to_vec();
+    let version = *b.pick(&versions);
+    let v12 = version.room_id_format == servership::room_version::RoomIdFormat::CreateEventHash;
+    let alice = format!("@alice:{INVITE_ORIGIN}");
+    let bob = format!("@bob:{INVITE_ORIGIN}");
+    let mallory = format!("@mallory:{PROMOTION_OTHER}");
+    let carol = format!("@carol:{INVITE_RECEIVER}");
+    let origin_key = signing_key();
+    let other_key = other_signing_key();
+    let obj = |text: String| -> Object {
+        match json::parse_object(text.as_bytes()) {
+            Ok(o) => o,
+            Err(e) => panic!("fixture JSON: {}: {text}", e.message()),
+        }
+    };
+    let sign = |e: &mut Object, server: &str| {
+        let key = if server == INVITE_ORIGIN {
+            &origin_key
+        } else {
+            &other_key
+        };
+        if let Err(e) = event::sign_event(e, server, key, version) {
+            panic!("signing: {}", e.message());
+        }
+    };
+    let id_of = |e: &Object| event::event_id(e, version).unwrap_or_default();
+
+    let mut create = obj(format!(
+        r#"{{"type":"m.room.create","state_key":"","sender":"{alice}","origin_server_ts":1,"depth":1,
+            "prev_events":[],"auth_events":[],"content":{{"room_version":"{}","creator":"{alice}"}}}}"#,
+        version.id
+    ));
+    if b.next() % 4 == 0 && v12 {
+        if let Some(Value::Object(c)) = create.get_mut("content") {
+            c.insert(
+                "additional_creators".into(),
+                Value::Array(vec![bob.as_str().into()]),
+            );
+        }
+    }
+    let room_id = if v12 {
+        String::new()
+    } else {
+        format!("!fuzz:{INVITE_ORIGIN}")
+    };
+    if !v12 {
+        create.insert("room_id".into(), room_id.as_str().into());
+    }
+    sign(&mut create, INVITE_ORIGIN);
+    let create_id = id_of(&create);
+    let room_id = if v12 {
+        format!("!{}", create_id.trim_start_matches('$'))
+    } else {
+        room_id
+    };
+
+    let users = [
+        alice.as_str(),
+        bob.as_str(),
+        mallory.as_str(),
+        carol.as_str(),
+    ];
+    let levels = [
+        Value::Int(0),
+        Value::Int(50),
+        Value::Int(100),
+        Value::Int(-1),
+        "50".into(),
+    ];
+    let mut events: Vec<Object> = Vec::new();
+    // The events' IDs, computed once each (hashing is most of a run's cost).
+    let mut ids: Vec<String> = Vec::new();
+    let mut properly_signed: Vec<String> = Vec::new();
+    let count = usize::from(b.next() % 16);
+    for n in 0..count {
+        let sender = *b.pick(&users[..3]);
+        let kind = *b.pick(&[
+            "m.room.member",
+            "m.room.member",
+            "m.room.power_levels",
+            "m.room.join_rules",
+            "m.room.name",
+            "m.room.topic",
+            "m.room.message",
+            "m.room.third_party_invite",
+            "m.room.aliases",
+        ]);
+        let mut content = Object::new();
+        let state_key: Option<String> = match kind {
+            "m.room.member" => {
+                let target = *b.pick(&users);
+                let membership = *b.pick(&["join", "join", "invite", "leave", "ban", "knock"]);
+                content.insert("membership".into(), membership.into());
+                Some(target.to_owned())
+            }
+            "m.room.power_levels" => {
+                let mut u = Object::new();
+                for user in &users[..3] {
+                    if b.next() % 2 == 1 {
+                        u.insert((*user).to_owned(), b.pick(&levels).clone());
+                    }
+                }
+                content.insert("users".into(), Value::Object(u));
+                for name in ["state_default", "invite", "kick", "ban"] {
+                    if b.next() % 3 == 0 {
+                        content.insert(name.into(), b.pick(&levels).clone());
+                    }
+                }
+                Some(String::new())
+            }
+            "m.room.join_rules" => {
+                let rule = *b.pick(&["public", "invite", "knock", "restricted", "private"]);
+                content.insert("join_rule".into(), rule.into());
+                Some(String::new())
+            }
+            "m.room.message" => {
+                content.insert("body".into(), "hi".into());
+                None
+            }
+            "m.room.aliases" => Some(b.pick(&[INVITE_ORIGIN, PROMOTION_OTHER, ""]).to_string()),
+            _ => {
+                content.insert("x".into(), Value::Int(i64::from(b.next())));
+                Some(b.pick(&["", "", "@alice:alpha.example", "x"]).to_string())
+            }
+        };
+        let mask = b.next();
+        let mut auth: Vec<Value> = Vec::new();
+        if !v12 && mask & 0x80 == 0 || v12 && mask & 0x80 != 0 {
+            auth.push(create_id.as_str().into());
+        }
+        let window = ids.len().saturating_sub(7);
+        for (k, id) in ids.iter().enumerate().skip(window) {
+            if mask & (1 << (k - window)) != 0 {
+                auth.push(id.as_str().into());
+            }
+        }
+        let prev = if n == 0 || b.next() % 4 == 0 {
+            create_id.clone()
+        } else {
+            ids.last().cloned().unwrap_or_else(|| create_id.clone())
+        };
+        let mut e = Object::new();
+        e.insert("type".into(), kind.into());
+        if let Some(k) = state_key {
+            e.insert("state_key".into(), k.into());
+        }
+        e.insert("sender".into(), sender.into());
+        e.insert("room_id".into(), room_id.as_str().into());
+        e.insert("content".into(), Value::Object(content));
+        e.insert("origin_server_ts".into(), Value::Int(2 + n as i64));
+        e.insert("depth".into(), Value::Int(2 + n as i64));
+        e.insert("prev_events".into(), Value::Array(vec![prev.into()]));
+        e.insert("auth_events".into(), Value::Array(auth));
+        let server = if sender == mallory.as_str() {
+            PROMOTION_OTHER
+        } else {
+            INVITE_ORIGIN
+        };
+        match b.next() % 8 {
+            0 => {
+                // Signed by a key we do not hold for that server.
+                let wrong = if server == INVITE_ORIGIN {
+                    &other_key
+                } else {
+                    &origin_key
+                };
+                let _ = event::sign_event(&mut e, server, wrong, version);
+            }
+            1 => {
+                sign(&mut e, server);
+                if let Some(Value::Object(c)) = e.get_mut("content") {
+                    c.insert("tampered".into(), Value::Bool(true));
+                }
+            }
+            _ => {
+                sign(&mut e, server);
+                properly_signed.push(id_of(&e));
+            }
+        }
+        ids.push(id_of(&e));
+        events.push(e);
+    }
+
+    let mut invite = obj(format!(
+        r#"{{"type":"m.room.member","state_key":"{carol}","sender":"{alice}","origin_server_ts":99,"depth":99,
+            "prev_events":["{create_id}"],"auth_events":[],"content":{{"membership":"invite"}},"room_id":"{room_id}"}}"#
+    ));
+    sign(&mut invite, INVITE_ORIGIN);
+    let body = match invite::build_invite_request(&invite, &create, &events, &[]) {
+        Ok(parts) => parts.body,
+        Err(e) => panic!("building the request: {}", e.message()),
+    };
+    let mut ring = KeyRing::new();
+    ring.add(INVITE_ORIGIN, origin_key.verify_key());
+    ring.add(PROMOTION_OTHER, other_key.verify_key());
+
+    let without = match invite::check_invite(&room_id, &body, INVITE_RECEIVER, INVITE_ORIGIN, None)
+    {
+        Ok(c) => c,
+        Err(e) => panic!("a valid invite is refused without keys: {}", e.message()),
+    };
+    assert!(without.promoted.is_empty(), "promoted without keys");
+    let check =
+        match invite::check_invite(&room_id, &body, INVITE_RECEIVER, INVITE_ORIGIN, Some(&ring)) {
+            Ok(c) => c,
+            Err(e) => panic!("a valid invite is refused: {}", e.message()),
+        };
+    // Every state event (state[1..]) once, promoted or dropped.
+    for (i, id) in ids.iter().enumerate() {
+        let place = format!("state[{}]", i + 1);
+        let dropped = check.dropped.iter().filter(|d| d.place == place).count();
+        let promoted = usize::from(check.promoted.contains(id));
+        // Two identical events: the second is dropped as a duplicate.
+        let first = ids.iter().position(|x| x == id) == Some(i);
+        if first {
+            assert_eq!(
+                dropped + promoted,
+                1,
+                "{place} ({id}) is not promoted or dropped once"
+            );
+        } else {
+            assert_eq!(dropped, 1, "{place} (a duplicate) not dropped");
+        }
+        assert_eq!(
+            without.dropped.iter().filter(|d| d.place == place).count(),
+            1,
+            "{place} not dropped without keys"
+        );
+    }
+    let accepted: Vec<&str> = check
+        .promoted
+        .iter()
+        .map(String::as_str)
+        .chain(
+            check
+                .dropped
+                .iter()
+                .filter(|d| d.reason.starts_with("superseded"))
+                .filter_map(|d| d.event_id.as_deref()),
+        )
+        .collect();
+    let by_id = |id: &str| ids.iter().position(|x| x == id).and_then(|i| events.get(i));
+    let mut keys_seen: Vec<(String, String)> = Vec::new();
+    for id in &check.promoted {
+        assert!(
+            properly_signed.contains(id),
+            "{id} is promoted but not properly signed"
+        );
+        let Some(e) = by_id(id) else {
+            panic!("promoted {id} is not a state event of the request")
+        };
+        let key = (
+            e.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            e.get("state_key")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        assert!(!keys_seen.contains(&key), "two promoted events for {key:?}");
+        keys_seen.push(key);
+        // The spec's check against the event's own auth events, as an independent oracle.
+        let mut listed: Vec<(&str, &Object)> = Vec::new();
+        for a in e
+            .get("auth_events")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let a = a.as_str().unwrap_or_default();
+            if a == create_id {
+                listed.push((create_id.as_str(), &create));
+                continue;
+            }
+            assert!(
+                accepted.contains(&a),
+                "{id} names {a}, which was not accepted"
+            );
+            match by_id(a) {
+                Some(ae) => listed.push((a, ae)),
+                None => panic!("{id} names {a}, which is not in state"),
+            }
+        }
+        let d = auth::check_auth_events(e, version, &create_id, &listed);
+        assert!(
+            d.is_allowed(),
+            "{id}: its auth events are refused: {}",
+            d.detail
+        );
+        let mut state = AuthState::new(&create, &create_id, version);
+        for (_, ae) in &listed {
+            state.insert(ae);
+        }
+        let d = auth::check_event(e, &state);
+        assert!(
+            d.is_allowed(),
+            "{id} promoted, but refused against its auth events: {}",
+            d.detail
+        );
+    }
+    check_creators(&check.creators, &check.creator_servers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// spec_invite
+// ---------------------------------------------------------------------------------------------
+
+/// MSC4311 checks (`invite::check_spec_invite`) on the input as a `/v1` and a `/v2` body. The
+/// path is the first line when the input starts with `!` (`!room $event`), otherwise taken from
+/// the body's event (`room_id`, and its computed or `event_id` ID) so the fuzzer reaches the deep
+/// checks. Each endpoint runs without keys and with a key ring holding the fixed key of the
+/// origin.
+///
+/// Invariants: errors carry the documented codes (400/413); anything accepted with keys is
+/// accepted without, with the same answer; an accepted invite has the path's room and event IDs,
+/// a room version of 1–2 on `/v1`, creators by the auth rules' grammar, the create event
+/// last in `invite_room_state` and every entry there in stripped form (`type`, `state_key`,
+/// `sender`, `content` only); no entry of the body that claims to be a PDU of another room (it
+/// has a `room_id` that is not the path's) is ever accepted.
+pub fn spec_invite(data: &[u8]) {
+    use servership::invite::{self, KeyRing, SpecInviteEndpoint};
+    use servership::room_version::RoomVersion;
+
+    if data.first().is_some_and(|&b| b < 0x20) {
+        spec_invite_program(data);
+        return;
+    }
+    let (path_room, path_event, body) = match data.split(|&b| b == b'\n').next() {
+        Some(first) if data.first() == Some(&b'!') => {
+            let line = text(first);
+            let (room, event) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            (
+                room.to_owned(),
+                event.to_owned(),
+                data.get(first.len() + 1..).unwrap_or_default(),
+            )
+        }
+        _ => {
+            let parsed = json::parse_lenient(data).ok();
+            let event = parsed.as_ref().map(|v| v.get("event").unwrap_or(v));
+            let room = event
+                .and_then(|e| e.get("room_id"))
+                .and_then(Value::as_str)
+                .unwrap_or("!fuzz:alpha.example")
+                .to_owned();
+            let version = parsed
+                .as_ref()
+                .and_then(|v| v.get("room_version"))
+                .and_then(Value::as_str)
+                .and_then(|v| RoomVersion::from_id(v).ok())
+                .unwrap_or(RoomVersion::V1);
+            let id = event
+                .and_then(Value::as_object)
+                .and_then(|e| servership::event::event_id(e, version).ok())
+                .unwrap_or_else(|| "$fuzz".into());
+            (room, id, data)
+        }
+    };
+    let mut ring = KeyRing::new();
+    ring.add(INVITE_ORIGIN, signing_key().verify_key());
+    for endpoint in [SpecInviteEndpoint::V1, SpecInviteEndpoint::V2] {
+        let run = |keys: Option<&KeyRing>| {
+            invite::check_spec_invite(
+                endpoint,
+                &path_room,
+                &path_event,
+                body,
+                INVITE_RECEIVER,
+                INVITE_ORIGIN,
+                keys,
+            )
+        };
+        let without = run(None);
+        let with = run(Some(&ring));
+        for (result, keyed) in [(&without, false), (&with, true)] {
+            let check = match result {
+                Ok(c) => c,
+                Err(e) => {
+                    assert!(
+                        matches!(
+                            e.errcode(),
+                            ErrCode::TooLarge
+                                | ErrCode::NotJson
+                                | ErrCode::BadJson
+                                | ErrCode::MissingParam
+                                | ErrCode::InvalidParam
+                                | ErrCode::IncompatibleRoomVersion
+                        ),
+                        "spec invite error with errcode {:?}: {}",
+                        e.errcode(),
+                        e.message()
+                    );
+                    assert!(matches!(e.status(), 400 | 413), "status {}", e.status());
+                    let _ = e.to_json();
+                    continue;
+                }
+            };
+            assert_eq!(check.signatures_checked, keyed);
+            assert_eq!(check.room_id, path_room);
+            assert_eq!(check.event_id, path_event);
+            if endpoint == SpecInviteEndpoint::V1 {
+                assert!(
+                    matches!(check.room_version.id, "1" | "2"),
+                    "v{} on the /v1 endpoint",
+                    check.room_version.id
+                );
+            }
+            check_creators(&check.creators, &check.creator_servers);
+            let last = check.invite_room_state.last();
+            assert_eq!(
+                last.and_then(|v| v.get("type")).and_then(Value::as_str),
+                Some("m.room.create")
+            );
+            for entry in &check.invite_room_state {
+                let o = entry.as_object();
+                assert!(
+                    o.is_some_and(|o| o.len() == 4
+                        && ["type", "state_key", "sender", "content"]
+                            .iter()
+                            .all(|k| o.contains_key(*k))),
+                    "not stripped: {}",
+                    entry.to_canonical_string()
+                );
+            }
+            // No entry of another room got through.
+            let parsed = json::parse_lenient(body).ok();
+            let list = parsed.as_ref().and_then(|v| match endpoint {
+                SpecInviteEndpoint::V1 => {
+                    v.get("unsigned").and_then(|u| u.get("invite_room_state"))
+                }
+                SpecInviteEndpoint::V2 => v.get("invite_room_state"),
+            });
+            for entry in list.and_then(Value::as_array).into_iter().flatten() {
+                if let Some(room) = entry.get("room_id").and_then(Value::as_str) {
+                    assert_eq!(room, path_room, "an entry of room {room} was accepted");
+                }
+            }
+            let _ = check.to_json().to_canonical();
+        }
+        if let Ok(w) = &with {
+            match &without {
+                Ok(wo) => {
+                    assert_eq!(w.event_id, wo.event_id);
+                    assert_eq!(w.invite_room_state, wo.invite_room_state);
+                }
+                Err(e) => panic!("accepted with keys, refused without: {}", e.message()),
+            }
+        }
+    }
+}
+
+/// `spec_invite` on a body the input describes (first byte below 0x20): a real room of a
+/// version the input picks (1–12), its create event and the invite signed with the origin's
+/// fixed key, and up to six more `invite_room_state` entries, each stripped state, a good PDU of
+/// the room, or a bad one (another room's, with `hashes` removed, a `depth` given as a string,
+/// tampered after signing, signed with a key we do not hold). The body then goes through the
+/// raw checks with the path it really has, and an oracle: an invite with only good entries is
+/// accepted with keys; one with a malformed entry or an entry of another room is refused
+/// without keys too; one whose only bad entries are signature or hash faults is refused with
+/// keys and accepted without.
+fn spec_invite_program(data: &[u8]) {
+    use servership::event;
+    use servership::invite::{self, KeyRing, SpecInviteEndpoint};
+    use servership::json::Object;
+    use servership::room_version::{EventIdFormat, RoomIdFormat, RoomVersion};
+
+    let mut b = Bytes(data.get(1..).unwrap_or_default().iter());
+    let version = *b.pick(RoomVersion::all());
+    let opaque = version.event_id_format == EventIdFormat::Opaque;
+    let v12 = version.room_id_format == RoomIdFormat::CreateEventHash;
+    let alice = format!("@alice:{INVITE_ORIGIN}");
+    let key = signing_key();
+    let stranger = other_signing_key();
+    let obj = |text: String| -> Object {
+        match json::parse_object(text.as_bytes()) {
+            Ok(o) => o,
+            Err(e) => panic!("fixture JSON: {}: {text}", e.message()),
+        }
+    };
+    let sign = |e: &mut Object, k: &SigningKey| {
+        if let Err(e) = event::sign_event(e, INVITE_ORIGIN, k, version) {
+            panic!("signing: {}", e.message());
+        }
+    };
+    let mut create = obj(format!(
+        r#"{{"type":"m.room.create","state_key":"","sender":"{alice}","origin_server_ts":1,"depth":1,
+            "prev_events":[],"auth_events":[],"content":{{"room_version":"{}","creator":"{alice}"}}}}"#,
+        version.id
+    ));
+    if !v12 {
+        create.insert("room_id".into(), format!("!fz:{INVITE_ORIGIN}").into());
+    }
+    if opaque {
+        create.insert("event_id".into(), format!("$create:{INVITE_ORIGIN}").into());
+    }
+    sign(&mut create, &key);
+    let create_id = event::event_id(&create, version).unwrap_or_default();
+    let room_id = if v12 {
+        format!("!{}", create_id.trim_start_matches('$'))
+    } else {
+        format!("!fz:{INVITE_ORIGIN}")
+    };
+    let pdu = |kind: &str, n: u8, room: &str| -> Object {
+        let mut e = obj(format!(
+            r#"{{"type":"{kind}","state_key":"","sender":"{alice}","origin_server_ts":2,"depth":2,
+                "prev_events":[],"auth_events":[],"content":{{"n":{n}}},"room_id":"{room}"}}"#
+        ));
+        if opaque {
+            e.insert("event_id".into(), format!("$e{n}:{INVITE_ORIGIN}").into());
+        }
+        e
+    };
+    let mut entries: Vec<Value> = vec![Value::Object(create.clone())];
+    let (mut malformed_or_foreign, mut unsigned_fault) = (false, false);
+    for n in 0..usize::from(b.next() % 7) {
+        let n = u8::try_from(n).unwrap_or(0);
+        let entry = match b.next() % 7 {
+            0 => obj(format!(
+                r#"{{"type":"m.room.topic","state_key":"","sender":"{alice}","content":{{"n":{n}}}}}"#
+            )),
+            1 => {
+                let mut e = pdu("m.room.name", n, "!elsewhere:alpha.example");
+                sign(&mut e, &key);
+                if b.next() % 2 == 0 {
+                    e.remove("hashes");
+                }
+                malformed_or_foreign = true;
+                e
+            }
+            2 => {
+                let mut e = pdu("m.room.name", n, &room_id);
+                e.insert("depth".into(), "2".into());
+                sign(&mut e, &key);
+                malformed_or_foreign = true;
+                e
+            }
+            3 => {
+                let mut e = pdu("m.room.name", n, &room_id);
+                sign(&mut e, &key);
+                if let Some(Value::Object(c)) = e.get_mut("content") {
+                    c.insert("tampered".into(), Value::Bool(true));
+                }
+                unsigned_fault = true;
+                e
+            }
+            4 => {
+                let mut e = pdu("m.room.name", n, &room_id);
+                sign(&mut e, &stranger);
+                unsigned_fault = true;
+                e
+            }
+            _ => {
+                let mut e = pdu("m.room.name", n, &room_id);
+                sign(&mut e, &key);
+                e
+            }
+        };
+        let at = usize::from(b.next()) % (entries.len() + 1);
+        entries.insert(at, Value::Object(entry));
+    }
+    let mut invite = obj(format!(
+        r#"{{"type":"m.room.member","state_key":"@carol:{INVITE_RECEIVER}","sender":"{alice}","origin_server_ts":3,
+            "depth":3,"prev_events":[],"auth_events":[],"content":{{"membership":"invite"}},"room_id":"{room_id}"}}"#
+    ));
+    if opaque {
+        invite.insert("event_id".into(), format!("$invite:{INVITE_ORIGIN}").into());
+    }
+    sign(&mut invite, &key);
+    let event_id = event::event_id(&invite, version).unwrap_or_default();
+    let (endpoint, body) = if opaque && b.next() % 2 == 0 {
+        let mut unsigned = Object::new();
+        unsigned.insert("invite_room_state".into(), Value::Array(entries));
+        let mut e = invite.clone();
+        e.insert("unsigned".into(), Value::Object(unsigned));
+        (SpecInviteEndpoint::V1, Value::Object(e).to_canonical())
+    } else {
+        let mut body = Object::new();
+        body.insert("room_version".into(), version.id.into());
+        body.insert("event".into(), Value::Object(invite));
+        body.insert("invite_room_state".into(), Value::Array(entries));
+        (SpecInviteEndpoint::V2, Value::Object(body).to_canonical())
+    };
+    // The raw invariants, with the real path.
+    let mut raw = format!("{room_id} {event_id}\n").into_bytes();
+    raw.extend_from_slice(&body);
+    spec_invite(&raw);
+    // The oracle.
+    let mut ring = KeyRing::new();
+    ring.add(INVITE_ORIGIN, key.verify_key());
+    let run = |keys: Option<&KeyRing>| {
+        invite::check_spec_invite(
+            endpoint,
+            &room_id,
+            &event_id,
+            &body,
+            INVITE_RECEIVER,
+            INVITE_ORIGIN,
+            keys,
+        )
+    };
+    let (with, without) = (run(Some(&ring)), run(None));
+    if malformed_or_foreign {
+        assert!(
+            without.is_err(),
+            "a malformed or foreign PDU got through without keys"
+        );
+        assert!(with.is_err(), "a malformed or foreign PDU got through");
+    } else if unsigned_fault {
+        assert!(
+            with.is_err(),
+            "a forged or tampered PDU got through with keys"
+        );
+        assert!(without.is_ok(), "refused without keys: {:?}", without.err());
+    } else {
+        assert!(with.is_ok(), "a good invite is refused: {:?}", with.err());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

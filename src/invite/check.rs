@@ -73,7 +73,10 @@ impl InviteCheck {
 /// `path_room_id` is the percent-decoded `{roomId}` path segment, `body` the raw request body,
 /// `receiving_server` our own server name and `origin` the server that signed the request
 /// (from X-Matrix). With `keys`, the signatures and content hashes of the invite and the create
-/// event are verified too; without, the caller verifies them as it does for every PDU.
+/// event are verified too, and `state` events that verify and pass the room's authorization rules
+/// are promoted into `invite_room_state` (docs/invites.md, "What is promoted"); without, the caller
+/// verifies the invite and create event as it does for every PDU, and nothing but the create
+/// event is promoted.
 pub fn check_invite(
     path_room_id: &str,
     body: &[u8],

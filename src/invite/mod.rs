@@ -16,6 +16,9 @@
 //! | `event` or `state` missing | `M_MISSING_PARAM` |
 //! | a member of the wrong type | `M_BAD_JSON` |
 //! | not exactly one `m.room.create` in `state`, or its `state_key` is not `""` | `M_INVALID_PARAM` |
+//! | the create event breaks auth rule 1 ([`crate::auth::check_create`]) | `M_INVALID_PARAM` |
+//! | v12: a PDU names the create event in `auth_events` | `M_INVALID_PARAM` |
+//! | v6+: a number outside canonical JSON (v1–5 allow them, as Synapse does) | `M_BAD_JSON` |
 //! | unknown room version | `M_INCOMPATIBLE_ROOM_VERSION` |
 //! | room version 1 or 2 (use the v2 endpoint) | `M_INCOMPATIBLE_ROOM_VERSION` |
 //! | room IDs of path, invite and create disagree (v12: computed from the create event) | `M_INVALID_PARAM` |
@@ -23,6 +26,10 @@
 //! | with keys: a signature or content hash does not verify | `M_INVALID_PARAM` |
 //!
 //! The event ID in the result is always computed from the event, never taken from the request.
+//!
+//! Promotion of the other `state` events into `invite_room_state` needs keys: each one must
+//! verify and pass the room version's authorization rules ([`crate::auth`]) against the state
+//! built so far; see `docs/invites.md`, "What is promoted".
 
 mod build;
 mod check;

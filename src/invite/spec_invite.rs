@@ -71,7 +71,7 @@ impl SpecInviteCheck {
 /// ours from a user of the origin, and the path's event ID is the event's.
 ///
 /// Spec servers SHOULD reject failures in room version 12 and MAY only warn in 1–11; that choice
-/// is the caller's (the Synapse module's `invites.spec_mode: warn | reject`).
+/// is the caller's (the Synapse module's `invites.mode: warn | reject`).
 pub fn check_spec_invite(
     endpoint: SpecInviteEndpoint,
     path_room_id: &str,

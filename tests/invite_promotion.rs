@@ -667,3 +667,126 @@ fn the_hostile_auth_chain_body_is_linear() {
     // Debug builds are slow; the bound only catches a return to quadratic work.
     assert!(took.as_secs_f64() < 5.0, "took {took:?}");
 }
+
+/// Checks an invite sent by `origin` (not [`ORIGIN`]) for the history's room.
+fn check_from(h: &History, origin: &str, invite: &Object, state: &[&Object]) -> InviteCheck {
+    let body = invite::build_invite_request(
+        invite,
+        &h.create,
+        &state.iter().map(|e| (*e).clone()).collect::<Vec<_>>(),
+        &[],
+    )
+    .unwrap()
+    .body;
+    invite::check_invite(&h.room_id, &body, RECEIVER, origin, Some(&h.ring())).unwrap()
+}
+
+#[test]
+fn creator_servers_are_proven_only_by_the_inviters_own_verified_join() {
+    for v in ["3", "10", "11", "12"] {
+        let mut r = room(v);
+        let invite = r.h.invite(&[&r.join, &r.pl, &r.jr]);
+        let check = r.h.check(&invite, &[&r.join, &r.pl, &r.jr], true);
+        assert_eq!(
+            check.inviter_membership.as_deref(),
+            Some(r.h.id(&r.join).as_str())
+        );
+        assert_eq!(check.proven_creator_servers(), [ORIGIN.to_owned()], "v{v}");
+        let json = check.to_json();
+        assert_eq!(
+            json.get("proven_creator_servers")
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // Without keys the join cannot be verified, so nothing is proven.
+        let unkeyed = r.h.check(&invite, &[&r.join, &r.pl, &r.jr], false);
+        assert_eq!(unkeyed.inviter_membership, None);
+        assert!(unkeyed.proven_creator_servers().is_empty());
+        assert_eq!(unkeyed.creator_servers, [ORIGIN.to_owned()]);
+        assert_eq!(
+            unkeyed.to_json().get("inviter_membership"),
+            Some(&Value::Null)
+        );
+    }
+}
+
+#[test]
+fn a_replayed_create_event_proves_nothing_about_a_server_outside_the_room() {
+    // The replay from issue 11: evil.example sends alice's genuine create event (and even her
+    // genuine join) with an invite of its own to a room it never joined.
+    for v in ["3", "11", "12"] {
+        let mut r = room(v);
+        let invite = r.h.event(
+            MALLORY,
+            "m.room.member",
+            Some(INVITEE),
+            r#"{"membership":"invite"}"#,
+            &[&r.join, &r.pl, &r.jr],
+        );
+        let check = check_from(&r.h, "evil.example", &invite, &[&r.join, &r.pl, &r.jr]);
+        assert_eq!(check.creator_servers, [ORIGIN.to_owned()], "v{v}");
+        assert_eq!(check.inviter_membership, None, "v{v}");
+        assert!(check.proven_creator_servers().is_empty(), "v{v}");
+        let bare = check_from(&r.h, "evil.example", &invite, &[]);
+        assert!(bare.proven_creator_servers().is_empty(), "v{v}");
+    }
+}
+
+#[test]
+fn a_join_the_invite_does_not_name_or_that_was_superseded_proves_nothing() {
+    let mut r = room("12");
+    // The invite names only the power levels and join rules, not alice's join.
+    let invite = r.h.invite(&[&r.pl, &r.jr]);
+    let check = r.h.check(&invite, &[&r.join, &r.pl, &r.jr], true);
+    assert!(check.promoted.contains(&r.h.id(&r.join)));
+    assert_eq!(check.inviter_membership, None);
+
+    // Bob joins and leaves; an invite naming his old join is not proof he is in the room.
+    let mut r = room("12");
+    let jr = r.h.event(
+        ALICE,
+        "m.room.join_rules",
+        Some(""),
+        r#"{"join_rule":"public"}"#,
+        &[&r.join, &r.pl],
+    );
+    let bob_join = r.h.event(
+        BOB,
+        "m.room.member",
+        Some(BOB),
+        r#"{"membership":"join"}"#,
+        &[&r.pl, &jr],
+    );
+    let bob_leave = r.h.event(
+        BOB,
+        "m.room.member",
+        Some(BOB),
+        r#"{"membership":"leave"}"#,
+        &[&r.pl, &bob_join],
+    );
+    let invite = r.h.event(
+        BOB,
+        "m.room.member",
+        Some(INVITEE),
+        r#"{"membership":"invite"}"#,
+        &[&r.pl, &jr, &bob_join],
+    );
+    let check =
+        r.h.check(&invite, &[&r.join, &r.pl, &jr, &bob_join, &bob_leave], true);
+    assert!(
+        check.promoted.contains(&r.h.id(&bob_leave)),
+        "{:?}",
+        check.dropped
+    );
+    assert_eq!(check.inviter_membership, None);
+    // Without the leave, the same join is proof.
+    let check = r.h.check(&invite, &[&r.join, &r.pl, &jr, &bob_join], true);
+    assert_eq!(
+        check.inviter_membership.as_deref(),
+        Some(r.h.id(&bob_join).as_str())
+    );
+}

@@ -716,6 +716,7 @@ fn check_invite_result(
     assert!(EventId::parse(&check.event_id).is_ok());
     assert!(!check.creators.is_empty());
     check_creators(&check.creators, &check.creator_servers);
+    check_inviter_proof(&check);
     // The verified create event comes last, in stripped form.
     let last = check.invite_room_state.last();
     for key in ["type", "state_key", "sender", "content"] {
@@ -747,6 +748,41 @@ fn check_creators(creators: &[String], servers: &[String]) {
     for (i, s) in servers.iter().enumerate() {
         assert!(!servers[..i].contains(s), "server {s} twice");
     }
+}
+
+/// The proof that the origin is in the room: a promoted join of the invite's sender, by the
+/// sender, that the invite's `auth_events` name; creator servers count only with it.
+fn check_inviter_proof(check: &servership::invite::InviteCheck) {
+    let Some(join) = &check.inviter_membership else {
+        assert!(check.proven_creator_servers().is_empty());
+        return;
+    };
+    assert!(check.signatures_checked, "proof without keys");
+    assert!(
+        check.promoted.contains(join),
+        "{join} is proof but was not promoted"
+    );
+    let names = |key: &str| check.event.get(key).and_then(Value::as_str);
+    let sender = names("sender");
+    let auth_events = check.event.get("auth_events").and_then(Value::as_array);
+    assert!(
+        auth_events.is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(join))),
+        "{join} is proof but the invite does not name it"
+    );
+    let joined = check.invite_room_state.iter().any(|e| {
+        e.get("type").and_then(Value::as_str) == Some("m.room.member")
+            && e.get("state_key").and_then(Value::as_str) == sender
+            && e.get("sender").and_then(Value::as_str) == sender
+            && e.get("content")
+                .and_then(|c| c.get("membership"))
+                .and_then(Value::as_str)
+                == Some("join")
+    });
+    assert!(joined, "the inviter's join is not in invite_room_state");
+    assert_eq!(
+        check.proven_creator_servers(),
+        check.creator_servers.as_slice()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1109,6 +1145,7 @@ pub fn invite_promotion(data: &[u8]) {
         );
     }
     check_creators(&check.creators, &check.creator_servers);
+    check_inviter_proof(&check);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -114,8 +114,12 @@ pub extern "C" fn servership_key_ring_free(ring: Option<Box<servership_key_ring>
 /// Checks an MSC4329 invite request (`PUT …/org.matrix.msc4329/invite/{roomId}`, or the `v3`
 /// path) and returns what the receiving server needs as a JSON object:
 /// `{event_id, room_version, room_id, creators, creator_servers, event, invite_room_state,
-/// promoted, dropped, signatures_checked}`. `invite_room_state` is the rewritten stripped state to
-/// store for the invitee (the verified create event last); `event` is the invite to counter-sign.
+/// promoted, dropped, signatures_checked, inviter_membership, proven_creator_servers}`.
+/// `invite_room_state` is the rewritten stripped state to store for the invitee (the verified
+/// create event last); `event` is the invite to counter-sign. `inviter_membership` is the event ID
+/// of the inviter's own verified join that the invite names (`null` without one), and
+/// `proven_creator_servers` is `creator_servers` only when that proof exists: a creator-based
+/// policy reads it, never `creator_servers`.
 ///
 /// `path_room_id` is the percent-decoded `{roomId}` path segment, `body` the raw request body,
 /// `receiving_server` our server name and `origin` the X-Matrix origin. With `keys` (not `NULL`)

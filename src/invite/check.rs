@@ -38,9 +38,26 @@ pub struct InviteCheck {
     pub dropped: Vec<DroppedEvent>,
     /// Whether signatures and content hashes were verified (keys were given).
     pub signatures_checked: bool,
+    /// Proof that the requesting server is in the room: the event ID of the inviter's own
+    /// `join`, promoted from `state` (so verified with keys and allowed by the auth rules, and
+    /// the inviter's current membership in that history) and named by the invite's
+    /// `auth_events`. `None` without keys, or when `state` does not carry such a join.
+    pub inviter_membership: Option<String>,
 }
 
 impl InviteCheck {
+    /// [`InviteCheck::creator_servers`] when [`InviteCheck::inviter_membership`] proves that the
+    /// origin is in the room, else nothing. A creator-based policy ("only rooms created by
+    /// servers I trust") must read this, never `creator_servers`: a genuine create event is
+    /// public, so any server can send one in with an invite to a room it never joined.
+    pub fn proven_creator_servers(&self) -> &[String] {
+        if self.inviter_membership.is_some() {
+            &self.creator_servers
+        } else {
+            &[]
+        }
+    }
+
     /// The result as a JSON object, for logs and for the C and Python layers.
     pub fn to_json(&self) -> Value {
         let mut o = CommonJson {
@@ -55,6 +72,22 @@ impl InviteCheck {
         }
         .to_object();
         o.insert("event".into(), Value::Object(self.event.clone()));
+        o.insert(
+            "inviter_membership".into(),
+            self.inviter_membership
+                .as_deref()
+                .map(Value::from)
+                .unwrap_or(Value::Null),
+        );
+        o.insert(
+            "proven_creator_servers".into(),
+            Value::Array(
+                self.proven_creator_servers()
+                    .iter()
+                    .map(|s| Value::from(s.as_str()))
+                    .collect(),
+            ),
+        );
         o.insert(
             "promoted".into(),
             Value::Array(
@@ -183,6 +216,14 @@ pub fn check_invite_with(
         room_id: path_room.as_str(),
         keys,
         invite_room_state,
+        inviter: event.get("sender").and_then(Value::as_str).unwrap_or(""),
+    });
+    // The join must be the one this invite was authorised by, not any join of the inviter.
+    let inviter_membership = rewritten.inviter_join.filter(|join| {
+        event
+            .get("auth_events")
+            .and_then(Value::as_array)
+            .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(join.as_str())))
     });
 
     Ok(InviteCheck {
@@ -197,6 +238,7 @@ pub fn check_invite_with(
         promoted: rewritten.promoted,
         dropped: rewritten.dropped,
         signatures_checked: keys.is_some(),
+        inviter_membership,
     })
 }
 

@@ -77,6 +77,8 @@ pub(crate) struct Rewrite<'a> {
     pub room_id: &'a str,
     pub keys: Option<&'a KeyRing>,
     pub invite_room_state: &'a [Value],
+    /// The invite's sender, whose own membership is looked for among the promoted events.
+    pub inviter: &'a str,
 }
 
 /// The new `invite_room_state` and what happened to each input.
@@ -84,6 +86,9 @@ pub(crate) struct Rewritten {
     pub invite_room_state: Vec<Value>,
     pub promoted: Vec<String>,
     pub dropped: Vec<DroppedEvent>,
+    /// The event ID of the inviter's own `join`, when it was promoted (verified, allowed by the
+    /// auth rules, and the current membership of the inviter in the history `state` gave).
+    pub inviter_join: Option<String>,
 }
 
 /// The reason every `state` event gets when no keys were given.
@@ -193,10 +198,14 @@ pub(crate) fn rewrite(input: Rewrite<'_>) -> Rewritten {
     // 4. Promote what is current, in request order.
     let mut promoted = Vec::new();
     let mut promoted_stripped = Vec::new();
+    let mut inviter_join = None;
     for (c, verdict) in candidates.iter().zip(&verdicts) {
         let place = format!("state[{}]", c.index);
         let reason = match verdict {
             Verdict::Accepted => {
+                if is_join_of(c.pdu, input.inviter) {
+                    inviter_join = Some(c.event_id.clone());
+                }
                 promoted.push(c.event_id.clone());
                 promoted_stripped.push(stripped(c.pdu));
                 continue;
@@ -244,7 +253,20 @@ pub(crate) fn rewrite(input: Rewrite<'_>) -> Rewritten {
         invite_room_state: out,
         promoted,
         dropped,
+        inviter_join,
     }
+}
+
+/// Whether `pdu` is `user`'s own `join`: sent by the user, about the user.
+fn is_join_of(pdu: &Object, user: &str) -> bool {
+    pdu.get("type").and_then(Value::as_str) == Some("m.room.member")
+        && pdu.get("state_key").and_then(Value::as_str) == Some(user)
+        && pdu.get("sender").and_then(Value::as_str) == Some(user)
+        && pdu
+            .get("content")
+            .and_then(|c| c.get("membership"))
+            .and_then(Value::as_str)
+            == Some("join")
 }
 
 /// `state[7]` sorts as 7, anything else after.

@@ -220,6 +220,18 @@ impl PyInviteCheck {
     fn signatures_checked(&self) -> bool {
         self.check.signatures_checked
     }
+    /// The event ID of the inviter's own verified `join` that the invite names in
+    /// `auth_events`: the proof that the origin is in the room. `None` without one.
+    #[getter]
+    fn inviter_membership(&self) -> Option<String> {
+        self.check.inviter_membership.clone()
+    }
+    /// `creator_servers` when `inviter_membership` proves the origin is in the room, else
+    /// empty: what a creator-based policy must read.
+    #[getter]
+    fn proven_creator_servers(&self) -> Vec<String> {
+        self.check.proven_creator_servers().to_vec()
+    }
     /// The whole result as canonical JSON.
     fn to_json<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.check.to_json().to_canonical())

@@ -290,6 +290,10 @@ static void test_check_invite(void) {
               strstr(out, "\"signatures_checked\":true") != NULL &&
               strstr(out, "\"creator_servers\":[\"origin.example\"]") != NULL,
           "result JSON");
+    /* state holds only the create event: nothing proves the origin is in the room. */
+    CHECK(strstr(out, "\"inviter_membership\":null") != NULL &&
+              strstr(out, "\"proven_creator_servers\":[]") != NULL,
+          "creator servers unproven without the inviter's join");
     servership_string_free(out);
     out = SENTINEL;
     CHECK(check(body, body_len, NULL, &out) == SERVERSHIP_OK &&

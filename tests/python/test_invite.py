@@ -93,6 +93,15 @@ def test_valid_invite(version: str) -> None:
     assert as_json["event_id"] == check.event_id
     assert as_json["invite_room_state"] == check.invite_room_state
     assert check.event_id in repr(check) and "signatures_checked=True" in repr(check)
+    # The body carries only the create event: nothing proves alice's server is in the room.
+    assert check.inviter_membership is None and check.proven_creator_servers == []
+    assert as_json["inviter_membership"] is None and as_json["proven_creator_servers"] == []
+    # With alice's own join in state, which the invite names, it is proven.
+    proven = servership.check_invite(
+        room.room_id, room.body(state=[room.create, room.join]), RECEIVER, ORIGIN, room.keys()
+    )
+    assert proven.inviter_membership == servership.event_id(room.join, version)
+    assert proven.proven_creator_servers == [ORIGIN]
     # The same body as str and as a dict; without keys nothing is verified.
     assert servership.check_invite(room.room_id, body.decode(), RECEIVER, ORIGIN).event_id == (
         check.event_id

@@ -334,6 +334,11 @@ class InviteResult:
     event: dict = field(repr=False)
     #: The create PDU as received (MSC4329 only; its signatures are the caller's to verify).
     create_event: dict = field(default_factory=dict, repr=False)
+    #: The inviter's own verified join that the invite names (MSC4329 with keys only): proof
+    #: that the origin is in the room.
+    inviter_membership: str | None = None
+    #: ``creator_servers`` when that proof exists, else empty: what a creator policy reads.
+    proven_creator_servers: list[str] = field(default_factory=list)
 
 
 def _invite_result(check: Any) -> InviteResult:
@@ -348,6 +353,8 @@ def _invite_result(check: Any) -> InviteResult:
         invite_room_state=[dict(e) for e in check.invite_room_state],
         event=dict(event) if event is not None else {},
         create_event=dict(create) if create is not None else {},
+        inviter_membership=getattr(check, "inviter_membership", None),
+        proven_creator_servers=list(getattr(check, "proven_creator_servers", [])),
     )
 
 

@@ -8,6 +8,11 @@ of issue 12 that used to work.
 - ``make_join`` of a gated room answers as an unknown room does: the room does not reveal itself.
 - One ``/send`` with 100 ``m.server.knock`` EDUs for rooms that do not exist gave 100 rows; now
   none.
+- Joins that reach B in ``/send``, relayed by a resident server (the rogue, once joined): its
+  own pseudouser's join, and another server's user's join into a gated room. Both used to be
+  persisted; both are now dropped.
+- With ``pseudousers: true``, the MSC1777 rule decides: a server with no user in the room cannot
+  put its pseudouser in; once one of its users is joined, it can.
 """
 
 from __future__ import annotations
@@ -28,16 +33,31 @@ import servership
 VERS = "&".join(f"ver={v}" for v in ("10", "11", "12"))
 
 
-@pytest.fixture(scope="module")
-def rogue(lab: Lab) -> Iterator[RogueHomeserver]:
+def _start_rogue(lab: Lab, name: str) -> RogueHomeserver:
     ca, cert, key = lab.certs or (None, None, None)
     assert ca is not None and cert is not None and key is not None
-    mallory = RogueHomeserver("Mallory", cert, key, ca, free_port())
-    mallory.start()
+    rogue = RogueHomeserver(name, cert, key, ca, free_port())
+    rogue.start()
+    return rogue
+
+
+@pytest.fixture(scope="module")
+def rogue(lab: Lab) -> Iterator[RogueHomeserver]:
+    mallory = _start_rogue(lab, "Mallory")
     try:
         yield mallory
     finally:
         mallory.stop()
+
+
+@pytest.fixture(scope="module")
+def second_rogue(lab: Lab) -> Iterator[RogueHomeserver]:
+    """Trudy: a server that never joins, whose joins Mallory relays."""
+    trudy = _start_rogue(lab, "Trudy")
+    try:
+        yield trudy
+    finally:
+        trudy.stop()
 
 
 def _uid(prefix: str) -> str:
@@ -58,6 +78,34 @@ def _eventually(check: Any, timeout: float = 15.0, what: str = "condition") -> A
 def _make_join(rogue: RogueHomeserver, lab: Lab, room_id: str, user: str) -> tuple[int, Any]:
     return rogue.request(lab.b, "GET",
                          f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(user)}?{VERS}")
+
+
+def _relayed_join(signer: RogueHomeserver, template: dict, version: str, as_user: str,
+                  after: str, depth: int) -> dict:
+    """A join of ``as_user`` signed by ``signer``, built on a ``make_join`` template's auth
+    events (a first join names the same ones), after the event ``after``."""
+    event = dict(template)
+    event.update(sender=as_user, state_key=as_user, origin_server_ts=int(time.time() * 1000),
+                 prev_events=[after], depth=depth)
+    if "origin" in event:
+        event["origin"] = signer.server_name
+    return servership.sign_event(event, signer.server_name, signer.signing_key, version)
+
+
+def _join_by_send_join(rogue: RogueHomeserver, lab: Lab, room: str, user: str) -> tuple[dict, str]:
+    """``user`` of the rogue joins B's public ``room`` by make_join and send_join; returns the
+    template and the join's event ID."""
+    status, made = _make_join(rogue, lab, room, user)
+    assert status == 200, made
+    event = dict(made["event"])
+    event.update(sender=user, state_key=user, origin_server_ts=int(time.time() * 1000))
+    signed = servership.sign_event(event, rogue.server_name, rogue.signing_key,
+                                   made["room_version"])
+    event_id = servership.event_id(signed, made["room_version"])
+    status, answer = rogue.request(
+        lab.b, "PUT", f"/_matrix/federation/v2/send_join/{q(room)}/{q(event_id)}", signed)
+    assert status == 200, answer
+    return made, event_id
 
 
 def _send_join(rogue: RogueHomeserver, lab: Lab, room_id: str, template: dict,
@@ -154,3 +202,72 @@ def test_one_send_with_100_knocks_for_unknown_rooms_writes_nothing(
     _eventually(lambda: len(re.findall(pattern, lab.b.log_text())) >= seen + 100,
                 timeout=30, what="100 dropped knocks")
     assert len(store) == before
+
+
+def test_joins_relayed_in_send_by_a_resident_server_are_dropped(
+    lab: Lab, rogue: RogueHomeserver, second_rogue: RogueHomeserver
+) -> None:
+    """Issue 12: joins that reach B through another resident server were never checked. Mallory
+    joins a public room honestly, then relays in /send her own server's pseudouser's join
+    (pseudousers: false on B) and, once the room is gated, the join of a user of Trudy."""
+    bob = lab.b.register(_uid("bob"))
+    room = bob.create_room(preset="public_chat")
+    mallory = rogue.user_id(_uid("mallory"))
+    made, mallory_join = _join_by_send_join(rogue, lab, room, mallory)
+    _eventually(lambda: _members(lab, bob, room).get(mallory) == "join", what="mallory joined")
+    version, depth = made["room_version"], int(made["event"]["depth"]) + 1
+
+    pseudo = f"@:{rogue.server_name}"
+    join = _relayed_join(rogue, made["event"], version, pseudo, mallory_join, depth)
+    status, answer = rogue.send_transaction(lab.b, [join])
+    assert status == 200, answer
+    refused = re.escape(f"servership: refused the join of {pseudo} to {room} at send ")
+    _eventually(lambda: re.search(refused, lab.b.log_text()), what="the pseudouser refused")
+    assert pseudo not in _members(lab, bob, room)
+
+    old_gated = list(lab.b.module_config.get("gated_rooms", []))
+    lab.timings["restart_B_gated_relay"] = lab.b.reconfigure(gated_rooms=old_gated + [room])
+    try:
+        trudy_user = second_rogue.user_id(_uid("trudy"))
+        relayed = _relayed_join(second_rogue, made["event"], version, trudy_user, mallory_join,
+                                depth)
+        status, answer = rogue.send_transaction(lab.b, [relayed])
+        assert status == 200, answer
+        refused = re.escape(f"servership: refused the join of {trudy_user} to {room} at send ")
+        _eventually(lambda: re.search(refused, lab.b.log_text()), what="trudy's user refused")
+        assert trudy_user not in _members(lab, bob, room)
+    finally:
+        lab.timings["restart_B_ungated_relay"] = lab.b.reconfigure(gated_rooms=old_gated)
+
+
+def test_with_pseudousers_on_the_msc1777_rule_decides(lab: Lab, rogue: RogueHomeserver) -> None:
+    """Issue 12: with pseudousers: true any pseudouser joined any public room; the module never
+    called check_pseudouser_join. Now a server with no user in the room is refused (answered as
+    an unknown room), and one whose user is joined gets in."""
+    bob = lab.b.register(_uid("bob"))
+    room = bob.create_room(preset="public_chat")
+    pseudo = f"@:{rogue.server_name}"
+    mallory = rogue.user_id(_uid("mallory"))
+    lab.timings["restart_B_pseudousers"] = lab.b.reconfigure(pseudousers=True)
+    try:
+        unknown = _unknown_room_answer(rogue, lab, pseudo)
+        _same_as_unknown(_make_join(rogue, lab, room, pseudo), room, unknown)
+        refused = re.escape(f"servership: refused the join of {pseudo} to {room} at make_join")
+        _eventually(lambda: re.search(refused, lab.b.log_text()), what="the MSC1777 refusal")
+        # A hand-built send_join of a template taken for mallory does not get past it either.
+        status, made = _make_join(rogue, lab, room, mallory)
+        assert status == 200, made
+        answer = _send_join(rogue, lab, room, made["event"], made["room_version"], pseudo)
+        _same_as_unknown(answer, room, unknown)
+        assert pseudo not in _members(lab, bob, room)
+
+        # Once mallory is joined, her server's pseudouser may join.
+        _join_by_send_join(rogue, lab, room, mallory)
+        _eventually(lambda: _members(lab, bob, room).get(mallory) == "join", what="mallory")
+        status, made = _make_join(rogue, lab, room, pseudo)
+        assert status == 200, made
+        status, answer = _send_join(rogue, lab, room, made["event"], made["room_version"], pseudo)
+        assert status == 200, answer
+        _eventually(lambda: _members(lab, bob, room).get(pseudo) == "join", what="pseudouser")
+    finally:
+        lab.timings["restart_B_pseudousers_off"] = lab.b.reconfigure(pseudousers=False)

@@ -553,6 +553,35 @@ def rust_rows(table: Table, args) -> None:
     if found:
         RESULTS["rust_index_bytes_per_tag"] = float(found.group(1))
 
+    # The MSC4329 check with keys, where promotion runs the auth rules on every state event, and
+    # the hostile body of issue 11 against an honest history, per byte (benches/invite.rs).
+    out = subprocess.run(["cargo", "bench", "--bench", "invite", *quick],
+                         cwd=ROOT, capture_output=True, text=True)
+    sys.stdout.write(out.stdout[-2000:])
+    sizes = {m.group(1): int(m.group(2)) for m in
+             re.finditer(r"(invite body|honest history|hostile body): (\d+) bytes", out.stdout)}
+    table.section("Rust: MSC4329 check_invite, promotion with the auth rules (criterion)")
+    body = sizes.get("invite body")
+    table.row("check_invite of the v12 body without keys (nothing promoted)",
+              criterion_estimate("invite_check_v12", "without_keys"),
+              note=f"{body} bytes" if body else "")
+    table.row("check_invite of the v12 body with keys (4 events promoted, auth rules run)",
+              criterion_estimate("invite_check_v12", "with_signatures"))
+    for label, bench, key in [("honest history", "honest_733k", "honest history"),
+                              ("hostile body of issue 11", "hostile_878k", "hostile body")]:
+        timing = criterion_estimate("invite_state_per_byte", bench)
+        size = sizes.get(key)
+        if timing is not None and size:
+            per_byte = Timing([t / size for t in (timing.median, timing.min, timing.max)])
+            per_byte.median = timing.median / size
+            table.row(f"check_invite with keys, {label}, per byte", per_byte,
+                      anchor=None if key == "honest history" else
+                      "check_invite with keys, honest history, per byte",
+                      target="" if key == "honest history" else ">= 1x",
+                      note=f"{size:,} bytes, {size / timing.median * 1e9 / 2**20:.0f} MiB/s")
+        else:
+            table.row(f"check_invite with keys, {label}, per byte", None)
+
 
 # ---------------------------------------------------------------------------------------------
 # Report

@@ -790,3 +790,58 @@ fn a_join_the_invite_does_not_name_or_that_was_superseded_proves_nothing() {
         Some(r.h.id(&bob_join).as_str())
     );
 }
+
+#[test]
+fn an_origin_cannot_prove_itself_in_with_a_join_it_signed_itself() {
+    // evil.example signs a join for its own user in alice's invite-only room, with the genuine
+    // create, power levels and join rules, and names it in its invite: the auth rules refuse
+    // the join (nobody invited mallory), so it is not promoted and proves nothing.
+    for v in ["3", "11", "12"] {
+        let mut r = room(v);
+        let join = r.h.event(
+            MALLORY,
+            "m.room.member",
+            Some(MALLORY),
+            r#"{"membership":"join"}"#,
+            &[&r.pl, &r.jr],
+        );
+        let invite = r.h.event(
+            MALLORY,
+            "m.room.member",
+            Some(INVITEE),
+            r#"{"membership":"invite"}"#,
+            &[&r.pl, &r.jr, &join],
+        );
+        let check = check_from(
+            &r.h,
+            "evil.example",
+            &invite,
+            &[&r.join, &r.pl, &r.jr, &join],
+        );
+        assert!(!check.promoted.contains(&r.h.id(&join)), "v{v}");
+        assert_eq!(check.inviter_membership, None, "v{v}");
+        assert!(check.proven_creator_servers().is_empty(), "v{v}");
+        // Leaving the join rules out does not help: no join rules is not "public".
+        let join = r.h.event(
+            MALLORY,
+            "m.room.member",
+            Some(MALLORY),
+            r#"{"membership":"join"}"#,
+            &[&r.pl],
+        );
+        let invite = r.h.event(
+            MALLORY,
+            "m.room.member",
+            Some(INVITEE),
+            r#"{"membership":"invite"}"#,
+            &[&r.pl, &join],
+        );
+        let check = check_from(&r.h, "evil.example", &invite, &[&r.join, &r.pl, &join]);
+        let why = reason(&check, &r.h.id(&join));
+        assert!(
+            !why.contains("not in state"),
+            "v{v}: dropped for the wrong reason: {why}"
+        );
+        assert_eq!(check.inviter_membership, None, "v{v}");
+    }
+}

@@ -17,7 +17,11 @@ type Check = fn(&[u8]);
 /// docs/fuzzing.md), through the target's checks: what the fuzzer once reached stays covered.
 #[test]
 fn committed_minimised_corpora_replay() {
-    let targets: [(&str, Check); 6] = [
+    let targets: [(&str, Check); 10] = [
+        ("json_parse", checks::json_parse),
+        ("event_id", checks::event_id),
+        ("x_matrix_header", checks::x_matrix_header),
+        ("invite_check", checks::invite_check),
         ("audit_response", checks::audit_response),
         ("discover_common_rooms", checks::discover_common_rooms),
         ("s2s_negotiation", checks::s2s_negotiation),
@@ -268,4 +272,20 @@ fn decision_details_quote_hostile_state_shortened() {
         )
     );
     checks::membership_decisions(input.as_bytes());
+}
+
+/// `identifiers`, 600 s run for issues 11 and 12 (after 200,033 inputs): `ids::quote` cut a
+/// hostile value to 80 characters *before* escaping, so 80 DEL characters became 480 bytes
+/// (`\u{7f}` each); a user ID quoted whole, then its server name, then its IPv6 literal, gave a
+/// 1,501-byte message. Now the cut is after escaping.
+#[test]
+fn identifier_errors_quote_escaped_values_shortened() {
+    let mut input = b":[".to_vec();
+    input.extend([0x7f; 97]);
+    input.extend(b"]:[]");
+    checks::identifiers(&input);
+    let user = format!("@:[{}]:[]", "\u{7f}".repeat(97));
+    let error = servership::ids::UserId::parse(&user).unwrap_err();
+    assert!(error.message().len() < 600, "{}", error.message().len());
+    assert!(error.message().contains(r"\u{7f}"), "{}", error.message());
 }

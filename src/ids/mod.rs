@@ -68,12 +68,18 @@ pub const MAX_ID_BYTES: usize = 255;
 const QUOTE_CHARS: usize = 80;
 
 /// Quotes a (possibly hostile) value for an error message: Rust string escaping (so NUL and
-/// control characters are visible), shortened to [`QUOTE_CHARS`] characters.
+/// control characters are visible), shortened to about [`QUOTE_CHARS`] characters *after*
+/// escaping. Counting before escaping let 80 control characters become 480 bytes (`\u{7f}`
+/// each), and a message that quotes three parts of one identifier grow past 1,400 bytes.
 pub(crate) fn quote(value: &str) -> String {
-    match value.char_indices().nth(QUOTE_CHARS) {
-        Some((cut, _)) => format!("{:?}…", &value[..cut]),
-        None => format!("{value:?}"),
+    let mut shown = 0;
+    for (at, c) in value.char_indices() {
+        shown += c.escape_debug().count();
+        if shown > QUOTE_CHARS {
+            return format!("{:?}…", &value[..at]);
+        }
     }
+    format!("{value:?}")
 }
 
 /// The `M_INVALID_PARAM` error for `value` not being a valid `what`, with the reason.

@@ -17,7 +17,8 @@ type Check = fn(&[u8]);
 /// docs/fuzzing.md), through the target's checks: what the fuzzer once reached stays covered.
 #[test]
 fn committed_minimised_corpora_replay() {
-    let targets: [(&str, Check); 11] = [
+    let targets: [(&str, Check); 12] = [
+        ("identifiers", checks::identifiers),
         ("knock_edu", checks::knock_edu),
         ("json_parse", checks::json_parse),
         ("event_id", checks::event_id),

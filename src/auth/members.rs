@@ -61,7 +61,11 @@ pub const VIA_USER: &str = "org.servership.via_user";
 /// Refused without reading further: no create event, two of them, or two auth events for one
 /// `(type, state_key)` ([`ReasonCode::AuthEventsInvalid`]); a create event of another room
 /// version than `version` ([`ReasonCode::UnknownRoomVersion`]).
-pub fn check_members_rules(event: &Object, auth_events: &[&Object], version: RoomVersion) -> Decision {
+pub fn check_members_rules(
+    event: &Object,
+    auth_events: &[&Object],
+    version: RoomVersion,
+) -> Decision {
     let is_create = str_field(event, "type") == Some("m.room.create");
     let mut creates = auth_events
         .iter()
@@ -115,7 +119,11 @@ pub fn check_members_rules(event: &Object, auth_events: &[&Object], version: Roo
             .unwrap_or_else(|| allow("the create event's members flags are well formed"));
     }
     let mut state = AuthState::new(create, "", declared);
-    for auth in auth_events.iter().copied().filter(|e| !std::ptr::eq(*e, create)) {
+    for auth in auth_events
+        .iter()
+        .copied()
+        .filter(|e| !std::ptr::eq(*e, create))
+    {
         let Some((t, k)) = super::key_of(auth) else {
             return Decision::deny(
                 ReasonCode::AuthEventsInvalid,
@@ -151,7 +159,10 @@ pub(crate) fn check_create_additions(create: &Object) -> Option<Decision> {
         None | Some(Value::Bool(_)) => None,
         Some(other) => Some(Decision::deny(
             ReasonCode::CreateEventInvalid,
-            format!("content.{GATED} must be a boolean, not {}", other.type_name()),
+            format!(
+                "content.{GATED} must be a boolean, not {}",
+                other.type_name()
+            ),
         )),
     }
 }
@@ -212,9 +223,13 @@ pub(crate) fn check_additions(event: &Object, state: &AuthState<'_>) -> Decision
         ABLE_TO_SUBSCRIBE => {
             // Rule c.
             let Some(server) = state_key.filter(|k| is_server_name(k)) else {
-                return malformed(format!("{ABLE_TO_SUBSCRIBE} needs a server name as state_key"));
+                return malformed(format!(
+                    "{ABLE_TO_SUBSCRIBE} needs a server name as state_key"
+                ));
             };
-            let content = content_of(event).unwrap_or(&crate::json::Object::new()).clone();
+            let content = content_of(event)
+                .unwrap_or(&crate::json::Object::new())
+                .clone();
             if let Err(e) = parse_able_to_subscribe(&content) {
                 return malformed(e.message().to_owned());
             }
@@ -303,7 +318,9 @@ fn check_join(target: &str, sender: &str, state: &AuthState<'_>, room: &RoomStat
             ReasonCode::AbleToSubscribe,
             format!(
                 "the room is gated and {server} is able to subscribe{}",
-                admitted.map(|d| format!("; {}", d.detail)).unwrap_or_default()
+                admitted
+                    .map(|d| format!("; {}", d.detail))
+                    .unwrap_or_default()
             ),
         );
     }

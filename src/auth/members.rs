@@ -145,6 +145,44 @@ pub fn check_members_rules(
     check_additions(event, &state)
 }
 
+/// [`check_members_rules`] on JSON, for the C and Python bindings: `event` a JSON object,
+/// `auth_events` a JSON array of objects (the auth events plus the create event), `room_version`
+/// an identifier [`RoomVersion::from_id`] knows.
+///
+/// Errors (not decisions): JSON that does not parse (`M_NOT_JSON`, `M_BAD_JSON`), an
+/// `auth_events` that is not an array of objects (`M_BAD_JSON`, naming the index), an unknown
+/// room version (`M_INCOMPATIBLE_ROOM_VERSION`).
+pub fn check_members_rules_json(
+    event: &[u8],
+    auth_events: &[u8],
+    room_version: &str,
+) -> crate::error::Result<Decision> {
+    let version = RoomVersion::from_id(room_version)?;
+    let event = crate::json::parse_object(event).map_err(|e| e.at("event"))?;
+    let list = match crate::json::parse(auth_events).map_err(|e| e.at("auth_events"))? {
+        Value::Array(items) => items,
+        other => {
+            return Err(crate::error::Error::bad_json(format!(
+                "auth_events must be an array, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    let mut objects = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        match item {
+            Value::Object(o) => objects.push(o),
+            other => {
+                return Err(crate::error::Error::bad_json(format!(
+                    "auth_events[{i}] must be an object, not {}",
+                    other.type_name()
+                )));
+            }
+        }
+    }
+    Ok(check_members_rules(&event, &objects, version))
+}
+
 fn no_additions(version: RoomVersion) -> Decision {
     Decision::allow(
         ReasonCode::NoAdditions,

@@ -716,7 +716,7 @@ fn check_invite_result(
     assert!(EventId::parse(&check.event_id).is_ok());
     assert!(!check.creators.is_empty());
     check_creators(&check.creators, &check.creator_servers);
-    check_inviter_proof(&check);
+    check_inviter_proof(check);
     // The verified create event comes last, in stripped form.
     let last = check.invite_room_state.last();
     for key in ["type", "state_key", "sender", "content"] {

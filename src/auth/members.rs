@@ -159,28 +159,32 @@ pub fn check_members_rules_json(
 ) -> crate::error::Result<Decision> {
     let version = RoomVersion::from_id(room_version)?;
     let event = crate::json::parse_object(event).map_err(|e| e.at("event"))?;
-    let list = match crate::json::parse(auth_events).map_err(|e| e.at("auth_events"))? {
-        Value::Array(items) => items,
-        other => {
-            return Err(crate::error::Error::bad_json(format!(
-                "auth_events must be an array, not {}",
-                other.type_name()
-            )));
-        }
-    };
-    let mut objects = Vec::with_capacity(list.len());
-    for (i, item) in list.iter().enumerate() {
-        match item {
-            Value::Object(o) => objects.push(o),
-            other => {
-                return Err(crate::error::Error::bad_json(format!(
-                    "auth_events[{i}] must be an object, not {}",
-                    other.type_name()
-                )));
-            }
-        }
-    }
+    let list = crate::json::parse(auth_events).map_err(|e| e.at("auth_events"))?;
+    let objects = auth_event_objects(&list)?;
     Ok(check_members_rules(&event, &objects, version))
+}
+
+/// The objects of a JSON array of auth events, or `M_BAD_JSON` for anything that is not an array
+/// of objects (naming the index).
+pub fn auth_event_objects(list: &Value) -> crate::error::Result<Vec<&Object>> {
+    let Value::Array(items) = list else {
+        return Err(crate::error::Error::bad_json(format!(
+            "auth_events must be an array, not {}",
+            list.type_name()
+        )));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_object().ok_or_else(|| {
+                crate::error::Error::bad_json(format!(
+                    "auth_events[{i}] must be an object, not {}",
+                    item.type_name()
+                ))
+            })
+        })
+        .collect()
 }
 
 fn no_additions(version: RoomVersion) -> Decision {

@@ -17,13 +17,14 @@ type Check = fn(&[u8]);
 /// docs/fuzzing.md), through the target's checks: what the fuzzer once reached stays covered.
 #[test]
 fn committed_minimised_corpora_replay() {
-    let targets: [(&str, Check); 6] = [
+    let targets: [(&str, Check); 7] = [
         ("audit_response", checks::audit_response),
         ("discover_common_rooms", checks::discover_common_rooms),
         ("s2s_negotiation", checks::s2s_negotiation),
         ("membership_decisions", checks::membership_decisions),
         ("invite_promotion", checks::invite_promotion),
         ("spec_invite", checks::spec_invite),
+        ("members_rules", checks::members_rules),
     ];
     for (target, check) in targets {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -98,3 +98,130 @@ fn every_rule_has_both_verdicts() {
         }
     }
 }
+
+fn obj(text: &str) -> Object {
+    json::parse_object(text.as_bytes()).unwrap()
+}
+
+const X: &str = "org.servership.v12.members.1";
+
+fn create_x() -> Object {
+    obj(&format!(
+        r#"{{"type":"m.room.create","state_key":"","sender":"@alice:a.example","content":{{"room_version":"{X}","org.servership.gated":true}},"prev_events":[]}}"#
+    ))
+}
+
+/// Hostile sizes: a 60 KiB sender and state key, thousands of auth events, deep content. The
+/// answer stays a decision with a short detail, and comes quickly.
+#[test]
+fn huge_and_deep_events_are_decided_with_short_details() {
+    let long = "x".repeat(60_000);
+    let create = create_x();
+    let grant = obj(&format!(
+        r#"{{"type":"m.server.is_able_to_subscribe","state_key":"b.example","sender":"@{long}:a.example","content":{{"is_able_to_subscribe":true}}}}"#
+    ));
+    let d = check_members_rules(&grant, &[&create], RoomVersion::SERVERSHIP_MEMBERS_1);
+    assert!(!d.is_allowed(), "{}", d.detail);
+    assert!(d.detail.len() < 1000, "{} bytes", d.detail.len());
+
+    let join = obj(&format!(
+        r#"{{"type":"m.room.member","state_key":"@{long}:b.example","sender":"@{long}:b.example","content":{{"membership":"join"}}}}"#
+    ));
+    let d = check_members_rules(&join, &[&create], RoomVersion::SERVERSHIP_MEMBERS_1);
+    assert!(!d.is_allowed());
+    assert!(d.detail.len() < 1000, "{} bytes", d.detail.len());
+
+    // 20,000 distinct auth events the selection does not name: read past, not refused.
+    let many: Vec<Object> = (0..20_000)
+        .map(|i| {
+            obj(&format!(
+                r#"{{"type":"m.room.member","state_key":"@u{i}:b.example","sender":"@u{i}:b.example","content":{{"membership":"join"}}}}"#
+            ))
+        })
+        .collect();
+    let bob = obj(
+        r#"{"type":"m.room.member","state_key":"@bob:b.example","sender":"@bob:b.example","content":{"membership":"join"}}"#,
+    );
+    let mut refs: Vec<&Object> = vec![&create];
+    refs.extend(many.iter());
+    let start = std::time::Instant::now();
+    let d = check_members_rules(&bob, &refs, RoomVersion::SERVERSHIP_MEMBERS_1);
+    assert_eq!(d.reason.as_str(), "not_able_to_subscribe", "{}", d.detail);
+    assert!(start.elapsed().as_secs() < 5);
+
+    // Content nested as deep as the parser allows.
+    let depth = json::MAX_DEPTH - 3;
+    let deep = format!(
+        r#"{{"type":"m.room.member","state_key":"@bob:b.example","sender":"@bob:b.example","content":{{"membership":"join","x":{}{}}}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let deep = obj(&deep);
+    let d = check_members_rules(&deep, &[&create], RoomVersion::SERVERSHIP_MEMBERS_1);
+    assert_eq!(d.reason.as_str(), "not_able_to_subscribe");
+}
+
+/// The attacks of docs/protocol.md's rules, each refused, in one place.
+#[test]
+fn attacks_on_the_rules_are_refused() {
+    let create = create_x();
+    let grant_b = obj(
+        r#"{"type":"m.server.is_able_to_subscribe","state_key":"b.example","sender":"@alice:a.example","content":{"is_able_to_subscribe":true}}"#,
+    );
+    let rules = obj(
+        r#"{"type":"m.room.join_rules","state_key":"","sender":"@alice:a.example","content":{"join_rule":"peekable"}}"#,
+    );
+    let v = RoomVersion::SERVERSHIP_MEMBERS_1;
+    let check = |event: &str, auth: &[&Object]| {
+        let mut all = vec![&create];
+        all.extend_from_slice(auth);
+        check_members_rules(&obj(event), &all, v)
+    };
+    // c.example's pseudouser joining as b.example's.
+    let d = check(
+        r#"{"type":"m.room.member","state_key":"@:b.example","sender":"@:c.example","content":{"membership":"join"}}"#,
+        &[&rules, &grant_b],
+    );
+    assert_eq!(d.reason.as_str(), "not_sent_by_pseudouser");
+    // Spellings of b.example that b.example's grant must not admit.
+    for user in [
+        "@bob:B.EXAMPLE",
+        "@bob:b.example:8448",
+        "@bob:b.example:443",
+        "@bob:b.example.",
+        "@:B.example",
+    ] {
+        let d = check(
+            &format!(
+                r#"{{"type":"m.room.member","state_key":"{user}","sender":"{user}","content":{{"membership":"join"}}}}"#
+            ),
+            &[&rules, &grant_b],
+        );
+        assert!(!d.is_allowed(), "{user}: {}", d.detail);
+    }
+    // A subscription for b.example while it is not able to, and one sent by a user, not @:.
+    let d = check(
+        r#"{"type":"m.server.subscription","state_key":"b.example","sender":"@:b.example","content":{}}"#,
+        &[],
+    );
+    assert_eq!(d.reason.as_str(), "not_able_to_subscribe");
+    let d = check(
+        r#"{"type":"m.server.subscription","state_key":"b.example","sender":"@bob:b.example","content":{}}"#,
+        &[&grant_b],
+    );
+    assert_eq!(d.reason.as_str(), "not_sent_by_pseudouser");
+    // A grant from a member without power, and with a wrong-typed value.
+    let bob = obj(
+        r#"{"type":"m.room.member","state_key":"@bob:b.example","sender":"@bob:b.example","content":{"membership":"join"}}"#,
+    );
+    let d = check(
+        r#"{"type":"m.server.is_able_to_subscribe","state_key":"b.example","sender":"@bob:b.example","content":{"is_able_to_subscribe":true}}"#,
+        &[&bob],
+    );
+    assert_eq!(d.reason.as_str(), "insufficient_power");
+    let d = check(
+        r#"{"type":"m.server.is_able_to_subscribe","state_key":"b.example","sender":"@alice:a.example","content":{"is_able_to_subscribe":1}}"#,
+        &[],
+    );
+    assert_eq!(d.reason.as_str(), "malformed_event");
+}

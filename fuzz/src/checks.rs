@@ -3967,6 +3967,13 @@ pub fn members_rules(data: &[u8]) {
         d.detail
     );
     assert_ne!(d.verdict, Verdict::Pending);
+    // Details quote hostile values shortened: a log line, never a copy of a 64 KiB event.
+    assert!(
+        d.detail.len() <= 2048,
+        "detail of {} bytes: {:.200}",
+        d.detail.len(),
+        d.detail
+    );
     if d.reason == ReasonCode::NoAdditions {
         assert!(d.is_allowed());
     }

@@ -269,13 +269,11 @@ pub(crate) fn check_additions(event: &Object, state: &AuthState<'_>) -> Decision
                     "{ABLE_TO_SUBSCRIBE} needs a server name as state_key"
                 ));
             };
-            let content = content_of(event)
-                .unwrap_or(&crate::json::Object::new())
-                .clone();
-            if let Err(e) = parse_able_to_subscribe(&content) {
+            // content is an object: checked at the top.
+            if let Some(Err(e)) = content_of(event).map(parse_able_to_subscribe) {
                 return malformed(e.message().to_owned());
             }
-            // The v12 rule 9 that c names, read again through the same code: an
+            // The v12 rule 8 that c names, read again through the same code: an
             // `is_able_to_subscribe` from a user without power is refused here too.
             let needed = match send_level(state, event_type, true) {
                 Ok(n) => n,
@@ -288,7 +286,10 @@ pub(crate) fn check_additions(event: &Object, state: &AuthState<'_>) -> Decision
                 }
                 Ok(_) => Decision::allow(
                     ReasonCode::AuthAllowed,
-                    format!("{sender} may say whether {server} is able to subscribe"),
+                    format!(
+                        "{} may say whether {server} is able to subscribe",
+                        crate::decision::shortened(sender)
+                    ),
                 ),
             }
         }

@@ -326,6 +326,9 @@ pub(crate) fn malformed(detail: impl Into<String>) -> Decision {
 pub(crate) fn insufficient(sender: &str, have: Power, needed: i64, what: &str) -> Decision {
     Decision::deny(
         ReasonCode::InsufficientPower,
-        format!("{sender} has power level {have}, {what} needs {needed}"),
+        format!(
+            "{} has power level {have}, {what} needs {needed}",
+            crate::decision::shortened(sender)
+        ),
     )
 }

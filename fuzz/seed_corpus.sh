@@ -258,6 +258,20 @@ for version in range(12):
     for shape in ([6, 5, 1, 0, 0, 5, 2], [3, 3, 0, 4, 1, 5, 0], [2, 1, 0, 2, 1, 0, 0]):
         seed("spec_invite", bytes([1, version] + shape + [0, 5, 1, 5, 2, 0]))
 
+# members_rules: the room version line, the event, then its auth events, one a line; every case of
+# the members room version's vectors, and each again with the version picked by a digit.
+with open(os.path.join(vectors, "auth_members_room_version.json"), encoding="utf-8") as f:
+    members_cases = json.load(f)["cases"]
+for case in members_cases:
+    body = [canon(case["event"])] + [canon(e) for e in case["auth_events"]]
+    seed("members_rules", b"\n".join([case["room_version"].encode()] + body))
+    # "2": version 12 with the marker put on the create event (by the target).
+    auth = json.loads(json.dumps(case["auth_events"]))
+    for e in auth:
+        if e.get("type") == "m.room.create" and e.get("content", {}).get("room_version", "").startswith("org."):
+            e["content"]["room_version"] = "12"
+    seed("members_rules", b"\n".join([b"2", canon(case["event"])] + [canon(e) for e in auth]))
+
 for target, n in sorted(counts.items()):
     print(f"{target}: {n} seeds")
 PY

@@ -228,6 +228,25 @@ servership_status servership_audit_queue_postpone(const servership_audit_queue *
 // `queue` `NULL` or live; `out` a valid `uint64_t *`.
 servership_status servership_audit_queue_finished_since(const servership_audit_queue *queue, int64_t since_ms, uint64_t *out);
 
+// The members rules (rules b–f of `docs/protocol.md`, "The members room version") for one
+// event, to run after the homeserver's own v12 authorization rules (with the join rule
+// `peekable` read as `public` in such rooms). `event_json` is the event; `auth_events_json` a
+// JSON array of its auth events **plus the room's `m.room.create`** (which v12 does not list);
+// `room_version` the room's version as the homeserver knows it (`12` for a v12 room with the
+// marker). `*decision_json_out` receives the decision JSON
+// `{"allowed", "verdict", "reason", "detail"}`: a deny rejects the event whatever v12 said, an
+// allow leaves it to v12. In a room without the members rules the decision is always allow with
+// reason `no_additions`.
+//
+// Fails (no decision) with `SERVERSHIP_NOT_JSON`/`SERVERSHIP_BAD_JSON` for JSON that does not
+// parse or an `auth_events_json` that is not an array of objects, and with
+// `SERVERSHIP_INCOMPATIBLE_ROOM_VERSION` for an unknown `room_version`.
+//
+// # Safety
+// Pointer/length pairs must be readable (or `NULL` with length 0); `decision_json_out` a valid
+// `char **`; `out_len` `NULL` or valid.
+servership_status servership_check_members_rules(const uint8_t *event_json, size_t event_len, const uint8_t *auth_events_json, size_t auth_events_len, const char *room_version, size_t room_version_len, char **decision_json_out, size_t *out_len);
+
 // Frees a string returned by servership (through a `char **out` parameter). `NULL` is a no-op.
 //
 // # Safety

@@ -34,8 +34,8 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ReasonCode {
-    /// `peekable_room`: the join rule is `peekable` (MSC1777). Not produced while no room version
-    /// servership knows defines `peekable` (standard versions refuse every join under it).
+    /// `peekable_room`: the join rule is `peekable` (MSC1777). Produced only in rooms with the
+    /// members rules ([`crate::auth::members`]); standard versions refuse every join under it.
     PeekableRoom,
     /// `server_has_joined_user`: a user of that server is joined to the room.
     ServerHasJoinedUser,
@@ -138,6 +138,11 @@ pub enum ReasonCode {
     InsufficientPower,
     /// `membership_not_allowed`: the membership rules refuse the change.
     MembershipNotAllowed,
+    /// `no_additions`: the room has none of the members rules (a standard version without the
+    /// marker), so [`crate::auth::members`] adds nothing to the version's own rules.
+    NoAdditions,
+    /// `not_sent_by_pseudouser`: the event may be sent only by the server pseudouser it concerns.
+    NotSentByPseudouser,
 }
 
 impl ReasonCode {
@@ -192,6 +197,8 @@ impl ReasonCode {
             ReasonCode::SenderNotJoined => "sender_not_joined",
             ReasonCode::InsufficientPower => "insufficient_power",
             ReasonCode::MembershipNotAllowed => "membership_not_allowed",
+            ReasonCode::NoAdditions => "no_additions",
+            ReasonCode::NotSentByPseudouser => "not_sent_by_pseudouser",
         }
     }
 }

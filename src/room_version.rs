@@ -5,7 +5,9 @@
 //! and room IDs are formed, and whether canonical JSON is strictly enforced. Everything that
 //! depends on the room version asks this table, never the version string.
 //!
-//! Unknown versions (including unstable identifiers such as `org.matrix.hydra.11`) are an explicit
+//! Besides the spec's versions there is one experimental version of servership's own,
+//! [`RoomVersion::SERVERSHIP_MEMBERS_1`] (`docs/protocol.md`, "The members room version").
+//! Other unknown versions (including unstable identifiers such as `org.matrix.hydra.11`) are an explicit
 //! `M_INCOMPATIBLE_ROOM_VERSION` error carrying the version: hashing an event under rules we do not
 //! know would give an ID no other server agrees with.
 
@@ -107,6 +109,11 @@ pub struct AuthRules {
     /// Versions 11+: the creator is the create event's `sender`; `content.creator` is not
     /// required.
     pub implicit_room_creator: bool,
+    /// The experimental version [`RoomVersion::SERVERSHIP_MEMBERS_1`] only: the `peekable` join
+    /// rule, server pseudousers, gated joins and the `m.server.*` events
+    /// ([`crate::auth::members`]). A v12 room can ask for the same rules with a marker in its
+    /// create event ([`crate::auth::members::MARKER`]); this flag is the version's own.
+    pub servership_members: bool,
 }
 
 /// The authorization-rule flags of room version `n` (1–12).
@@ -119,6 +126,7 @@ const fn auth_rules(n: u8) -> AuthRules {
         knock_restricted_join_rule: n >= 10,
         integer_power_levels: n >= 10,
         implicit_room_creator: n >= 11,
+        servership_members: false,
     }
 }
 
@@ -142,6 +150,11 @@ const fn version(
         privileged_creators: false,
     }
 }
+
+/// The key in a v12 create event's content that asks for the members rules of
+/// [`RoomVersion::SERVERSHIP_MEMBERS_1`] without a new version identifier; its value must be that
+/// identifier.
+pub const MEMBERS_MARKER: &str = "org.servership.room_version";
 
 use EventIdFormat::{Base64, Opaque, UrlSafeBase64};
 use RedactionRules as R;
@@ -178,6 +191,21 @@ impl RoomVersion {
         ..version("12", 12, R::V11, UrlSafeBase64, true, true)
     };
 
+    /// The experimental `org.servership.v12.members.1`: room version 12 plus the rules of
+    /// MSC1777 (`peekable`, server pseudousers), MSC4099 (gated joins, `m.server.*` events) and
+    /// MSC3348 (s2s rooms), as `docs/protocol.md` defines them. Everything else (event and room
+    /// ID formats, redaction, creators) is v12's.
+    pub const SERVERSHIP_MEMBERS_1: RoomVersion = RoomVersion {
+        id: "org.servership.v12.members.1",
+        auth: AuthRules {
+            servership_members: true,
+            ..Self::V12.auth
+        },
+        ..Self::V12
+    };
+
+    const EXPERIMENTAL: [RoomVersion; 1] = [Self::SERVERSHIP_MEMBERS_1];
+
     const ALL: [RoomVersion; 12] = [
         Self::V1,
         Self::V2,
@@ -198,11 +226,19 @@ impl RoomVersion {
         &Self::ALL
     }
 
-    /// The rules for a version string. Unknown versions are an `M_INCOMPATIBLE_ROOM_VERSION` error
+    /// The experimental versions servership defines (not in [`RoomVersion::all`], which lists
+    /// the spec's).
+    pub fn experimental() -> &'static [RoomVersion] {
+        &Self::EXPERIMENTAL
+    }
+
+    /// The rules for a version string: one of [`RoomVersion::all`] or
+    /// [`RoomVersion::experimental`]. Unknown versions are an `M_INCOMPATIBLE_ROOM_VERSION` error
     /// carrying the version.
     pub fn from_id(id: &str) -> Result<RoomVersion> {
         Self::ALL
             .iter()
+            .chain(Self::EXPERIMENTAL.iter())
             .find(|v| v.id == id)
             .copied()
             .ok_or_else(|| {
@@ -218,24 +254,50 @@ impl RoomVersion {
     }
 
     /// The rules for the room a create event starts, read from its `content.room_version`
-    /// (see [`create_event_room_version_id`]).
+    /// (see [`create_event_room_version_id`]). A v12 create event whose content carries
+    /// [`MEMBERS_MARKER`] with the value [`RoomVersion::SERVERSHIP_MEMBERS_1`]'s identifier gets
+    /// v12 with [`AuthRules::servership_members`] set: the route for homeservers that cannot
+    /// register a new version identifier (Synapse 1.163, see `docs/protocol.md`). Its `id` stays
+    /// `"12"`, so it is not `==` to [`RoomVersion::V12`].
     pub fn from_create_event(create: &Object) -> Result<RoomVersion> {
-        Self::from_id(create_event_room_version_id(create)?)
+        let version = Self::from_id(create_event_room_version_id(create)?)?;
+        Ok(version.with_marker_of(create))
+    }
+
+    /// `self` with the members rules switched on when `self` is v12 and `create`'s content
+    /// carries the marker exactly (a string equal to the experimental identifier); otherwise
+    /// `self` unchanged.
+    pub fn with_marker_of(self, create: &Object) -> RoomVersion {
+        let marked = create
+            .get("content")
+            .and_then(Value::as_object)
+            .and_then(|c| c.get(MEMBERS_MARKER))
+            .and_then(Value::as_str)
+            == Some(Self::SERVERSHIP_MEMBERS_1.id);
+        if self == Self::V12 && marked {
+            RoomVersion {
+                auth: Self::SERVERSHIP_MEMBERS_1.auth,
+                ..self
+            }
+        } else {
+            self
+        }
     }
 
     /// Whether this version's authorization rules define the join rule `rule`
     /// ([spec](https://spec.matrix.org/v1.16/rooms/v10/#authorization-rules)): `public`, `invite`
-    /// and `private` always, `knock` from v7, `restricted` from v8, `knock_restricted` from v10.
-    /// Under any other rule (MSC1777's `peekable` included, in every standard version) the auth
+    /// and `private` always, `knock` from v7, `restricted` from v8, `knock_restricted` from v10,
+    /// and MSC1777's `peekable` in [`RoomVersion::SERVERSHIP_MEMBERS_1`] only.
+    /// Under any other rule (`peekable` included, in every standard version) the auth
     /// rules refuse every join, even of members and invitees, and `private` refuses every join
     /// too.
     pub fn knows_join_rule(&self, rule: &str) -> bool {
-        let n: u32 = self.id.parse().unwrap_or(0);
         match rule {
             "public" | "invite" | "private" => true,
-            "knock" => n >= 7,
-            "restricted" => n >= 8,
-            "knock_restricted" => n >= 10,
+            "knock" => self.auth.knocking,
+            "restricted" => self.auth.restricted_join_rule,
+            "knock_restricted" => self.auth.knock_restricted_join_rule,
+            "peekable" => self.auth.servership_members,
             _ => false,
         }
     }

@@ -17,7 +17,7 @@ type Check = fn(&[u8]);
 /// docs/fuzzing.md), through the target's checks: what the fuzzer once reached stays covered.
 #[test]
 fn committed_minimised_corpora_replay() {
-    let targets: [(&str, Check); 12] = [
+    let targets: [(&str, Check); 13] = [
         ("identifiers", checks::identifiers),
         ("knock_edu", checks::knock_edu),
         ("json_parse", checks::json_parse),
@@ -30,6 +30,7 @@ fn committed_minimised_corpora_replay() {
         ("membership_decisions", checks::membership_decisions),
         ("invite_promotion", checks::invite_promotion),
         ("spec_invite", checks::spec_invite),
+        ("members_rules", checks::members_rules),
     ];
     for (target, check) in targets {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3879,3 +3879,178 @@ fn knock_store_model(store: &servership::store::KnockStore, ops: &[u8], subject_
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// members_rules
+// ---------------------------------------------------------------------------------------------
+
+/// The members rules (`auth::check_members_rules`, the additions of room version
+/// `org.servership.v12.members.1`). Input: line 1 the room version identifier (a byte `0`–`3`
+/// alone picks the experimental one, `12`, the experimental one with a marker create, or `11`),
+/// line 2 the event, every further line an auth event (lines that are not JSON objects are
+/// skipped).
+///
+/// Invariants: the JSON entry point answers exactly as the object one; the decision is the same
+/// for the auth events in reverse order; `no_additions` is always an allow, and never given for a
+/// room with the rules; with one create event and no duplicate keys, the additions and the whole
+/// room version (`check_event`) agree (an addition's deny is the version's deny, the version's
+/// allow is the additions' allow), and the room version allows nothing that the same room as
+/// plain v12 refuses, except a join under `peekable`.
+pub fn members_rules(data: &[u8]) {
+    use servership::auth::{self, AuthState, check_members_rules};
+    use servership::decision::{ReasonCode, Verdict};
+    use servership::room_version::{MEMBERS_MARKER, RoomVersion};
+
+    let mut lines = data.split(|&b| b == b'\n');
+    let first = text(lines.next().unwrap_or_default());
+    let (version_id, marker) = match first.as_str() {
+        "0" => (RoomVersion::SERVERSHIP_MEMBERS_1.id.to_owned(), false),
+        "1" => ("12".to_owned(), false),
+        "2" => ("12".to_owned(), true),
+        "3" => ("11".to_owned(), false),
+        other => (other.to_owned(), false),
+    };
+    let Some(event_line) = lines.next() else {
+        return;
+    };
+    let event = match json::parse_object(event_line) {
+        Ok(e) => e,
+        Err(e) => {
+            assert!(matches!(e.errcode(), ErrCode::NotJson | ErrCode::BadJson));
+            return;
+        }
+    };
+    let mut auth: Vec<servership::Object> =
+        lines.filter_map(|l| json::parse_object(l).ok()).collect();
+    // A marker create on request: the first create among the auth events gets the marker.
+    if marker {
+        if let Some(c) = auth
+            .iter_mut()
+            .find(|e| e.get("type").and_then(Value::as_str) == Some("m.room.create"))
+        {
+            if let Some(Value::Object(content)) = c.get_mut("content") {
+                content.insert(
+                    MEMBERS_MARKER.into(),
+                    Value::from(RoomVersion::SERVERSHIP_MEMBERS_1.id),
+                );
+            }
+        }
+    }
+    let Ok(version) = RoomVersion::from_id(&version_id) else {
+        let e = auth::members::check_members_rules_json(event_line, b"[]", &version_id)
+            .expect_err("an unknown room version is an error");
+        assert_eq!(e.errcode(), ErrCode::IncompatibleRoomVersion);
+        return;
+    };
+    let refs: Vec<&servership::Object> = auth.iter().collect();
+    let d = check_members_rules(&event, &refs, version);
+
+    // The JSON entry point.
+    let list = Value::Array(auth.iter().cloned().map(Value::Object).collect());
+    let via_json = auth::members::check_members_rules_json(
+        &Value::Object(event.clone()).to_canonical(),
+        &list.to_canonical(),
+        &version_id,
+    );
+    match via_json {
+        Ok(j) => assert_eq!((j.verdict, j.reason), (d.verdict, d.reason)),
+        Err(e) => panic!("check_members_rules_json: {}", e.message()),
+    }
+    // Order of the auth events does not matter.
+    let reversed: Vec<&servership::Object> = auth.iter().rev().collect();
+    let r = check_members_rules(&event, &reversed, version);
+    assert_eq!(
+        (r.verdict, r.reason),
+        (d.verdict, d.reason),
+        "{} / {}",
+        r.detail,
+        d.detail
+    );
+    assert_ne!(d.verdict, Verdict::Pending);
+    // Details quote hostile values shortened: a log line, never a copy of a 64 KiB event.
+    assert!(
+        d.detail.len() <= 2048,
+        "detail of {} bytes: {:.200}",
+        d.detail.len(),
+        d.detail
+    );
+    if d.reason == ReasonCode::NoAdditions {
+        assert!(d.is_allowed());
+    }
+
+    // Against the whole room version, when the auth events make a state.
+    if event.get("type").and_then(Value::as_str) == Some("m.room.create") {
+        return;
+    }
+    let creates: Vec<&servership::Object> = auth
+        .iter()
+        .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.create"))
+        .collect();
+    let [create] = creates.as_slice() else {
+        return;
+    };
+    let Ok(declared) = RoomVersion::from_create_event(create) else {
+        return;
+    };
+    if declared.id != version.id {
+        return;
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    for e in &auth {
+        let key = (
+            e.get("type").and_then(Value::as_str),
+            e.get("state_key").and_then(Value::as_str),
+        );
+        if key.0.is_none() || key.1.is_none() || !keys.insert(key) {
+            return;
+        }
+    }
+    let full = |create: &servership::Object, version: RoomVersion| {
+        let mut state = AuthState::new(create, "$create", version);
+        for e in auth
+            .iter()
+            .filter(|e| e.get("type").and_then(Value::as_str) != Some("m.room.create"))
+        {
+            state.insert(e);
+        }
+        auth::check_event(&event, &state).is_allowed()
+    };
+    let members = full(create, version);
+    if declared.auth.servership_members {
+        assert_ne!(d.reason, ReasonCode::NoAdditions);
+        if !d.is_allowed() {
+            assert!(
+                !members,
+                "the additions deny ({}), the room version allows",
+                d.detail
+            );
+        }
+        if members {
+            assert!(d.is_allowed());
+        }
+        // The same room as plain v12.
+        let mut plain = (*create).clone();
+        if let Some(Value::Object(content)) = plain.get_mut("content") {
+            content.remove(MEMBERS_MARKER);
+            content.insert("room_version".into(), Value::from("12"));
+        }
+        if members && !full(&plain, RoomVersion::V12) {
+            let membership = event
+                .get("content")
+                .and_then(|c| c.get("membership"))
+                .and_then(Value::as_str);
+            let rule = auth
+                .iter()
+                .find(|e| e.get("type").and_then(Value::as_str) == Some("m.room.join_rules"))
+                .and_then(|e| e.get("content")?.get("join_rule")?.as_str());
+            assert!(
+                event.get("type").and_then(Value::as_str) == Some("m.room.member")
+                    && membership == Some("join")
+                    && rule == Some("peekable"),
+                "allowed beyond plain v12"
+            );
+        }
+    } else {
+        assert_eq!(d.reason, ReasonCode::NoAdditions);
+    }
+}

@@ -16,6 +16,10 @@ answer with and the ``matrix_error`` body.
 from servership._native import (
     DISCOVER_COMMON_ROOMS_PATH,
     DISCOVER_COMMON_ROOMS_STABLE_PATH,
+    MEMBERS_GATED,
+    MEMBERS_MARKER,
+    MEMBERS_ROOM_VERSION,
+    MEMBERS_VIA_USER,
     INVITE_PATH_UNSTABLE_ALIAS_PREFIX,
     INVITE_PATH_UNSTABLE_PREFIX,
     INVITE_PATH_V3_PREFIX,
@@ -75,6 +79,7 @@ from servership._native import (
     canonicalize,
     check_content_hash,
     check_invite,
+    check_members_rules,
     check_pseudouser_join,
     check_server_user_membership,
     check_spec_invite,
@@ -114,6 +119,10 @@ from servership._native import (
 from servership import discovery, peeking, s2s, subscription  # noqa: E402,F401
 
 __all__ = [
+    "MEMBERS_GATED",
+    "MEMBERS_MARKER",
+    "MEMBERS_ROOM_VERSION",
+    "MEMBERS_VIA_USER",
     "DISCOVER_COMMON_ROOMS_PATH",
     "DISCOVER_COMMON_ROOMS_STABLE_PATH",
     "INVITE_PATH_UNSTABLE_ALIAS_PREFIX",
@@ -175,6 +184,7 @@ __all__ = [
     "canonicalize",
     "check_content_hash",
     "check_invite",
+    "check_members_rules",
     "check_pseudouser_join",
     "check_server_user_membership",
     "check_spec_invite",

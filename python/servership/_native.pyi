@@ -17,9 +17,17 @@ SPEC_INVITE_V1: Final[int]
 SPEC_INVITE_V2: Final[int]
 DISCOVER_COMMON_ROOMS_PATH: Final[str]
 DISCOVER_COMMON_ROOMS_STABLE_PATH: Final[str]
+MEMBERS_ROOM_VERSION: Final[str]
+MEMBERS_MARKER: Final[str]
+MEMBERS_GATED: Final[str]
+MEMBERS_VIA_USER: Final[str]
 
 __all__ = [
     "INVITE_PATH_UNSTABLE_PREFIX",
+    "MEMBERS_GATED",
+    "MEMBERS_MARKER",
+    "MEMBERS_ROOM_VERSION",
+    "MEMBERS_VIA_USER",
     "INVITE_PATH_UNSTABLE_ALIAS_PREFIX",
     "INVITE_PATH_V3_PREFIX",
     "MAX_INVITE_BODY_BYTES",
@@ -58,6 +66,7 @@ __all__ = [
     "ServerAcl",
     "KnockDecision",
     "KnockStore",
+    "check_members_rules",
     "check_pseudouser_join",
     "room_display_name",
     "visible_members",
@@ -582,6 +591,11 @@ class RoomState:
     def __len__(self) -> int: ...
 
 def check_pseudouser_join(state: _State, pseudouser: str) -> Decision: ...
+def check_members_rules(
+    event: Mapping[str, Any] | str | bytes | bytearray,
+    auth_events: Sequence[Mapping[str, Any]] | str | bytes | bytearray,
+    room_version: str,
+) -> Decision: ...
 def room_display_name(state: _State, own_user: str) -> str: ...
 def visible_members(state: _State) -> list[dict[str, Any]]: ...
 

@@ -87,6 +87,12 @@ pub fn check_create(create: &Object, version: RoomVersion) -> Decision {
             Some(_) => return deny("content.additional_creators is not an array"),
         }
     }
+    // The members rules' addition to rule 1 (a v12 create event with the marker too).
+    if version.with_marker_of(create).auth.servership_members {
+        if let Some(refusal) = super::members::check_create_additions(create) {
+            return refusal;
+        }
+    }
     allow("the create event passes rule 1")
 }
 

@@ -122,6 +122,10 @@ pub(crate) fn check_member(
                 // 6.3.6
                 return allow("the room is public");
             }
+            if version.auth.servership_members && join_rule == "peekable" {
+                // Members rule a: peekable behaves as public for joins.
+                return allow("the room is peekable, which admits joins as public does");
+            }
             // 6.3.7
             deny(format!(
                 "the join rule {join_rule:?} does not let {sender} join"

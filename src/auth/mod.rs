@@ -33,10 +33,12 @@
 
 mod create;
 mod member;
+pub mod members;
 mod power_levels;
 mod selection;
 
 pub use create::{check_create, is_valid_user_id};
+pub use members::check_members_rules;
 pub use power_levels::Power;
 pub use selection::{auth_event_keys, check_auth_events};
 
@@ -60,10 +62,11 @@ pub struct AuthState<'a> {
 }
 
 impl<'a> AuthState<'a> {
-    /// A state holding only the create event (whose ID the caller computed).
+    /// A state holding only the create event (whose ID the caller computed). A v12 create event
+    /// with the members marker gives the members rules ([`RoomVersion::with_marker_of`]).
     pub fn new(create: &'a Object, create_event_id: &'a str, version: RoomVersion) -> Self {
         AuthState {
-            version,
+            version: version.with_marker_of(create),
             create,
             create_event_id,
             entries: BTreeMap::new(),
@@ -144,8 +147,17 @@ impl<'a> AuthState<'a> {
 
 /// Checks an event other than `m.room.create` against `state`, the state its auth events make
 /// up (auth rules 4 to the end; rules 2 and 3 are [`check_auth_events`]'s, rule 1 is
-/// [`check_create`]'s).
+/// [`check_create`]'s). In a room with the members rules, an event v12 allows (reading
+/// `peekable` as `public`) must also pass [`members`]'s rules b–f.
 pub fn check_event(event: &Object, state: &AuthState<'_>) -> Decision {
+    let v12 = check_v12_event(event, state);
+    if v12.is_allowed() && state.version.auth.servership_members {
+        return members::check_additions(event, state);
+    }
+    v12
+}
+
+fn check_v12_event(event: &Object, state: &AuthState<'_>) -> Decision {
     let version = state.version;
     let Some(event_type) = str_field(event, "type") else {
         return malformed("the event has no string type");
@@ -314,6 +326,9 @@ pub(crate) fn malformed(detail: impl Into<String>) -> Decision {
 pub(crate) fn insufficient(sender: &str, have: Power, needed: i64, what: &str) -> Decision {
     Decision::deny(
         ReasonCode::InsufficientPower,
-        format!("{sender} has power level {have}, {what} needs {needed}"),
+        format!(
+            "{} has power level {have}, {what} needs {needed}",
+            crate::decision::shortened(sender)
+        ),
     )
 }

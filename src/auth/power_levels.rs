@@ -109,7 +109,8 @@ pub(crate) fn user_level(state: &AuthState<'_>, user_id: &str) -> Result<Power, 
             .map(Power::Level)
             .ok_or_else(|| {
                 malformed(format!(
-                    "power levels: the level of {user_id} is not an integer"
+                    "power levels: the level of {} is not an integer",
+                    crate::decision::shortened(user_id)
                 ))
             }),
     }

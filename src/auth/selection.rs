@@ -15,6 +15,10 @@ fn deny(detail: impl Into<String>) -> Decision {
 /// listed), the power levels, the sender's membership; for `m.room.member` also the target's
 /// membership, the join rules (join, invite, knock), the third-party invite of an invite's
 /// `signed.token`, and the authorising user's membership of a restricted join (v8+).
+/// With the members rules ([`super::members`]) a join also names the joining user's server's
+/// `m.server.is_able_to_subscribe` and, for a pseudouser, the membership of the user its
+/// `content.org.servership.via_user` names; an `m.server.subscription` names its server's
+/// `m.server.is_able_to_subscribe`.
 ///
 /// A selection only names what exists: an event lists the subset of these that the state before
 /// it holds. `m.room.create` itself selects nothing. A member event without a string
@@ -75,6 +79,25 @@ pub fn auth_event_keys(
                 add("m.room.third_party_invite", token);
             }
         }
+        if version.auth.servership_members && membership == "join" {
+            // Members rule d: the joining user's server's is_able_to_subscribe (read only in a
+            // gated room, named in every room with the rules so the selection needs no create
+            // content); rule b: the membership of the user a pseudouser's join names.
+            if let Some(server) = super::server_part(target) {
+                add(crate::subscription::ABLE_TO_SUBSCRIBE, server);
+            }
+            if crate::pseudouser::is_pseudouser(target) {
+                if let Some(v) = content.and_then(|c| c.get(super::members::VIA_USER)) {
+                    let Some(user) = v.as_str() else {
+                        return Err(malformed(format!(
+                            "content.{} must be a string",
+                            super::members::VIA_USER
+                        )));
+                    };
+                    add("m.room.member", user);
+                }
+            }
+        }
         if version.auth.restricted_join_rule && membership == "join" {
             if let Some(v) = content.and_then(|c| c.get("join_authorised_via_users_server")) {
                 let Some(user) = v.as_str() else {
@@ -84,6 +107,12 @@ pub fn auth_event_keys(
                 };
                 add("m.room.member", user);
             }
+        }
+    }
+    if version.auth.servership_members && event_type == crate::subscription::SUBSCRIPTION {
+        // Members rule e reads whether the server in the state key is able to subscribe.
+        if let Some(server) = str_field(event, "state_key") {
+            add(crate::subscription::ABLE_TO_SUBSCRIBE, server);
         }
     }
     Ok(keys)

@@ -24,6 +24,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod audit;
+pub mod auth;
 pub mod boundary;
 pub mod discovery;
 pub mod event;
@@ -41,6 +42,7 @@ pub mod subscription;
 pub mod x_matrix;
 
 pub use audit::*;
+pub use auth::*;
 pub use boundary::*;
 pub use discovery::*;
 pub use event::*;

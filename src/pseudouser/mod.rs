@@ -148,6 +148,9 @@ pub(crate) fn auth_rules_allow_join(
             "the join rule is private: the auth rules refuse every join",
         )),
         ("public", _) => Ok("the room is public".to_owned()),
+        // Only reached in a version that knows `peekable` (the members rules): it admits joins
+        // as `public` does (rule a).
+        ("peekable", _) => Ok("the room is peekable, which admits joins as public does".to_owned()),
         (_, Some("join")) => Ok(format!("{target} is already joined")),
         (_, Some("invite")) => Ok(format!("{target} is invited")),
         (rule, _) => Err(Decision::deny(
@@ -158,8 +161,9 @@ pub(crate) fn auth_rules_allow_join(
 }
 
 /// Whether a pseudouser may join, on the room's current state. Allowed only when both hold:
-/// - **MSC1777**: a (non-pseudo) user of that server is currently joined or invited (the seed's
-///   `peekable` alternative exists in no standard room version, see below);
+/// - **MSC1777**: the join rule is `peekable` (only in a room with the members rules,
+///   [`crate::auth::members`]), or a (non-pseudo) user of that server is currently joined or
+///   invited;
 /// - **the room's own auth rules**, as Synapse applies them: not banned; `m.federate` not false
 ///   unless the server created the room; a join rule the room version knows (`peekable` is known
 ///   to none of versions 1–12, so Synapse refuses every join, even of members, and so does this);
@@ -184,6 +188,13 @@ pub fn check_pseudouser_join(state: &RoomState, pseudouser: &str) -> Decision {
         Ok(why) => why,
         Err(refusal) => return refusal,
     };
+    // `peekable` got past the auth rules only in a version that defines it (MSC1777).
+    if effective_join_rule(state) == Some(JOIN_RULE_PEEKABLE) {
+        return Decision::allow(
+            ReasonCode::PeekableRoom,
+            format!("the join rule is peekable, so {pseudouser} may join"),
+        );
+    }
     let mut invited: Option<&str> = None;
     for (user, membership) in state.memberships() {
         if is_pseudouser(user) || user_server(user) != Some(server) {

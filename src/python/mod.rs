@@ -16,6 +16,7 @@
 //!   `mypy.stubtest` in CI).
 
 mod args;
+mod auth;
 mod convert;
 mod decision;
 mod discovery;
@@ -54,6 +55,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     decision::register(m)?;
     room_state::register(m)?;
     pseudouser::register(m)?;
+    auth::register(m)?;
     s2s::register(m)?;
     subscription::register(m)?;
     store::register(m)?;

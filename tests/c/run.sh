@@ -20,7 +20,7 @@ echo "-- compiling (cc ${CFLAGS[*]})"
 cc "${CFLAGS[@]}" tests/c/header_only.c "${LDFLAGS[@]}" -o "$out/header_only_c"
 g++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" tests/c/header_only.cpp \
     "${LDFLAGS[@]}" -o "$out/header_only_cpp"
-for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c tests/c/hostile_all.c tests/c/audit_flow.c; do
+for src in examples/*.c tests/c/hostile.c tests/c/hostile_invite.c tests/c/discovery_hostile.c tests/c/members_hostile.c tests/c/members_room_version.c tests/c/hostile_all.c tests/c/audit_flow.c; do
     name=$(basename "$src" .c)
     cc "${CFLAGS[@]}" "$src" "${LDFLAGS[@]}" -o "$out/$name"
 done
@@ -110,6 +110,17 @@ echo "${got##*$'\n'}"
 step "members hostile input"
 rm -f "$out/members_hostile.db"*
 run "$out/members_hostile" "$out/members_hostile.db"
+
+step "the members room version's vectors (tests/c/members_room_version.c)"
+got=$(python3 -c '
+import json
+for c in json.load(open("tests/vectors/auth_members_room_version.json"))["cases"]:
+    e = c["expect"]
+    print(c["name"], c["room_version"], json.dumps(c["event"], ensure_ascii=False),
+          json.dumps(c["auth_events"], ensure_ascii=False), e["verdict"], e["reason"], sep="\t")
+' | run "$out/members_room_version")
+[[ "$got" == *"members_room_version: "*" passed, 0 failed"* ]] || fail "members_room_version: $got"
+echo "${got##*$'\n'}"
 
 step "examples/members_flow.c"
 rm -f "$out/members_flow.db"*

@@ -75,11 +75,9 @@ class ServershipModule:
         self._config = config
         self._api = api
         self._server_name: str = api.server_name
-        _compat.check_supported_version(config.allow_untested_synapse)
-        # parse_config cannot see Synapse's own config; check the database clash here.
-        config_mod.parse(
-            {"store_path": config.store_path}, _compat.synapse_database_files(api)
-        )
+        # parse_config checked the Synapse release and the features' internals; it cannot see
+        # Synapse's own config, so the database clash is checked here.
+        config_mod.check_store_path(config.store_path, _compat.synapse_database_files(api))
         # Fail at start-up, not at the first federation request: the core does every check.
         _core.require()
 
@@ -100,6 +98,8 @@ class ServershipModule:
         servlets = self._servlet_classes()
         if servlets:
             _compat.register_servlet_group(servlets)
+        # Synapse freezes what it hands check_event_allowed; some releases then break on v12.
+        _compat.fix_frozen_event_auth_ids()
         api.register_third_party_rules_callbacks(
             on_new_event=self.on_new_event, check_event_allowed=self.check_event_allowed
         )
@@ -118,6 +118,8 @@ class ServershipModule:
         if config.invites.send_msc4329:
             problem = _compat.invite_sending_problem(api)
             if problem is not None:
+                # parse_config looked at Synapse's classes; this looks at this process's
+                # objects, which another module may have replaced.
                 raise _compat.ConfigError(
                     f"servership.invites.send_msc4329 needs Synapse's invite-sending internals "
                     f"as of 1.158 ({problem}); set it to false on this Synapse"

@@ -474,10 +474,18 @@ def register_edu_handler(
     homeserver(api).get_federation_registry().register_edu_handler(edu_type, handler)
 
 
+class CannotSendFederation(RuntimeError):
+    """This process does not send federation traffic (a generic worker)."""
+
+
 def send_edu(api: Any, destination: str, edu_type: str, content: dict) -> None:
     """Queue an EDU for ``destination``. Only the main process or the federation sender can
-    send; elsewhere Synapse raises, and so do we."""
-    sender = homeserver(api).get_federation_sender()
+    send; elsewhere Synapse raises ("Workers cannot send federation traffic"), and we raise
+    :class:`CannotSendFederation`."""
+    try:
+        sender = homeserver(api).get_federation_sender()
+    except Exception as exc:  # noqa: BLE001 - Synapse raises a bare Exception on workers
+        raise CannotSendFederation(str(exc)) from exc
     sender.build_and_send_edu(destination, edu_type, content)
 
 

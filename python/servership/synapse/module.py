@@ -100,9 +100,14 @@ class ServershipModule:
             _compat.register_servlet_group(servlets)
         # Synapse freezes what it hands check_event_allowed; some releases then break on v12.
         _compat.fix_frozen_event_auth_ids()
-        api.register_third_party_rules_callbacks(
-            on_new_event=self.on_new_event, check_event_allowed=self.check_event_allowed
-        )
+        # Only the callbacks this process uses: with on_new_event registered, Synapse loads
+        # the room state of every event it notifies. It records joins (tags for discovery, and
+        # audits, which need discovery), on the background-tasks process only. The membership
+        # checks of check_event_allowed (join rules, make_join) are always on.
+        third_party: dict[str, Callable] = {"check_event_allowed": self.check_event_allowed}
+        if self._background and config.discovery.enabled:
+            third_party["on_new_event"] = self.on_new_event
+        api.register_third_party_rules_callbacks(**third_party)
         if config.invites.enabled:
             api.register_spam_checker_callbacks(
                 federated_user_may_invite=self.federated_user_may_invite
@@ -487,7 +492,16 @@ class ServershipModule:
             raise _compat.matrix_error(400, "destination must be a server name", "M_INVALID_PARAM")
         if destination == self._server_name:
             raise _compat.matrix_error(400, "destination is this server", "M_INVALID_PARAM")
-        self.send_knock(destination, room_id)
+        try:
+            self.send_knock(destination, room_id)
+        except _compat.CannotSendFederation as exc:
+            # A worker reached through a listener the admin API was not routed to.
+            raise _compat.matrix_error(
+                503,
+                f"this process does not send federation traffic ({exc}); send the request to "
+                "the main process (or the federation sender's host)",
+                "M_UNKNOWN",
+            ) from exc
         logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
         return {"sent": True}
 

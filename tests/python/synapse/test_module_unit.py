@@ -63,6 +63,8 @@ def store(tmp_path: Path) -> str:
          "servership.audit.enabled needs discovery.enabled"),
         ({"pseudousers": "on"}, "servership.pseudousers must be true or false"),
         ({"invites": {"send_msc4329": 1}}, "servership.invites.send_msc4329 must be true or false"),
+        ({"allow_untested_synapse": "yes"},
+         "servership.allow_untested_synapse must be true or false"),
         ({"typo": 1}, "servership.typo is not a known setting"),
     ],
 )
@@ -296,6 +298,27 @@ def test_only_the_background_process_records_joins(core: FakeCore, store: str) -
     asyncio.run(module.on_new_event(join, {}))
     assert worker.background == [] and worker.looping == [] and worker.delayed == []
     assert core.tags == {}
+    # Not even registered there: Synapse would load every event's room state for nothing.
+    assert set(worker.third_party) == {"check_event_allowed", "on_create_room"}
+
+
+def test_on_new_event_is_registered_only_where_joins_are_recorded(store: str) -> None:
+    for config, background, registered in (
+        ({}, True, True),
+        ({"audit": True}, True, True),
+        ({"discovery": False}, True, False),  # no tags to record, no audits (they need it)
+        ({}, False, False),
+        ({"discovery": False, "invites": False, "knocks": False}, False, False),
+    ):
+        _compat.unregister_servlet_group()
+        api = FakeModuleApi(background_tasks=background)
+        ServershipModule(parse(dict(config, store_path=store)), api)
+        assert ("on_new_event" in api.third_party) is registered, (config, background)
+        # The membership checks stay whatever else is off.
+        assert {"check_event_allowed", "on_create_room"} <= set(api.third_party)
+        assert {"check_event_for_spam", "should_drop_federated_event"} <= set(api.spam)
+        assert ("federated_user_may_invite" in api.spam) is (config.get("invites") is not False)
+    _compat.unregister_servlet_group()
 
 
 # --- audits, with the real core ------------------------------------------------------------
@@ -694,6 +717,27 @@ def test_admin_knock_validates_and_sends(core: FakeCore, store: str) -> None:
         "@admin:b.example", {"room_id": "!r:a.example", "destination": "a.example"})) == {
         "sent": True}
     assert api._hs.sent_edus == [("a.example", "m.server.knock", {"room_id": "!r:a.example"})]
+
+
+def test_admin_knock_on_a_worker_is_a_clean_error(core: FakeCore, store: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generic worker cannot send federation traffic (Synapse raises a bare Exception): the
+    admin API says so and where to go, instead of a 500."""
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+
+    def no_sender() -> Any:
+        raise Exception("Workers cannot send federation traffic")
+
+    monkeypatch.setattr(api._hs, "get_federation_sender", no_sender)
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_admin_knock(
+            "@admin:b.example", {"room_id": "!r:a.example", "destination": "a.example"}))
+    assert (err.value.code, err.value.errcode) == (503, "M_UNKNOWN")
+    assert "Workers cannot send federation traffic" in err.value.msg
+    assert "main process" in err.value.msg
+    assert api._hs.sent_edus == []
 
 
 def test_admin_audit_answers_with_the_report(store: str) -> None:

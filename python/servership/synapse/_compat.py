@@ -42,16 +42,17 @@ SERVLET_GROUP = "org.servership"
 
 
 def synapse_version() -> tuple[int, int, int]:
-    """The running Synapse's version as a tuple (unknown parts become 0)."""
+    """The running Synapse's version as a tuple: the leading ``X.Y.Z`` of ``__version__``
+    (which carries the git branch and commit when Synapse runs inside a checkout, e.g.
+    ``1.140.0 (b=main,b35a516)``); missing parts are 0, no number at all is ``(0, 0, 0)``."""
+    import re
+
     import synapse
 
-    parts: list[int] = []
-    for piece in str(getattr(synapse, "__version__", "0")).split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    while len(parts) < 3:
-        parts.append(0)
-    return (parts[0], parts[1], parts[2])
+    m = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", str(getattr(synapse, "__version__", "")))
+    if m is None:
+        return (0, 0, 0)
+    return (int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0))
 
 
 def untested_synapse() -> str | None:

@@ -68,7 +68,6 @@ def wlab(tmp_path_factory: pytest.TempPathFactory, lab_logs: list) -> Iterator[W
     lab.prepare()
     a = lab.a
     assert isinstance(a, WorkerHomeserver)
-    lab.module_config = {}
     lab.per_server["A"].update(store_config(a.directory))
     lab.per_server.setdefault("B", {}).update(store_config(lab.b.directory))
     lab_logs.append(lab)

@@ -795,7 +795,7 @@ def test_parse_refuses_a_synapse_outside_the_tested_range(
         store: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import synapse
 
-    for version in ("1.139.9", "1.164.0", "2.0.0", "garbage"):
+    for version in ("1.139.9", "1.164.0", "2.0.0", "garbage", "", "1.139.9 (b=main,1640000)"):
         monkeypatch.setattr(synapse, "__version__", version)
         with pytest.raises(ConfigError, match=r"^servership\.allow_untested_synapse is false "
                            r"and this is Synapse .* outside the tested range "
@@ -804,7 +804,8 @@ def test_parse_refuses_a_synapse_outside_the_tested_range(
         with caplog.at_level("WARNING", logger="servership.synapse"):
             assert parse({"store_path": store, "allow_untested_synapse": True})
         assert "continuing because allow_untested_synapse is set" in caplog.text
-    for version in ("1.140.0", "1.150.0", "1.163.2", "1.163.99rc1"):
+    for version in ("1.140.0", "1.150.0", "1.163.2", "1.163.99rc1",
+                    "1.140.0 (b=synapse-range,b35a516)"):
         monkeypatch.setattr(synapse, "__version__", version)
         assert parse({"store_path": store}).allow_untested_synapse is False
 

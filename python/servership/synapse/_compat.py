@@ -6,8 +6,12 @@ registry and sender, the invite pipeline, the server-notices manager, and two SQ
 Synapse's own tables. All of them are reached from here, so that a Synapse upgrade that moves a
 name breaks exactly one file. See ``docs/synapse-internals.md`` for why each one is needed.
 
-Supported range: ``matrix-synapse >=1.163.2,<1.164`` (tested: 1.163.2). The range is checked
-at start-up: outside it the module refuses to load unless ``allow_untested_synapse: true``.
+Tested range: ``matrix-synapse >=1.140.0,<1.164`` (CI runs the Synapse suite on 1.140.0 and
+1.163.2). Inside it, nothing here asks for a version number: each internal that moved between
+releases is detected (a signature, a method, a flag) and the code takes the path that fits. The
+range itself is checked when the config is parsed (``config.parse``): outside it the module
+refuses to load, with a config error naming ``servership.allow_untested_synapse``, unless that
+is set; a feature whose internals are then missing still refuses by its own key.
 """
 
 from __future__ import annotations
@@ -26,48 +30,39 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("servership.synapse")
 
-#: Lowest tested Synapse release (inclusive).
-SUPPORTED_MIN = (1, 163, 2)
-#: First Synapse release we have not tested (exclusive).
-SUPPORTED_MAX = (1, 164, 0)
-#: The range as a pip requirement, for documentation and error messages.
-SUPPORTED_REQUIREMENT = "matrix-synapse>=1.163.2,<1.164"
+#: Oldest Synapse release the suite runs on (inclusive).
+TESTED_MIN = (1, 140, 0)
+#: First Synapse release the suite has not run on (exclusive).
+TESTED_BELOW = (1, 164, 0)
+#: The range as a pip requirement (pyproject.toml's ``synapse`` extra says the same).
+TESTED_REQUIREMENT = "matrix-synapse>=1.140.0,<1.164"
 
 #: Name of our group in Synapse's table of federation servlet groups.
 SERVLET_GROUP = "org.servership"
 
 
 def synapse_version() -> tuple[int, int, int]:
-    """The running Synapse's version as a tuple (unknown parts become 0)."""
+    """The running Synapse's version as a tuple: the leading ``X.Y.Z`` of ``__version__``
+    (which carries the git branch and commit when Synapse runs inside a checkout, e.g.
+    ``1.140.0 (b=main,b35a516)``); missing parts are 0, no number at all is ``(0, 0, 0)``."""
+    import re
+
     import synapse
 
-    parts: list[int] = []
-    for piece in str(getattr(synapse, "__version__", "0")).split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    while len(parts) < 3:
-        parts.append(0)
-    return (parts[0], parts[1], parts[2])
+    m = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", str(getattr(synapse, "__version__", "")))
+    if m is None:
+        return (0, 0, 0)
+    return (int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0))
 
 
-def check_supported_version(allow_untested: bool) -> None:
-    """Refuse to run on a Synapse whose internals we have not checked."""
+def untested_synapse() -> str | None:
+    """Why the running Synapse is outside the tested range, or None inside it. Only the range
+    is a version check; what the module needs inside it is detected where it is used."""
     version = synapse_version()
-    if SUPPORTED_MIN <= version < SUPPORTED_MAX:
-        return
+    if TESTED_MIN <= version < TESTED_BELOW:
+        return None
     text = ".".join(str(n) for n in version)
-    if allow_untested:
-        logger.warning(
-            "servership: Synapse %s is outside the tested range %s; continuing because "
-            "allow_untested_synapse is set",
-            text,
-            SUPPORTED_REQUIREMENT,
-        )
-        return
-    raise ConfigError(
-        f"servership supports {SUPPORTED_REQUIREMENT}, this is Synapse {text}; "
-        "set servership.allow_untested_synapse: true to try anyway"
-    )
+    return f"this is Synapse {text}, outside the tested range {TESTED_REQUIREMENT}"
 
 
 def homeserver(api: Any) -> Any:
@@ -196,13 +191,24 @@ async def event_signature_problem(api: Any, pdu: dict, room_version_id: str) -> 
     return None
 
 
-def invite_sending_problem(api: Any) -> str | None:
+def invite_sending_problem(api: Any = None) -> str | None:
     """Why this Synapse's invite-sending internals do not fit :func:`send_invites_with`, or
-    None. Checked at start-up, so ``invites.send_msc4329`` fails as a config error instead of
-    failing every remote invite (1.140 and 1.150 have a three-argument ``_do_send_invite`` and
-    no ``get_stripped_room_state_ids_from_event_context``)."""
-    hs = homeserver(api)
-    client = hs.get_federation_client()
+    None. Without ``api`` it looks at Synapse's classes (``config.parse`` does, so that
+    ``invites.send_msc4329`` is refused as a clean config error); with it, at this process's
+    objects (the module does again at start-up). 1.140 and 1.150 have a three-argument
+    ``_do_send_invite`` and no ``get_stripped_room_state_ids_from_event_context``."""
+    if api is None:
+        try:
+            from synapse.federation.federation_client import FederationClient
+            from synapse.storage.databases.main import DataStore
+        except ImportError as exc:
+            return f"Synapse's federation client or store cannot be imported ({exc})"
+        client: Any = FederationClient
+        store: Any = DataStore
+    else:
+        hs = homeserver(api)
+        client = hs.get_federation_client()
+        store = hs.get_datastores().main
     original = getattr(client, "_do_send_invite", None)
     if original is None:
         return "FederationClient._do_send_invite does not exist"
@@ -210,12 +216,69 @@ def invite_sending_problem(api: Any) -> str | None:
         params = list(inspect.signature(original).parameters)
     except (TypeError, ValueError):
         return "FederationClient._do_send_invite has no readable signature"
+    if params and params[0] == "self":
+        params = params[1:]
     if params[:4] != ["destination", "pdu", "context", "room_version"]:
         return f"FederationClient._do_send_invite takes ({', '.join(params)})"
-    store = hs.get_datastores().main
-    if not hasattr(store, "get_stripped_room_state_ids_from_event_context"):
+    if not callable(getattr(store, "get_stripped_room_state_ids_from_event_context", None)):
         return "the store has no get_stripped_room_state_ids_from_event_context"
     return None
+
+
+def _frozen_event_class_problem() -> type | None:
+    """The event class whose ``auth_event_ids()`` fails once Synapse has frozen the event, or
+    None. Before its events moved to Rust, Synapse froze every event it hands to
+    ``check_event_allowed`` (lists become tuples), and its room-version-12 class then added a
+    list to that tuple: every later local event in a v12 room failed with 500 (seen on 1.140:
+    a ``/leave``). Only modules that register ``check_event_allowed`` trigger it."""
+    try:
+        from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+        from synapse.events import make_event_from_dict
+
+        version = KNOWN_ROOM_VERSIONS.get("12")
+        if version is None:
+            return None
+        event = make_event_from_dict(
+            {"type": "m.room.member", "state_key": "@a:b", "sender": "@a:b",
+             "room_id": "!" + "A" * 43, "content": {"membership": "leave"},
+             "auth_events": ["$x"], "prev_events": [], "depth": 2, "origin_server_ts": 0,
+             "hashes": {"sha256": "x"}, "signatures": {}},
+            version,
+        )
+        freeze = getattr(event, "freeze", None)
+        if freeze is None:  # Rust events: nothing is frozen
+            return None
+        freeze()
+        event.auth_event_ids()
+    except TypeError:
+        return type(event)
+    except Exception:  # noqa: BLE001 - a probe that cannot run has found nothing to fix
+        return None
+    return None
+
+
+def fix_frozen_event_auth_ids() -> bool:
+    """Where :func:`_frozen_event_class_problem` finds the bug, make that class's
+    ``auth_event_ids()`` accept a frozen (tuple) ``auth_events``; True if it patched. Process
+    wide and idempotent: called by the module before it registers ``check_event_allowed``."""
+    cls = _frozen_event_class_problem()
+    if cls is None:
+        return False
+    original = cls.auth_event_ids
+
+    def auth_event_ids(self: Any) -> Any:
+        auth = self._dict.get("auth_events")
+        if not isinstance(auth, tuple):
+            return original(self)
+        # What the original computes (the create event's ID implied in v12), on a list.
+        if self.type == "m.room.create" and self.get_state_key() == "":
+            return list(auth)
+        return list(auth) + ["$" + self.room_id[1:]]
+
+    cls.auth_event_ids = auth_event_ids
+    logger.info("servership: patched %s.auth_event_ids for frozen events (Synapse bug in "
+                "room version 12 with check_event_allowed)", cls.__name__)
+    return True
 
 
 #: Most servers whose keys one invite may make us fetch, and key IDs per server.
@@ -412,10 +475,18 @@ def register_edu_handler(
     homeserver(api).get_federation_registry().register_edu_handler(edu_type, handler)
 
 
+class CannotSendFederation(RuntimeError):
+    """This process does not send federation traffic (a generic worker)."""
+
+
 def send_edu(api: Any, destination: str, edu_type: str, content: dict) -> None:
     """Queue an EDU for ``destination``. Only the main process or the federation sender can
-    send; elsewhere Synapse raises, and so do we."""
-    sender = homeserver(api).get_federation_sender()
+    send; elsewhere Synapse raises ("Workers cannot send federation traffic"), and we raise
+    :class:`CannotSendFederation`."""
+    try:
+        sender = homeserver(api).get_federation_sender()
+    except Exception as exc:  # noqa: BLE001 - Synapse raises a bare Exception on workers
+        raise CannotSendFederation(str(exc)) from exc
     sender.build_and_send_edu(destination, edu_type, content)
 
 

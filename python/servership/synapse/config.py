@@ -267,6 +267,9 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
     if audit.enabled and not discovery.enabled:
         raise _err("audit.enabled", "needs discovery.enabled (audits use the same tags)")
 
+    allow_untested = _bool(raw, "", "allow_untested_synapse", False)
+    _check_synapse(allow_untested, invites)
+
     return ServershipConfig(
         store_path=store_path,
         discovery=discovery,
@@ -274,10 +277,44 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         knocks=knocks,
         audit=audit,
         pseudousers=_bool(raw, "", "pseudousers", False),
-        allow_untested_synapse=_bool(raw, "", "allow_untested_synapse", False),
+        allow_untested_synapse=allow_untested,
         denied_servers=denied_servers,
         denied_rooms=denied_rooms,
     )
+
+
+def _check_synapse(allow_untested: bool, invites: InvitesConfig) -> None:
+    """The running Synapse fits: inside the tested range (or ``allow_untested_synapse``), and
+    with the internals of every feature switched on. Here, not in the module's ``__init__``,
+    because Synapse reports a config error from ``parse_config`` as one clean line naming the
+    key, and an exception from ``__init__`` as a traceback."""
+    untested = _compat.untested_synapse()
+    if untested is not None:
+        if not allow_untested:
+            raise _err(
+                "allow_untested_synapse",
+                f"is false and {untested}: use a Synapse in that range, or set "
+                f"{PREFIX}.allow_untested_synapse: true to try this one",
+            )
+        _compat.logger.warning(
+            "servership: %s; continuing because allow_untested_synapse is set "
+            "(features whose Synapse internals are missing still refuse to start)",
+            untested,
+        )
+    if invites.send_msc4329:
+        problem = _compat.invite_sending_problem()
+        if problem is not None:
+            raise _err(
+                "invites.send_msc4329",
+                f"needs Synapse's invite-sending internals as of 1.158, which this Synapse "
+                f"lacks ({problem}); set it to false on this Synapse",
+            )
+
+
+def check_store_path(store_path: str, synapse_db_paths: list[str]) -> str:
+    """``store_path`` checked against Synapse's own database files, which ``parse_config``
+    cannot see (the module calls this from ``__init__``)."""
+    return _store_path({"store_path": store_path}, synapse_db_paths)
 
 
 def _strings(raw: Mapping[str, Any], key: str, ok: Any, what: str) -> tuple[str, ...]:

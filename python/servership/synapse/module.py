@@ -75,11 +75,9 @@ class ServershipModule:
         self._config = config
         self._api = api
         self._server_name: str = api.server_name
-        _compat.check_supported_version(config.allow_untested_synapse)
-        # parse_config cannot see Synapse's own config; check the database clash here.
-        config_mod.parse(
-            {"store_path": config.store_path}, _compat.synapse_database_files(api)
-        )
+        # parse_config checked the Synapse release and the features' internals; it cannot see
+        # Synapse's own config, so the database clash is checked here.
+        config_mod.check_store_path(config.store_path, _compat.synapse_database_files(api))
         # Fail at start-up, not at the first federation request: the core does every check.
         _core.require()
 
@@ -100,9 +98,16 @@ class ServershipModule:
         servlets = self._servlet_classes()
         if servlets:
             _compat.register_servlet_group(servlets)
-        api.register_third_party_rules_callbacks(
-            on_new_event=self.on_new_event, check_event_allowed=self.check_event_allowed
-        )
+        # Synapse freezes what it hands check_event_allowed; some releases then break on v12.
+        _compat.fix_frozen_event_auth_ids()
+        # Only the callbacks this process uses: with on_new_event registered, Synapse loads
+        # the room state of every event it notifies. It records joins (tags for discovery, and
+        # audits, which need discovery), on the background-tasks process only. The membership
+        # checks of check_event_allowed (join rules, make_join) are always on.
+        third_party: dict[str, Callable] = {"check_event_allowed": self.check_event_allowed}
+        if self._background and config.discovery.enabled:
+            third_party["on_new_event"] = self.on_new_event
+        api.register_third_party_rules_callbacks(**third_party)
         if config.invites.enabled:
             api.register_spam_checker_callbacks(
                 federated_user_may_invite=self.federated_user_may_invite
@@ -118,6 +123,8 @@ class ServershipModule:
         if config.invites.send_msc4329:
             problem = _compat.invite_sending_problem(api)
             if problem is not None:
+                # parse_config looked at Synapse's classes; this looks at this process's
+                # objects, which another module may have replaced.
                 raise _compat.ConfigError(
                     f"servership.invites.send_msc4329 needs Synapse's invite-sending internals "
                     f"as of 1.158 ({problem}); set it to false on this Synapse"
@@ -485,7 +492,16 @@ class ServershipModule:
             raise _compat.matrix_error(400, "destination must be a server name", "M_INVALID_PARAM")
         if destination == self._server_name:
             raise _compat.matrix_error(400, "destination is this server", "M_INVALID_PARAM")
-        self.send_knock(destination, room_id)
+        try:
+            self.send_knock(destination, room_id)
+        except _compat.CannotSendFederation as exc:
+            # A worker reached through a listener the admin API was not routed to.
+            raise _compat.matrix_error(
+                503,
+                f"this process does not send federation traffic ({exc}); send the request to "
+                "the main process (or the federation sender's host)",
+                "M_UNKNOWN",
+            ) from exc
         logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
         return {"sent": True}
 

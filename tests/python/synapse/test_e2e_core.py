@@ -21,8 +21,15 @@ import urllib.parse
 import uuid
 from typing import Any, Callable
 
+import pytest
+
 import servership
 from harness.lab import Homeserver, Lab, LabError, User
+from harness.releases import (
+    MSC4329_SENDING_PROBLEM,
+    SENDS_FULL_INVITE_STATE,
+    SYNAPSE_CHECKS_V12_INVITE_STATE,
+)
 
 DISCOVER = "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"
 INVITE_V3 = "/_matrix/federation/unstable/org.matrix.msc4329/invite/"
@@ -105,6 +112,9 @@ def test_v3_invite_over_federation_is_accepted_and_visible_in_sync(lab: Lab) -> 
     """A real invite from alice@A to bob@B: A's module sends it as MSC4329 (the create PDU of
     the room A really created, in ``state``), B's module checks it and hands it to Synapse,
     bob sees it in /sync and can join through it."""
+    if MSC4329_SENDING_PROBLEM is not None:
+        # Detected, not guessed from the version: test_e2e_releases checks the clean refusal.
+        pytest.skip(f"this Synapse cannot send MSC4329 invites: {MSC4329_SENDING_PROBLEM}")
     alice, bob = lab.a.register(_uid("alice")), lab.b.register(_uid("bob"))
     room = alice.create_room(preset="private_chat")
     alice.invite(room, bob.user_id)
@@ -160,9 +170,17 @@ def test_v3_invite_with_forged_create_event_is_invalid_param(lab: Lab) -> None:
 
 def test_spec_invite_from_synapse_is_checked_and_accepted(lab: Lab) -> None:
     """bob@B invites carol@A: B's Synapse sends a v2 invite with the full create PDU in
-    ``invite_room_state`` (MSC4311); A's module (mode reject) checks it and lets it through."""
+    ``invite_room_state`` (MSC4311); A's module (mode reject) checks it and lets it through.
+    A Synapse that sends stripped state (before 1.158) is refused: that is what reject means."""
     bob, carol = lab.b.register(_uid("bob")), lab.a.register(_uid("carol"))
     room = bob.create_room(preset="private_chat")
+    if not SENDS_FULL_INVITE_STATE:
+        status, answer = bob.call("POST", f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}"
+                                  "/invite", {"user_id": carol.user_id})
+        assert status == 400 and answer["errcode"] == "M_INVALID_PARAM", answer
+        assert "full m.room.create PDU is required" in answer["error"], answer
+        _log_has(lab.a, r"servership: rejected invite")
+        return
     bob.invite(room, carol.user_id)
     _invited(carol, room)
     assert not re.search(r"servership: rejected invite", lab.a.log_text())
@@ -193,11 +211,17 @@ def test_spec_invite_without_create_event_rejected_in_reject_mode(lab: Lab) -> N
 
 def test_spec_invite_without_create_event_only_warned_in_warn_mode(lab: Lab) -> None:
     """In warn mode a v12 invite's state is left to Synapse's own MSC4311 validation (1.162+),
-    which warns and lets it through: one check, one warning."""
+    which warns and lets it through: one check, one warning. Where Synapse has no such check
+    (detected), the module checks and warns instead."""
     status, answer, event_id = _forged_spec_invite(lab, lab.a, lab.b)
     assert status == 200, answer
-    _log_has(lab.b, r"failed to validate `invite_room_state` on invite .*" + re.escape(event_id))
-    assert f"servership: invite {event_id} fails MSC4311 checks" not in lab.b.log_text()
+    ours = f"servership: invite {re.escape(event_id)} fails MSC4311 checks"
+    if SYNAPSE_CHECKS_V12_INVITE_STATE:
+        _log_has(lab.b, r"failed to validate `invite_room_state` on invite .*"
+                 + re.escape(event_id))
+        assert not re.search(ours, lab.b.log_text())
+    else:
+        _log_has(lab.b, ours)
 
 
 # --- MSC4358: discovery, tags, audits ---------------------------------------------------------

@@ -63,6 +63,8 @@ def store(tmp_path: Path) -> str:
          "servership.audit.enabled needs discovery.enabled"),
         ({"pseudousers": "on"}, "servership.pseudousers must be true or false"),
         ({"invites": {"send_msc4329": 1}}, "servership.invites.send_msc4329 must be true or false"),
+        ({"allow_untested_synapse": "yes"},
+         "servership.allow_untested_synapse must be true or false"),
         ({"typo": 1}, "servership.typo is not a known setting"),
     ],
 )
@@ -296,6 +298,27 @@ def test_only_the_background_process_records_joins(core: FakeCore, store: str) -
     asyncio.run(module.on_new_event(join, {}))
     assert worker.background == [] and worker.looping == [] and worker.delayed == []
     assert core.tags == {}
+    # Not even registered there: Synapse would load every event's room state for nothing.
+    assert set(worker.third_party) == {"check_event_allowed", "on_create_room"}
+
+
+def test_on_new_event_is_registered_only_where_joins_are_recorded(store: str) -> None:
+    for config, background, registered in (
+        ({}, True, True),
+        ({"audit": True}, True, True),
+        ({"discovery": False}, True, False),  # no tags to record, no audits (they need it)
+        ({}, False, False),
+        ({"discovery": False, "invites": False, "knocks": False}, False, False),
+    ):
+        _compat.unregister_servlet_group()
+        api = FakeModuleApi(background_tasks=background)
+        ServershipModule(parse(dict(config, store_path=store)), api)
+        assert ("on_new_event" in api.third_party) is registered, (config, background)
+        # The membership checks stay whatever else is off.
+        assert {"check_event_allowed", "on_create_room"} <= set(api.third_party)
+        assert {"check_event_for_spam", "should_drop_federated_event"} <= set(api.spam)
+        assert ("federated_user_may_invite" in api.spam) is (config.get("invites") is not False)
+    _compat.unregister_servlet_group()
 
 
 # --- audits, with the real core ------------------------------------------------------------
@@ -511,20 +534,34 @@ def test_spec_invite_warn_and_reject_modes(core: FakeCore, store: str) -> None:
     assert asyncio.run(reject.federated_user_may_invite(signed_create)) is NOT_SPAM
 
 
-def test_warn_mode_leaves_v12_invites_to_synapses_own_check(core: FakeCore, store: str) -> None:
+def test_warn_mode_leaves_v12_invites_to_synapses_own_check(
+        core: FakeCore, store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Synapse 1.162+ validates v12 invite_room_state itself and warns: in warn mode the module
-    does not check it a second time (reject mode still does: Synapse only warns)."""
+    does not check it a second time (reject mode still does: Synapse only warns). Older
+    releases do not (detected: no ``_parse_stripped_room_state``), and the module checks."""
     from synapse.api.errors import SynapseError
+    from synapse.handlers.federation import FederationHandler
     from synapse.module_api import NOT_SPAM
 
-    assert _compat.synapse_checks_invite_state(None, "12")
+    synapse_checks = hasattr(FederationHandler, "_parse_stripped_room_state")
+    assert _compat.synapse_checks_invite_state(None, "12") is synapse_checks
     assert not _compat.synapse_checks_invite_state(None, "11")
     invite = FakeEvent("m.room.member", "@me:b.example", "@x:a.example", "!r:a",
                        {"membership": "invite"}, unsigned={"invite_room_state": []})
+    checked: list[str] = []
+    core_check = core.check_spec_invite
+
+    def counting_check(room_id: str, *args: Any) -> Any:
+        checked.append(room_id)
+        return core_check(room_id, *args)
+
+    monkeypatch.setattr(_core, "check_spec_invite", counting_check)
     core.invite_error = _core.CoreError("M_INVALID_PARAM", 400, "no m.room.create")
     warn, _ = _module(store)
     core.verified.clear()
     assert asyncio.run(warn.federated_user_may_invite(invite)) is NOT_SPAM
+    # Checked once: by Synapse where it can, by the module where it cannot.
+    assert checked == ([] if synapse_checks else ["!r:a"])
     _compat.unregister_servlet_group()
     reject, _ = _module(store, invites={"mode": "reject"})
     with pytest.raises(SynapseError):
@@ -682,6 +719,27 @@ def test_admin_knock_validates_and_sends(core: FakeCore, store: str) -> None:
     assert api._hs.sent_edus == [("a.example", "m.server.knock", {"room_id": "!r:a.example"})]
 
 
+def test_admin_knock_on_a_worker_is_a_clean_error(core: FakeCore, store: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generic worker cannot send federation traffic (Synapse raises a bare Exception): the
+    admin API says so and where to go, instead of a 500."""
+    from synapse.api.errors import SynapseError
+
+    module, api = _module(store)
+
+    def no_sender() -> Any:
+        raise Exception("Workers cannot send federation traffic")
+
+    monkeypatch.setattr(api._hs, "get_federation_sender", no_sender)
+    with pytest.raises(SynapseError) as err:
+        asyncio.run(module.handle_admin_knock(
+            "@admin:b.example", {"room_id": "!r:a.example", "destination": "a.example"}))
+    assert (err.value.code, err.value.errcode) == (503, "M_UNKNOWN")
+    assert "Workers cannot send federation traffic" in err.value.msg
+    assert "main process" in err.value.msg
+    assert api._hs.sent_edus == []
+
+
 def test_admin_audit_answers_with_the_report(store: str) -> None:
     from synapse.api.errors import SynapseError
 
@@ -698,6 +756,60 @@ def test_admin_audit_answers_with_the_report(store: str) -> None:
     assert (err.value.code, err.value.errcode) == (404, "M_NOT_FOUND")
 
 
+def _parse_sending(store: str) -> Any:
+    """A config with ``invites.send_msc4329`` for the fake homeserver, whatever the installed
+    Synapse's classes offer (``parse`` checks those; the tests below check the fake's)."""
+    real = _compat.invite_sending_problem
+    _compat.invite_sending_problem = lambda api=None: None if api is None else real(api)
+    try:
+        return parse({"store_path": store, "invites": {"send_msc4329": True}})
+    finally:
+        _compat.invite_sending_problem = real
+
+
+def test_parse_refuses_send_msc4329_where_synapse_lacks_the_internals(
+        store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synapse.federation.federation_client import FederationClient
+    from synapse.storage.databases.main import DataStore
+
+    async def three_args(self: Any, destination: str, pdu: Any, room_version: Any) -> Any:
+        return None
+
+    monkeypatch.setattr(FederationClient, "_do_send_invite", three_args)
+    with pytest.raises(ConfigError, match=r"servership\.invites\.send_msc4329 needs .*"
+                       r"takes \(destination, pdu, room_version\)"):
+        parse({"store_path": store, "invites": {"send_msc4329": True}})
+    async def four_args(self: Any, destination: str, pdu: Any, context: Any,
+                        room_version: Any) -> Any:
+        return None
+
+    monkeypatch.setattr(FederationClient, "_do_send_invite", four_args)
+    monkeypatch.setattr(DataStore, "get_stripped_room_state_ids_from_event_context", None,
+                        raising=False)
+    with pytest.raises(ConfigError, match="get_stripped_room_state_ids_from_event_context"):
+        parse({"store_path": store, "invites": {"send_msc4329": True}})
+    parse({"store_path": store, "invites": {"send_msc4329": False}})  # off: no check
+
+
+def test_parse_refuses_a_synapse_outside_the_tested_range(
+        store: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import synapse
+
+    for version in ("1.139.9", "1.164.0", "2.0.0", "garbage", "", "1.139.9 (b=main,1640000)"):
+        monkeypatch.setattr(synapse, "__version__", version)
+        with pytest.raises(ConfigError, match=r"^servership\.allow_untested_synapse is false "
+                           r"and this is Synapse .* outside the tested range "
+                           r"matrix-synapse>=1\.140\.0,<1\.164"):
+            parse({"store_path": store})
+        with caplog.at_level("WARNING", logger="servership.synapse"):
+            assert parse({"store_path": store, "allow_untested_synapse": True})
+        assert "continuing because allow_untested_synapse is set" in caplog.text
+    for version in ("1.140.0", "1.150.0", "1.163.2", "1.163.99rc1",
+                    "1.140.0 (b=synapse-range,b35a516)"):
+        monkeypatch.setattr(synapse, "__version__", version)
+        assert parse({"store_path": store}).allow_untested_synapse is False
+
+
 def test_send_msc4329_wraps_synapse_invite_sender(core: FakeCore, store: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     api = FakeModuleApi()
@@ -705,7 +817,7 @@ def test_send_msc4329_wraps_synapse_invite_sender(core: FakeCore, store: str,
     ServershipModule(parse({"store_path": store}), api)
     assert api._hs.get_federation_client()._do_send_invite is original  # off by default
     _compat.unregister_servlet_group()
-    module = ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}),
+    module = ServershipModule(_parse_sending(store),
                               api)
     assert api._hs.get_federation_client()._do_send_invite is not original
     built: list = []
@@ -723,7 +835,7 @@ def test_send_msc4329_refused_at_start_on_old_invite_internals(store: str) -> No
     api = FakeModuleApi()
     api._hs.new_invite_internals = False
     with pytest.raises(_compat.ConfigError, match="servership.invites.send_msc4329"):
-        ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}), api)
+        ServershipModule(_parse_sending(store), api)
 
 
 def test_send_msc4329_falls_back_to_v2_on_any_failure(core: FakeCore, store: str,
@@ -731,7 +843,7 @@ def test_send_msc4329_falls_back_to_v2_on_any_failure(core: FakeCore, store: str
     from types import SimpleNamespace
 
     api = FakeModuleApi()
-    ServershipModule(parse({"store_path": store, "invites": {"send_msc4329": True}}), api)
+    ServershipModule(_parse_sending(store), api)
     hs = api._hs
     send = hs.get_federation_client()._do_send_invite
 
@@ -760,3 +872,26 @@ def test_send_msc4329_falls_back_to_v2_on_any_failure(core: FakeCore, store: str
     puts = len(hs.msc4329_puts)
     assert asyncio.run(send("a.example", invite, None, v11))["event"]["sent_by"] == "synapse v2"
     assert len(hs.msc4329_puts) == puts  # nothing half-sent
+
+
+def test_frozen_v12_events_keep_their_auth_events() -> None:
+    """Synapse freezes the events it hands ``check_event_allowed``; on releases whose v12 event
+    class then fails (1.140: tuple + list), the module's fix makes it answer as unfrozen."""
+    import synapse.server  # noqa: F401  (import order, as Synapse loads it)
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.events import make_event_from_dict
+
+    _compat.fix_frozen_event_auth_ids()
+    assert _compat._frozen_event_class_problem() is None
+    assert _compat.fix_frozen_event_auth_ids() is False  # nothing left to fix: idempotent
+    room = "!" + "B" * 43
+    event = make_event_from_dict(
+        {"type": "m.room.member", "state_key": "@u:x", "sender": "@u:x", "room_id": room,
+         "content": {"membership": "leave"}, "auth_events": ["$p", "$q"], "prev_events": [],
+         "depth": 3, "origin_server_ts": 0, "hashes": {"sha256": "x"}, "signatures": {}},
+        KNOWN_ROOM_VERSIONS["12"])
+    unfrozen = list(event.auth_event_ids())
+    assert unfrozen == ["$p", "$q", "$" + "B" * 43]
+    if hasattr(event, "freeze"):
+        event.freeze()
+        assert list(event.auth_event_ids()) == unfrozen

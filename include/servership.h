@@ -50,7 +50,7 @@ typedef struct servership_audit_queue servership_audit_queue;
 // when no other thread uses it.
 typedef struct servership_key_ring servership_key_ring;
 
-// Recorded `m.server.knock` EDUs in servership's SQLite file, one row per (room, server), expiring
+// Recorded `m.server.knock` EDUs in servership's store (SQLite or PostgreSQL), one row per (room, server), expiring
 // a fixed time after last seen (opaque).
 //
 // Thread safety: may be used from several threads at once (calls are serialised inside); free it
@@ -179,11 +179,12 @@ servership_status servership_audit_request_body(const char *peer, size_t peer_le
 // Pointer/length pairs readable; `recognised_out` a valid `int *`.
 servership_status servership_audit_read_response(const char *peer, size_t peer_len, const char *room_id, size_t room_id_len, const uint8_t *body, size_t body_len, int *recognised_out);
 
-// Opens (creating if needed) the audit queue in the SQLite file at `path` (the tag store's
-// file). On success `*out` receives a handle to free with `servership_audit_queue_free`.
+// Opens (creating if needed) the audit queue in the store at `path` (the tag store's): an SQLite
+// file, or a PostgreSQL connection string as for `servership_tag_store_open`. On success `*out`
+// receives a handle to free with `servership_audit_queue_free`.
 //
-// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path or one with a NUL byte, and
-// `SERVERSHIP_UNKNOWN` if SQLite cannot open it.
+// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path, one with a NUL byte or an invalid
+// connection string, and `SERVERSHIP_UNKNOWN` if the store cannot be opened.
 //
 // # Safety
 // `path` readable; `out` a valid `servership_audit_queue **`.
@@ -264,11 +265,14 @@ void servership_string_free(char *string);
 // `out_len` `NULL` or valid.
 servership_status servership_participation_tag(const char *server_name, size_t server_name_len, const char *room_id, size_t room_id_len, char **out, size_t *out_len);
 
-// Opens (creating if needed) the tag store at the file `path` for `server_name`.
+// Opens (creating if needed) the tag store at `path` for `server_name`: an SQLite file path, or
+// a PostgreSQL connection string (`postgresql://…`, `postgres://…` or `host=… dbname=…`).
 //
 // On success `*out` receives a handle to free with `servership_tag_store_free`. Fails with
-// `SERVERSHIP_INVALID_PARAM` if the file belongs to another server name (every tag depends on
-// the name) or the path is empty, and `SERVERSHIP_UNKNOWN` if SQLite cannot open it.
+// `SERVERSHIP_INVALID_PARAM` if the store belongs to another server name (every tag depends on
+// the name), the path is empty or the connection string invalid, and `SERVERSHIP_UNKNOWN` if
+// the store cannot be opened (including a PostgreSQL server that does not answer within a few
+// seconds).
 //
 // # Safety
 // Pointer/length pairs must be readable; `out` a valid `servership_tag_store **`.
@@ -685,7 +689,8 @@ servership_status servership_verify_json(const uint8_t *json, size_t len, const 
 // refuses"`). Unknown codes get `"unknown status code"`. Never `NULL`; never free it.
 const char *servership_status_description(servership_status status);
 
-// Opens (creating if needed) the knock store in the SQLite file at `path` (UTF-8); knocks expire
+// Opens (creating if needed) the knock store at `path` (an SQLite file, or a PostgreSQL
+// connection string as for `servership_tag_store_open`); knocks expire
 // `expire_after_ms` milliseconds after they were last seen. On success `*out` receives a handle
 // to free with `servership_knock_store_free`.
 //

@@ -3760,6 +3760,12 @@ fn knock_store_model(store: &servership::store::KnockStore, ops: &[u8], subject_
                 if b >> 6 == 1 {
                     now += 400;
                 }
+                // No server name holds NUL, and PostgreSQL text cannot: both backends refuse it.
+                if servers[server].contains('\0') {
+                    let got = store.record_at(&rooms[room], servers[server], now);
+                    assert_eq!(got.err().map(|e| e.errcode()), Some(ErrCode::InvalidParam));
+                    continue;
+                }
                 let cutoff = now - EXPIRY_MS;
                 let live = model
                     .iter()

@@ -13,7 +13,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::boundary::{Failure, call, input_bytes, input_str, output_string, required};
-use super::discovery::{file_path, handle};
+use super::discovery::{handle, store_location};
 use super::status::servership_status;
 use crate::discovery::{self, Audit, PeerAnswer, RoomView, audit::peer_answer};
 use crate::error::Error;
@@ -358,11 +358,12 @@ pub unsafe extern "C" fn servership_audit_read_response(
     })
 }
 
-/// Opens (creating if needed) the audit queue in the SQLite file at `path` (the tag store's
-/// file). On success `*out` receives a handle to free with `servership_audit_queue_free`.
+/// Opens (creating if needed) the audit queue in the store at `path` (the tag store's): an SQLite
+/// file, or a PostgreSQL connection string as for `servership_tag_store_open`. On success `*out`
+/// receives a handle to free with `servership_audit_queue_free`.
 ///
-/// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path or one with a NUL byte, and
-/// `SERVERSHIP_UNKNOWN` if SQLite cannot open it.
+/// Fails with `SERVERSHIP_INVALID_PARAM` for an empty path, one with a NUL byte or an invalid
+/// connection string, and `SERVERSHIP_UNKNOWN` if the store cannot be opened.
 ///
 /// # Safety
 /// `path` readable; `out` a valid `servership_audit_queue **`.
@@ -376,8 +377,7 @@ pub unsafe extern "C" fn servership_audit_queue_open(
         let out = required(out, "out")?;
         // SAFETY: the caller guarantees `path` points to `path_len` readable bytes.
         let path = unsafe { input_bytes(path.cast::<u8>(), path_len, "path") }?;
-        let path = file_path(path)?;
-        let queue = AuditQueue::open(&path)?;
+        let queue = AuditQueue::open(store_location(path)?)?;
         *out = Box::into_raw(Box::new(servership_audit_queue { queue }));
         Ok(())
     })

@@ -13,7 +13,7 @@ use super::status::servership_status;
 use crate::discovery::{self, Responder, ResponderConfig};
 use crate::error::Error;
 use crate::json::{self, Value};
-use crate::store::{SqliteBudget, TagStore};
+use crate::store::{Location, StoreBudget, TagStore};
 
 /// A server's permanent store of room participation tags in its own SQLite file (opaque).
 ///
@@ -68,11 +68,14 @@ pub unsafe extern "C" fn servership_participation_tag(
     })
 }
 
-/// Opens (creating if needed) the tag store at the file `path` for `server_name`.
+/// Opens (creating if needed) the tag store at `path` for `server_name`: an SQLite file path, or
+/// a PostgreSQL connection string (`postgresql://…`, `postgres://…` or `host=… dbname=…`).
 ///
 /// On success `*out` receives a handle to free with `servership_tag_store_free`. Fails with
-/// `SERVERSHIP_INVALID_PARAM` if the file belongs to another server name (every tag depends on
-/// the name) or the path is empty, and `SERVERSHIP_UNKNOWN` if SQLite cannot open it.
+/// `SERVERSHIP_INVALID_PARAM` if the store belongs to another server name (every tag depends on
+/// the name), the path is empty or the connection string invalid, and `SERVERSHIP_UNKNOWN` if
+/// the store cannot be opened (including a PostgreSQL server that does not answer within a few
+/// seconds).
 ///
 /// # Safety
 /// Pointer/length pairs must be readable; `out` a valid `servership_tag_store **`.
@@ -90,8 +93,8 @@ pub unsafe extern "C" fn servership_tag_store_open(
         let path = unsafe { input_bytes(path.cast::<u8>(), path_len, "path") }?;
         // SAFETY: as above, for `server_name`.
         let server_name = unsafe { input_str(server_name, server_name_len, "server_name") }?;
-        let path = file_path(path)?;
-        let store = TagStore::open(&path, server_name)?;
+        let location = store_location(path)?;
+        let store = TagStore::open(location, server_name)?;
         *out = Box::into_raw(Box::new(servership_tag_store {
             store: Arc::new(store),
         }));
@@ -99,24 +102,29 @@ pub unsafe extern "C" fn servership_tag_store_open(
     })
 }
 
-/// A file path from C bytes: any bytes but NUL on Unix (paths are bytes there), UTF-8 elsewhere.
-pub(crate) fn file_path(bytes: &[u8]) -> Result<PathBuf, Failure> {
+/// A store location from C bytes: a PostgreSQL connection string (`postgresql://…`,
+/// `postgres://…` or libpq `key=value` pairs) if the bytes are UTF-8 and read as one, otherwise a
+/// file path (any bytes but NUL on Unix, where paths are bytes; UTF-8 elsewhere).
+pub(crate) fn store_location(bytes: &[u8]) -> Result<Location, Failure> {
     if bytes.is_empty() {
         return Err(Error::invalid_param("path must not be empty").into());
     }
     if bytes.contains(&0) {
         return Err(Error::invalid_param("path must not contain a NUL byte").into());
     }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(Location::parse(text)?);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
-        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+        Ok(Location::Sqlite(PathBuf::from(
+            std::ffi::OsStr::from_bytes(bytes),
+        )))
     }
     #[cfg(not(unix))]
     {
-        std::str::from_utf8(bytes)
-            .map(PathBuf::from)
-            .map_err(|_| Failure::invalid_utf8("path"))
+        Err(Failure::invalid_utf8("path"))
     }
 }
 
@@ -336,7 +344,7 @@ pub unsafe extern "C" fn servership_responder_new_shared(
             ..ResponderConfig::default()
         };
         config.validate()?;
-        let budget = SqliteBudget::open(store.store.path(), budget_tags, budget_window_ms)?;
+        let budget = StoreBudget::open(store.store.location(), budget_tags, budget_window_ms)?;
         let responder = Responder::with_budget(Arc::clone(&store.store), config, Arc::new(budget))?;
         *out = Box::into_raw(Box::new(servership_responder { responder }));
         Ok(())

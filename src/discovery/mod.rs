@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod budget;
+pub(crate) mod index;
 pub mod requester;
 pub mod responder;
 pub mod tag;

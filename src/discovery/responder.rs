@@ -25,11 +25,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::discovery::budget::{Budget, MemoryBudget, normalise_origin};
+use crate::discovery::index::TagHashBuilder;
 use crate::discovery::tag::decode_43;
 use crate::discovery::{ParticipationTag, STABLE_PATH, UNSTABLE_PATH};
 use crate::error::{Error, Result};
 use crate::json::{self, Value};
-use crate::store::TagHashBuilder;
 use crate::store::TagStore;
 
 /// The request's one field.

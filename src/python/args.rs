@@ -168,3 +168,18 @@ pub(crate) fn at(error: PyErr, place: &str) -> PyErr {
         }
     })
 }
+
+/// `#[pyo3(from_py_with = args::location)]` for where a store lives: a `str` is read by
+/// [`Location::parse`](crate::store::Location::parse) (a PostgreSQL connection string, or a path),
+/// any other path-like object (`pathlib.Path`, `bytes`) is an SQLite file path.
+pub(crate) fn location(obj: &Bound<'_, PyAny>) -> PyResult<crate::store::Location> {
+    if obj.is_instance_of::<PyString>() {
+        let text: Text = obj.extract()?;
+        return Ok(crate::store::Location::parse(&text)?);
+    }
+    let path: std::path::PathBuf = obj.extract()?;
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid_param("the store location must not be empty").into());
+    }
+    Ok(crate::store::Location::Sqlite(path))
+}

@@ -13,7 +13,6 @@
 //! - A `str` where a sequence of room IDs is expected is a `TypeError`, never a sequence of
 //!   one-character room IDs.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,7 +28,7 @@ use crate::discovery::{
     ResponderConfig, RoomView, Standing, Tagger,
 };
 use crate::error::Error;
-use crate::store::{AuditQueue, SqliteBudget, TagStore};
+use crate::store::{AuditQueue, Location, StoreBudget, TagStore};
 
 /// Batches at least this long are tagged without holding the interpreter; shorter ones finish
 /// faster than the hand-over costs.
@@ -113,14 +112,20 @@ pub(crate) struct PyTagStore {
 
 #[pymethods]
 impl PyTagStore {
-    /// Opens (creating if needed) the store at `path` for `server_name`; raises
-    /// `InvalidParamError` if the file belongs to another server name.
+    /// Opens (creating if needed) the store at `path` for `server_name`: an SQLite file path, or
+    /// a PostgreSQL connection string (`postgresql://…`, `postgres://…`, `host=… dbname=…`).
+    /// Raises `InvalidParamError` if the store belongs to another server name.
     #[new]
-    fn new(py: Python<'_>, path: PathBuf, server_name: Text) -> PyResult<Self> {
-        let store = py.detach(|| TagStore::open(&path, &server_name))?;
+    fn new(
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::location)] path: Location,
+        server_name: Text,
+    ) -> PyResult<Self> {
+        let shown = path.to_string();
+        let store = py.detach(|| TagStore::open(path, &server_name))?;
         Ok(PyTagStore {
             store: Arc::new(store),
-            path: path.to_string_lossy().into_owned(),
+            path: shown,
         })
     }
 
@@ -208,10 +213,17 @@ impl PyTagStore {
         self.store.server_name()
     }
 
-    /// The file the store lives in, as given when it was opened.
+    /// Where the store lives: the file as given when it was opened, or the PostgreSQL database
+    /// (`postgresql://user@host:port/db`, never the password).
     #[getter]
     fn path(&self) -> &str {
         &self.path
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.store.location().backend()
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -282,7 +294,11 @@ impl PyResponder {
         let responder = if shared_budget {
             config.validate()?;
             let budget = py.detach(|| {
-                SqliteBudget::open(store.path(), config.budget_tags, config.budget_window_ms)
+                StoreBudget::open(
+                    store.location(),
+                    config.budget_tags,
+                    config.budget_window_ms,
+                )
             })?;
             Responder::with_budget(store, config, Arc::new(budget))?
         } else {
@@ -976,14 +992,16 @@ pub(crate) struct PyAuditQueue {
 
 #[pymethods]
 impl PyAuditQueue {
-    /// Opens (creating if needed) the queue in the SQLite file at `path`.
+    /// Opens (creating if needed) the queue in the store at `path`: an SQLite file path, or a
+    /// PostgreSQL connection string (as for `TagStore`).
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let queue = py.detach(|| AuditQueue::open(&path))?;
-        Ok(PyAuditQueue {
-            queue,
-            path: path.to_string_lossy().into_owned(),
-        })
+    fn new(
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::location)] path: Location,
+    ) -> PyResult<Self> {
+        let shown = path.to_string();
+        let queue = py.detach(|| AuditQueue::open(path))?;
+        Ok(PyAuditQueue { queue, path: shown })
     }
 
     /// Queues the audit of `room_id`, due at `due_ms`; `False` if the room is already pending or
@@ -1076,10 +1094,16 @@ impl PyAuditQueue {
         Ok(py.detach(|| self.queue.outcome(&room_id))?)
     }
 
-    /// The file the queue lives in, as given when it was opened.
+    /// Where the queue lives: the file as given, or the PostgreSQL database (never the password).
     #[getter]
     fn path(&self) -> &str {
         &self.path
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.queue.location().backend()
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

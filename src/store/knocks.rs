@@ -2,8 +2,8 @@
 //! last seen times, expiring after a receiver-chosen duration (MSC4099 seed: "the knock edu can be
 //! treated as idempotent by the receiver, although the effect should probably expire").
 //!
-//! Lives in the shared servership SQLite file (component `knocks`, table `server_knocks`), next to
-//! the other components' tables. A knock whose last sighting is older than the expiry is treated
+//! Lives in the shared servership store (component `knocks`; table `server_knocks` in SQLite,
+//! `servership_server_knocks` in PostgreSQL), next to the other components' tables. A knock whose last sighting is older than the expiry is treated
 //! as absent (never returned) and a new knock after that starts afresh; [`KnockStore::purge_expired`]
 //! deletes such rows. Times are milliseconds since the Unix epoch, passed in so tests and
 //! homeservers control the clock; the `*_now` helpers read the system clock.
@@ -25,30 +25,11 @@
 //! - [`KnockStore::purge_expired_at`] deletes in batches of [`PURGE_BATCH`] rows, each its own
 //!   short transaction, so a big purge never holds the write lock for long.
 
-use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::json::{Object, Value};
-
-use super::{ensure_schema, open_connection, storage_error};
-
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE server_knocks (
-         room_id TEXT NOT NULL,
-         server TEXT NOT NULL,
-         first_seen_ms INTEGER NOT NULL,
-         last_seen_ms INTEGER NOT NULL,
-         times INTEGER NOT NULL,
-         PRIMARY KEY (room_id, server)
-     );
-     CREATE INDEX server_knocks_last_seen ON server_knocks (last_seen_ms);",
-    // The per-origin cap counts an origin's knocks first seen in a window.
-    "CREATE INDEX server_knocks_server_first_seen ON server_knocks (server, first_seen_ms);",
-];
+use crate::store::{Location, postgres, sqlite};
 
 /// How long SQLite waits for another process's lock on the knock store, per attempt.
 pub const BUSY_WAIT: Duration = Duration::from_millis(250);
@@ -71,25 +52,6 @@ impl Default for KnockLimits {
         KnockLimits {
             max_per_origin: 20,
             window: Duration::from_secs(3600),
-        }
-    }
-}
-
-/// Runs `f`, trying again at most [`BUSY_RETRIES`] times while SQLite reports the file busy or
-/// locked, with short pauses: with [`BUSY_WAIT`] per attempt, under 0.9 s in all.
-fn bounded_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let pauses = [Duration::from_millis(20), Duration::from_millis(80)];
-    let mut attempt = 0;
-    loop {
-        match f() {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                    && attempt < BUSY_RETRIES =>
-            {
-                std::thread::sleep(pauses.get(attempt).copied().unwrap_or(Duration::ZERO));
-                attempt += 1;
-            }
-            other => return other,
         }
     }
 }
@@ -122,18 +84,66 @@ impl KnockRecord {
     }
 }
 
-/// Knocks in the shared SQLite file. `Sync`: one connection behind a mutex.
-#[derive(Debug)]
+/// What a backend does for the knock store; validation and the cap's arithmetic inputs come from
+/// [`KnockStore`].
+pub(crate) trait KnockBackend: Send + Sync {
+    /// Records a knock, or refuses it as over the origin's cap (see [`KnockStore::record_at`]).
+    fn record(&self, knock: &KnockWrite<'_>) -> Result<Recorded>;
+    fn get(&self, room_id: &str, server: &str, cutoff: i64) -> Result<Option<KnockRecord>>;
+    fn for_room(&self, room_id: &str, cutoff: i64) -> Result<Vec<KnockRecord>>;
+    fn remove(&self, room_id: &str, server: &str) -> Result<bool>;
+    fn purge_batch(&self, cutoff: i64, max_rows: i64) -> Result<usize>;
+    fn row_count(&self) -> Result<i64>;
+}
+
+/// One knock to record, with the times the cap needs.
+pub(crate) struct KnockWrite<'a> {
+    pub(crate) room_id: &'a str,
+    pub(crate) server: &'a str,
+    pub(crate) now_ms: i64,
+    /// Rows last seen before this have expired.
+    pub(crate) cutoff: i64,
+    /// Knocks first seen after this count against the cap.
+    pub(crate) window_start: i64,
+    pub(crate) window_ms: i64,
+    pub(crate) cap: i64,
+}
+
+/// Why a backend may refuse a knock: the origin is over its cap.
+pub(crate) enum Recorded {
+    Row(KnockRecord),
+    OverCap { retry_after_ms: u64 },
+}
+
+impl Recorded {
+    /// The `retry_after_ms` of a refusal: when the oldest knock counted leaves the window.
+    pub(crate) fn over_cap(oldest: Option<i64>, knock: &KnockWrite<'_>) -> Recorded {
+        let leaves = oldest
+            .unwrap_or(knock.now_ms)
+            .saturating_add(knock.window_ms)
+            .saturating_sub(knock.now_ms);
+        Recorded::OverCap {
+            retry_after_ms: u64::try_from(leaves.max(1)).unwrap_or(1),
+        }
+    }
+}
+
+/// Knocks in servership's store (SQLite or PostgreSQL). `Sync`: one handle may be shared.
 pub struct KnockStore {
-    conn: Mutex<Connection>,
+    backend: Box<dyn KnockBackend>,
+    location: Location,
     expire_after_ms: i64,
     limits: KnockLimits,
 }
 
-/// Why [`KnockStore::record_at`] may refuse a knock: the origin is over its cap.
-enum Recorded {
-    Row(KnockRecord),
-    OverCap { retry_after_ms: u64 },
+impl std::fmt::Debug for KnockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnockStore")
+            .field("location", &self.location)
+            .field("expire_after_ms", &self.expire_after_ms)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -143,56 +153,55 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<KnockRecord> {
-    Ok(KnockRecord {
-        room_id: row.get(0)?,
-        server: row.get(1)?,
-        first_seen_ms: row.get(2)?,
-        last_seen_ms: row.get(3)?,
-        times: row.get(4)?,
-    })
+/// Room IDs and server names arrive from the network; PostgreSQL text cannot hold NUL.
+fn check_text(value: &str, name: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid_param(format!(
+            "{name} must not contain a NUL byte"
+        )));
+    }
+    Ok(())
 }
 
 impl KnockStore {
-    /// Opens (creating if needed) the store at `path`; knocks expire `expire_after` after they
+    /// Opens (creating if needed) the store at `location`; knocks expire `expire_after` after they
     /// were last seen. The per-origin cap is [`KnockLimits::default`].
-    pub fn open(path: &Path, expire_after: Duration) -> Result<Self> {
-        Self::open_with_limits(path, expire_after, KnockLimits::default())
+    pub fn open(location: impl Into<Location>, expire_after: Duration) -> Result<Self> {
+        Self::open_with_limits(location, expire_after, KnockLimits::default())
     }
 
     /// [`KnockStore::open`] with an explicit per-origin cap (`max_per_origin` 0 refuses every new
     /// knock; a zero window is `M_INVALID_PARAM`).
     pub fn open_with_limits(
-        path: &Path,
+        location: impl Into<Location>,
         expire_after: Duration,
         limits: KnockLimits,
     ) -> Result<Self> {
+        let location = location.into();
         if limits.window.is_zero() {
             return Err(Error::invalid_param("the knock window must not be zero"));
         }
-        let mut conn = open_connection(path)?;
-        ensure_schema(&mut conn, "knocks", MIGRATIONS)?;
-        conn.busy_timeout(BUSY_WAIT)
-            .map_err(|e| storage_error("setting the knock store's busy timeout", &e))?;
-        bounded_retry(|| conn.execute_batch("PRAGMA synchronous = NORMAL;"))
-            .map_err(|e| storage_error("setting the knock store's synchronous mode", &e))?;
+        let backend: Box<dyn KnockBackend> = match &location {
+            Location::Sqlite(path) => Box::new(sqlite::knocks::SqliteKnocks::open(path)?),
+            Location::Postgres(url) => Box::new(postgres::knocks::PgKnocks::open(url)?),
+        };
         let expire_after_ms = i64::try_from(expire_after.as_millis()).unwrap_or(i64::MAX);
         Ok(KnockStore {
-            conn: Mutex::new(conn),
+            backend,
+            location,
             expire_after_ms,
             limits,
         })
     }
 
+    /// Where the store lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
     /// The per-origin cap.
     pub fn limits(&self) -> KnockLimits {
         self.limits
-    }
-
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn
-            .lock()
-            .map_err(|_| Error::internal("the knock store's lock is poisoned"))
     }
 
     fn cutoff(&self, now_ms: i64) -> i64 {
@@ -204,58 +213,22 @@ impl KnockStore {
     ///
     /// A *new* knock (no unexpired row for this room and server) beyond the origin's cap fails
     /// with `M_LIMIT_EXCEEDED` (`retry_after_ms`: when the oldest knock counted leaves the
-    /// window) and writes nothing. A file that stays busy fails with `M_UNKNOWN` after about a
-    /// second at most.
+    /// window) and writes nothing. A store that stays busy or unreachable fails with `M_UNKNOWN`
+    /// after about a second (SQLite) or two (PostgreSQL) at most.
     pub fn record_at(&self, room_id: &str, server: &str, now_ms: i64) -> Result<KnockRecord> {
-        let cutoff = self.cutoff(now_ms);
+        check_text(room_id, "room_id")?;
+        check_text(server, "server")?;
         let window_ms = i64::try_from(self.limits.window.as_millis()).unwrap_or(i64::MAX);
-        let window_start = now_ms.saturating_sub(window_ms);
-        let cap = i64::from(self.limits.max_per_origin);
-        let mut conn = self.conn()?;
-        let outcome = bounded_retry(|| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let live: bool = tx
-                .query_row(
-                    "SELECT 1 FROM server_knocks
-                     WHERE room_id = ?1 AND server = ?2 AND last_seen_ms >= ?3",
-                    params![room_id, server, cutoff],
-                    |_| Ok(true),
-                )
-                .optional()?
-                .unwrap_or(false);
-            if !live {
-                let (count, oldest): (i64, Option<i64>) = tx.query_row(
-                    "SELECT COUNT(*), MIN(first_seen_ms) FROM server_knocks
-                     WHERE server = ?1 AND first_seen_ms > ?2",
-                    params![server, window_start],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                if count >= cap {
-                    let leaves = oldest
-                        .unwrap_or(now_ms)
-                        .saturating_add(window_ms)
-                        .saturating_sub(now_ms);
-                    return Ok(Recorded::OverCap {
-                        retry_after_ms: u64::try_from(leaves.max(1)).unwrap_or(1),
-                    });
-                }
-            }
-            let record = tx.query_row(
-                "INSERT INTO server_knocks (room_id, server, first_seen_ms, last_seen_ms, times)
-                 VALUES (?1, ?2, ?3, ?3, 1)
-                 ON CONFLICT (room_id, server) DO UPDATE SET
-                     first_seen_ms = CASE WHEN last_seen_ms < ?4 THEN ?3 ELSE first_seen_ms END,
-                     times = CASE WHEN last_seen_ms < ?4 THEN 1 ELSE times + 1 END,
-                     last_seen_ms = MAX(last_seen_ms, ?3)
-                 RETURNING room_id, server, first_seen_ms, last_seen_ms, times",
-                params![room_id, server, now_ms, cutoff],
-                row_to_record,
-            )?;
-            tx.commit()?;
-            Ok(Recorded::Row(record))
-        })
-        .map_err(|e| storage_error("recording a knock", &e))?;
-        match outcome {
+        let knock = KnockWrite {
+            room_id,
+            server,
+            now_ms,
+            cutoff: self.cutoff(now_ms),
+            window_start: now_ms.saturating_sub(window_ms),
+            window_ms,
+            cap: i64::from(self.limits.max_per_origin),
+        };
+        match self.backend.record(&knock)? {
             Recorded::Row(r) => Ok(r),
             Recorded::OverCap { retry_after_ms } => Err(Error::limit_exceeded(
                 format!(
@@ -275,44 +248,26 @@ impl KnockStore {
 
     /// The unexpired knock of `server` on `room_id` at `now_ms`.
     pub fn get_at(&self, room_id: &str, server: &str, now_ms: i64) -> Result<Option<KnockRecord>> {
-        let conn = self.conn()?;
-        bounded_retry(|| {
-            conn.query_row(
-                "SELECT room_id, server, first_seen_ms, last_seen_ms, times FROM server_knocks
-                 WHERE room_id = ?1 AND server = ?2 AND last_seen_ms >= ?3",
-                params![room_id, server, self.cutoff(now_ms)],
-                row_to_record,
-            )
-            .optional()
-        })
-        .map_err(|e| storage_error("reading a knock", &e))
+        if room_id.contains('\0') || server.contains('\0') {
+            return Ok(None);
+        }
+        self.backend.get(room_id, server, self.cutoff(now_ms))
     }
 
     /// Every unexpired knock on `room_id` at `now_ms`, oldest first (what a moderator reviews).
     pub fn for_room_at(&self, room_id: &str, now_ms: i64) -> Result<Vec<KnockRecord>> {
-        let conn = self.conn()?;
-        bounded_retry(|| {
-            let mut stmt = conn.prepare(
-                "SELECT room_id, server, first_seen_ms, last_seen_ms, times FROM server_knocks
-                 WHERE room_id = ?1 AND last_seen_ms >= ?2 ORDER BY first_seen_ms, server",
-            )?;
-            let rows = stmt.query_map(params![room_id, self.cutoff(now_ms)], row_to_record)?;
-            rows.collect()
-        })
-        .map_err(|e| storage_error("listing knocks", &e))
+        if room_id.contains('\0') {
+            return Ok(Vec::new());
+        }
+        self.backend.for_room(room_id, self.cutoff(now_ms))
     }
 
     /// Forgets one knock (e.g. once decided); returns whether it existed.
     pub fn remove(&self, room_id: &str, server: &str) -> Result<bool> {
-        let conn = self.conn()?;
-        bounded_retry(|| {
-            conn.execute(
-                "DELETE FROM server_knocks WHERE room_id = ?1 AND server = ?2",
-                params![room_id, server],
-            )
-        })
-        .map(|n| n > 0)
-        .map_err(|e| storage_error("removing a knock", &e))
+        if room_id.contains('\0') || server.contains('\0') {
+            return Ok(false);
+        }
+        self.backend.remove(room_id, server)
     }
 
     /// Deletes every knock expired at `now_ms`, [`PURGE_BATCH`] rows per transaction (the lock
@@ -332,15 +287,7 @@ impl KnockStore {
     /// how many (fewer than `max_rows` means none is left).
     pub fn purge_expired_batch_at(&self, now_ms: i64, max_rows: usize) -> Result<usize> {
         let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
-        let conn = self.conn()?;
-        bounded_retry(|| {
-            conn.execute(
-                "DELETE FROM server_knocks WHERE rowid IN (
-                     SELECT rowid FROM server_knocks WHERE last_seen_ms < ?1 LIMIT ?2)",
-                params![self.cutoff(now_ms), limit],
-            )
-        })
-        .map_err(|e| storage_error("purging expired knocks", &e))
+        self.backend.purge_batch(self.cutoff(now_ms), limit)
     }
 
     /// [`KnockStore::purge_expired_at`] with the system clock.
@@ -350,8 +297,6 @@ impl KnockStore {
 
     /// Number of rows, expired or not (for tests and metrics).
     pub fn row_count(&self) -> Result<i64> {
-        let conn = self.conn()?;
-        bounded_retry(|| conn.query_row("SELECT COUNT(*) FROM server_knocks", [], |r| r.get(0)))
-            .map_err(|e| storage_error("counting knocks", &e))
+        self.backend.row_count()
     }
 }

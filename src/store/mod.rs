@@ -1,30 +1,37 @@
-//! Embedded storage: one SQLite file per server, shared by every servership component.
+//! servership's storage: what the domain modules ask of a store, and how to open one.
 //!
-//! Conventions every table in the file follows, so several processes (Synapse workers) can share
-//! it safely:
-//! - WAL journal with `synchronous = FULL`: a write the caller was told about survives `kill -9`
-//!   and power loss (the one exception: discovery budget windows, whose loss is harmless, are
-//!   written with `NORMAL`, see [`SqliteBudget`]);
-//! - a generous busy timeout plus retry in [`with_retry`]: "database is locked" never reaches a
-//!   caller; work done on a homeserver thread's time (budgets, the audit queue) retries for about
-//!   a second at most and then fails with `M_UNKNOWN`;
-//! - each component migrates its own tables, recorded in `servership_schema` as
-//!   `(component, version)`, so later releases can migrate one part without touching the others.
+//! Every component (tags, knocks, discovery budgets, the audit queue) is one public type here,
+//! with the same API and the same guarantees whichever backend holds it:
+//! - [`TagStore`]: the permanent participation tags, answered from the in-memory
+//!   [`TagIndex`](crate::discovery::index) that both backends feed with rows;
+//! - [`KnockStore`], [`StoreBudget`] (a [`Budget`](crate::discovery::Budget)) and
+//!   [`AuditQueue`].
 //!
-//! The file must be servership's own: never Synapse's database (two SQLite copies live in its
-//! process, and they must not share a file).
+//! A [`Location`] picks the backend: a path is [`sqlite`], the embedded default (one file per
+//! server, shared by the processes of one host); a PostgreSQL connection string
+//! (`postgresql://…`, `postgres://…` or libpq `key=value` pairs) is [`postgres`], for fleets
+//! whose processes run on several hosts. Both backends guarantee:
+//! - acknowledged writes are committed (durable), records are idempotent (`ON CONFLICT DO
+//!   NOTHING`), and every process sees the others' writes;
+//! - bounded waits: a busy or unreachable store fails with a storage error (`M_UNKNOWN`, 500)
+//!   after a second or a few, never a hang of a homeserver thread;
+//! - each component migrates its own tables, versioned in `servership_schema`, safely when
+//!   several processes open a new store at once.
 
 mod audits;
 mod budgets;
 mod knocks;
-mod sqlite;
+mod location;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 mod tags;
 
 pub use audits::AuditQueue;
-pub use budgets::SqliteBudget;
+pub use budgets::{SqliteBudget, StoreBudget};
 pub use knocks::{KnockLimits, KnockRecord, KnockStore};
+pub use location::{Location, PostgresUrl};
+pub use postgres::{CopyReport, copy_sqlite_to_postgres};
 
 pub(crate) use sqlite::storage_error;
 pub use sqlite::{ensure_schema, open_connection, with_retry};
-pub(crate) use tags::TagHashBuilder;
 pub use tags::TagStore;

@@ -673,6 +673,21 @@ def synapse_database_files(api: Any) -> list[str]:
     return files
 
 
+def synapse_postgres_args(api: Any) -> dict[str, Any] | None:
+    """The ``database.args`` of Synapse's PostgreSQL (``psycopg2``) database holding its
+    ``main`` data store, or ``None`` when Synapse runs on SQLite."""
+    found: dict[str, Any] | None = None
+    for db in getattr(homeserver(api).config.database, "databases", []):
+        conf = getattr(db, "config", {}) or {}
+        if conf.get("name") != "psycopg2":
+            continue
+        args = dict(conf.get("args") or {})
+        if "main" in (getattr(db, "databases", None) or ["main"]):
+            return args
+        found = found if found is not None else args
+    return found
+
+
 def plain_json(value: Any) -> Any:
     """A copy of ``value`` made of plain ``dict``/``list``/scalars: Synapse's events hold
     immutable mappings and tuples, which the core's strict converter does not take."""

@@ -73,10 +73,23 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where servership keeps its tags, knocks, budgets and audit queue."""
+
+    #: ``sqlite`` (the default: the file ``store_path``) or ``postgres``.
+    backend: str = "sqlite"
+    #: For ``postgres``: a libpq connection string; ``None`` reuses Synapse's own ``database:``
+    #: settings (it must run on ``psycopg2``), so no second password is configured.
+    dsn: str | None = None
+
+
+@dataclass(frozen=True)
 class ServershipConfig:
     """Everything the module needs, validated."""
 
-    store_path: str
+    #: The SQLite file (backend ``sqlite``); ``None`` with ``store.backend: postgres``.
+    store_path: str | None = None
+    store: StoreConfig = field(default_factory=StoreConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     invites: InvitesConfig = field(default_factory=InvitesConfig)
     knocks: KnocksConfig = field(default_factory=KnocksConfig)
@@ -153,6 +166,95 @@ def _store_path(raw: Mapping[str, Any], synapse_db_paths: list[str]) -> str:
     return path
 
 
+#: The libpq keywords servership's PostgreSQL client understands, taken from Synapse's
+#: ``database.args`` (psycopg2 passes them to libpq); the rest (``cp_min``, ``cp_max``...) are
+#: Synapse's own.
+_LIBPQ_KEYS = {
+    "host": "host",
+    "hostaddr": "hostaddr",
+    "port": "port",
+    "user": "user",
+    "password": "password",
+    "database": "dbname",
+    "dbname": "dbname",
+    "options": "options",
+    "application_name": "application_name",
+    "connect_timeout": "connect_timeout",
+    "keepalives": "keepalives",
+    "keepalives_idle": "keepalives_idle",
+    "target_session_attrs": "target_session_attrs",
+}
+#: ``sslmode`` values that work without TLS (servership's client has none yet).
+_PLAIN_SSLMODES = {"disable", "allow", "prefer"}
+
+
+def _libpq_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def dsn_from_synapse_args(args: Mapping[str, Any]) -> str:
+    """A libpq ``key=value`` connection string from Synapse's ``database.args`` (psycopg2).
+
+    ``database`` becomes ``dbname``; ``cp_*`` and other pool settings are dropped; a missing
+    ``host`` is the Debian socket directory ``/var/run/postgresql`` and a missing ``user`` the
+    operating-system user, as libpq would pick. TLS (``sslmode`` ``require``/``verify-*``) is
+    refused: servership's client does not speak it yet, so ``store.dsn`` must be given instead.
+    """
+    pairs: dict[str, str] = {}
+    for key, value in args.items():
+        if key == "sslmode":
+            if str(value) not in _PLAIN_SSLMODES:
+                raise _err(
+                    "store.backend",
+                    f"postgres cannot reuse Synapse's database settings with sslmode={value}: "
+                    "servership's PostgreSQL client has no TLS yet; give store.dsn instead",
+                )
+            continue
+        name = _LIBPQ_KEYS.get(str(key))
+        if name is None or value is None:
+            continue
+        pairs[name] = str(value)
+    pairs.setdefault("host", "/var/run/postgresql")
+    if "user" not in pairs:
+        import getpass
+
+        pairs["user"] = getpass.getuser()
+    if "dbname" not in pairs:
+        raise _err("store.backend", "postgres: Synapse's database.args has no database name")
+    return " ".join(f"{k}={_libpq_quote(v)}" for k, v in sorted(pairs.items()))
+
+
+def _looks_like_dsn(value: str) -> bool:
+    if value.startswith(("postgresql://", "postgres://")):
+        return True
+    first = value.split(None, 1)[0] if value.split() else ""
+    return "=" in first and first.split("=", 1)[0] in set(_LIBPQ_KEYS.values()) | {"sslmode"}
+
+
+def _store(raw: Mapping[str, Any]) -> StoreConfig:
+    section = raw.get("store")
+    if section is None:
+        return StoreConfig()
+    if not isinstance(section, Mapping):
+        raise _err("store", "must be a mapping such as {backend: postgres}")
+    _known(section, "store", {"backend", "dsn"})
+    backend = section.get("backend", "sqlite")
+    if backend not in ("sqlite", "postgres"):
+        raise _err("store.backend", "must be sqlite or postgres")
+    dsn = section.get("dsn")
+    if dsn is not None:
+        if backend != "postgres":
+            raise _err("store.dsn", "is only for store.backend: postgres")
+        if not isinstance(dsn, str) or "\0" in dsn or not _looks_like_dsn(dsn.strip()):
+            raise _err(
+                "store.dsn",
+                "must be a PostgreSQL connection string (postgresql://user@host/db or "
+                "host=... dbname=...)",
+            )
+        dsn = dsn.strip()
+    return StoreConfig(backend=backend, dsn=dsn)
+
+
 def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConfig:
     """Validate the ``config:`` mapping from ``homeserver.yaml``.
 
@@ -168,6 +270,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         "",
         {
             "store_path",
+            "store",
             "discovery",
             "invites",
             "knocks",
@@ -179,7 +282,13 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
             "allow_untested_synapse",
         },
     )
-    store_path = _store_path(raw, synapse_db_paths or [])
+    store = _store(raw)
+    if store.backend == "sqlite":
+        store_path: str | None = _store_path(raw, synapse_db_paths or [])
+    elif raw.get("store_path") is not None:
+        raise _err("store_path", "is for store.backend: sqlite; remove it with backend postgres")
+    else:
+        store_path = None
 
     d = _section(raw.get("discovery"), "discovery")
     _known(
@@ -272,6 +381,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
 
     return ServershipConfig(
         store_path=store_path,
+        store=store,
         discovery=discovery,
         invites=invites,
         knocks=knocks,

@@ -76,8 +76,9 @@ class ServershipModule:
         self._api = api
         self._server_name: str = api.server_name
         # parse_config checked the Synapse release and the features' internals; it cannot see
-        # Synapse's own config, so the database clash is checked here.
-        config_mod.check_store_path(config.store_path, _compat.synapse_database_files(api))
+        # Synapse's own config: check the database clash, and find Synapse's PostgreSQL
+        # settings, here.
+        self._store_location = self._resolve_store(config, api)
         # Fail at start-up, not at the first federation request: the core does every check.
         _core.require()
 
@@ -140,8 +141,36 @@ class ServershipModule:
             config.invites.enabled,
             config.knocks.enabled,
             config.audit.enabled,
-            config.store_path,
+            # Never the connection string: it may hold Synapse's database password.
+            config.store_path if config.store.backend == "sqlite" else "postgres",
         )
+
+    @staticmethod
+    def _resolve_store(config: ServershipConfig, api: Any) -> str:
+        """The store's location: the SQLite file, or a PostgreSQL connection string."""
+        synapse_pg = _compat.synapse_postgres_args(api)
+        if config.store.backend == "sqlite":
+            path = config_mod.parse(
+                {"store_path": config.store_path}, _compat.synapse_database_files(api)
+            ).store_path
+            if path is None:  # parse() never gives None for backend sqlite
+                raise _compat.ConfigError("servership.store_path is required")
+            if synapse_pg is not None:
+                logger.warning(
+                    "servership: Synapse runs on PostgreSQL but servership's store is the SQLite "
+                    "file %s: workers on other hosts cannot reach it and it is not in the "
+                    "database's backups. Set store: {backend: postgres} (docs/synapse.md)",
+                    path,
+                )
+            return path
+        if config.store.dsn is not None:
+            return config.store.dsn
+        if synapse_pg is None:
+            raise _compat.ConfigError(
+                "servership.store.backend: postgres needs Synapse on PostgreSQL (database.name: "
+                "psycopg2) to reuse its settings, or a connection string in servership.store.dsn"
+            )
+        return config_mod.dsn_from_synapse_args(synapse_pg)
 
     @staticmethod
     def parse_config(config: Any) -> ServershipConfig:
@@ -154,7 +183,7 @@ class ServershipModule:
         """Open the stores once (blocking: call in a thread)."""
         with self._open_lock:
             if self._tag_store is None:
-                self._tag_store = _core.open_tag_store(self._config.store_path, self._server_name)
+                self._tag_store = _core.open_tag_store(self._store_location, self._server_name)
                 d = self._config.discovery
                 # The budget lives in the store file, so every process of this homeserver draws
                 # on one budget per (normalised) origin, and a restart does not reset it.
@@ -168,7 +197,7 @@ class ServershipModule:
             if self._knock_store is None and self._config.knocks.enabled:
                 k = self._config.knocks
                 self._knock_store = _core.open_limited_knock_store(
-                    self._config.store_path,
+                    self._store_location,
                     k.expiry_seconds * 1000,
                     k.max_per_origin,
                     k.origin_window_seconds * 1000,
@@ -179,7 +208,7 @@ class ServershipModule:
         """The audit queue, in the same store file (blocking: call in a thread)."""
         with self._open_lock:
             if self._audit_queue is None:
-                self._audit_queue = _core.open_audit_queue(self._config.store_path)
+                self._audit_queue = _core.open_audit_queue(self._store_location)
         return self._audit_queue
 
     async def startup(self) -> int:

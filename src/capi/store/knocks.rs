@@ -1,15 +1,15 @@
-//! The knock store for C: recorded `m.server.knock` EDUs in servership's SQLite file (MSC4099).
+//! The knock store for C: recorded `m.server.knock` EDUs in servership's store (MSC4099).
 
 use std::ffi::c_char;
 use std::time::Duration;
 
-use crate::capi::boundary::{Failure, call, input_str, output_string, required};
+use crate::capi::boundary::{Failure, call, input_bytes, input_str, output_string, required};
+use crate::capi::discovery::store_location;
 use crate::capi::status::servership_status;
-use crate::error::Error;
 use crate::json::Value;
 use crate::store::{KnockLimits, KnockStore};
 
-/// Recorded `m.server.knock` EDUs in servership's SQLite file, one row per (room, server), expiring
+/// Recorded `m.server.knock` EDUs in servership's store (SQLite or PostgreSQL), one row per (room, server), expiring
 /// a fixed time after last seen (opaque).
 ///
 /// Thread safety: may be used from several threads at once (calls are serialised inside); free it
@@ -18,7 +18,8 @@ pub struct servership_knock_store {
     store: KnockStore,
 }
 
-/// Opens (creating if needed) the knock store in the SQLite file at `path` (UTF-8); knocks expire
+/// Opens (creating if needed) the knock store at `path` (an SQLite file, or a PostgreSQL
+/// connection string as for `servership_tag_store_open`); knocks expire
 /// `expire_after_ms` milliseconds after they were last seen. On success `*out` receives a handle
 /// to free with `servership_knock_store_free`.
 ///
@@ -36,12 +37,9 @@ pub unsafe extern "C" fn servership_knock_store_open(
     call("servership_knock_store_open", || {
         let out = required(out, "out")?;
         // SAFETY: the caller guarantees `path` points to `path_len` readable bytes.
-        let path = unsafe { input_str(path, path_len, "path") }?;
-        if path.is_empty() {
-            return Err(Error::invalid_param("path must not be empty").into());
-        }
+        let path = unsafe { input_bytes(path.cast::<u8>(), path_len, "path") }?;
         let store = KnockStore::open(
-            std::path::Path::new(path),
+            store_location(path)?,
             Duration::from_millis(expire_after_ms),
         )?;
         *out = Box::into_raw(Box::new(servership_knock_store { store }));
@@ -72,12 +70,9 @@ pub unsafe extern "C" fn servership_knock_store_open_with_limits(
     call("servership_knock_store_open_with_limits", || {
         let out = required(out, "out")?;
         // SAFETY: the caller guarantees `path` points to `path_len` readable bytes.
-        let path = unsafe { input_str(path, path_len, "path") }?;
-        if path.is_empty() {
-            return Err(Error::invalid_param("path must not be empty").into());
-        }
+        let path = unsafe { input_bytes(path.cast::<u8>(), path_len, "path") }?;
         let store = KnockStore::open_with_limits(
-            std::path::Path::new(path),
+            store_location(path)?,
             Duration::from_millis(expire_after_ms),
             KnockLimits {
                 max_per_origin,

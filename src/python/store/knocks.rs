@@ -37,7 +37,7 @@ impl PyKnockStore {
     #[pyo3(signature = (path, expire_after_ms, max_per_origin = 20, origin_window_ms = 3_600_000))]
     fn new(
         py: Python<'_>,
-        path: std::path::PathBuf,
+        #[pyo3(from_py_with = args::location)] path: crate::store::Location,
         #[pyo3(from_py_with = args::int)] expire_after_ms: u64,
         #[pyo3(from_py_with = args::int)] max_per_origin: u32,
         #[pyo3(from_py_with = args::int)] origin_window_ms: u64,
@@ -47,11 +47,9 @@ impl PyKnockStore {
             max_per_origin,
             window: std::time::Duration::from_millis(origin_window_ms),
         };
-        let inner = py.detach(|| KnockStore::open_with_limits(&path, expire, limits))?;
-        Ok(PyKnockStore {
-            inner,
-            path: path.display().to_string(),
-        })
+        let shown = path.to_string();
+        let inner = py.detach(|| KnockStore::open_with_limits(path, expire, limits))?;
+        Ok(PyKnockStore { inner, path: shown })
     }
 
     /// Records a knock of `server` on `room_id` at `now_ms`; returns the record. A new knock
@@ -121,6 +119,12 @@ impl PyKnockStore {
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         let n = py.detach(|| self.inner.row_count())?;
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.inner.location().backend()
     }
 
     fn __repr__(&self) -> String {

@@ -1,4 +1,23 @@
-//! Opening the shared SQLite file and migrating a component's tables.
+//! The embedded default backend: one SQLite file per server, shared by every servership component.
+//!
+//! Conventions every table in the file follows, so several processes (Synapse workers on one
+//! host) can share it safely:
+//! - WAL journal with `synchronous = FULL`: a write the caller was told about survives `kill -9`
+//!   and power loss (the exceptions, knocks and discovery budget windows, whose loss is harmless,
+//!   are written with `NORMAL`);
+//! - a generous busy timeout plus retry in [`with_retry`]: "database is locked" never reaches a
+//!   caller; work done on a homeserver thread's time (budgets, knocks, the audit queue) retries
+//!   for about a second at most and then fails with `M_UNKNOWN`;
+//! - each component migrates its own tables, recorded in `servership_schema` as
+//!   `(component, version)`, so later releases can migrate one part without touching the others.
+//!
+//! The file must be servership's own: never Synapse's database (two SQLite copies live in its
+//! process, and they must not share a file).
+
+pub(crate) mod audits;
+pub(crate) mod budgets;
+pub(crate) mod knocks;
+pub(crate) mod tags;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

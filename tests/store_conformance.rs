@@ -387,20 +387,33 @@ fn kill_9_right_after_acknowledged_writes_loses_nothing(b: Backend) {
     drop(TagStore::open(dir.location(), SERVER).unwrap());
     let mut child = spawn_writer(&dir.location(), "k", 1_000_000);
     let stdout = child.stdout.take().unwrap();
+    let (first_ack, acked_once) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
+        let mut acked = Vec::new();
+        for room in BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
             .filter_map(|l| acked_in(&l))
-            .collect::<Vec<_>>()
+        {
+            if acked.is_empty() {
+                let _ = first_ack.send(());
+            }
+            acked.push(room);
+        }
+        acked
     });
-    // A "random" moment between 150 and 650 ms in.
+    // Kill at a "random" moment 0 to 500 ms after the first acknowledgement, not after a fixed
+    // time: on a loaded machine the child's start-up (connecting, migrating, loading the index)
+    // alone can take longer than a fixed delay, and then there is nothing to check.
+    let started = acked_once.recv_timeout(Duration::from_secs(60));
     let jitter = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .subsec_nanos()
         % 500;
-    std::thread::sleep(Duration::from_millis(150 + u64::from(jitter)));
+    if started.is_ok() {
+        std::thread::sleep(Duration::from_millis(u64::from(jitter)));
+    }
     child.kill().unwrap(); // SIGKILL on Unix
     let status = child.wait().unwrap();
     assert!(

@@ -674,10 +674,13 @@ def main() -> None:
     if not args.no_rust:
         rust_rows(table, args)
     text = report(table, args)
-    # benches/synapse_cost.py owns the part of the file after its marker: keep it.
-    marker = "<!-- benches/synapse_cost.py writes from here on"
-    if args.output.exists() and marker in (old := args.output.read_text()):
-        text = text.rstrip("\n") + "\n\n" + old[old.index(marker):]
+    # Sections other tools write (benches/synapse_cost.py, the examples/store_scale.rs figures)
+    # follow a marker comment saying "compare.py keeps": keep everything from the first one.
+    if args.output.exists():
+        old = args.output.read_text()
+        kept = re.search(r"^<!--[^\n]*compare\.py keeps", old, flags=re.M)
+        if kept:
+            text = text.rstrip("\n") + "\n\n" + old[kept.start():]
     args.output.write_text(text)
     print(f"\nwrote {args.output}")
 

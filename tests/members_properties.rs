@@ -7,34 +7,13 @@
 //!   room version, and when it allows, so do the additions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::rng::Rng;
 use servership::auth::{self, AuthState, check_members_rules};
 use servership::decision::ReasonCode;
 use servership::json::{Object, Value};
 use servership::room_version::{MEMBERS_MARKER, RoomVersion};
-
-/// xorshift64*, as in `tests/properties.rs`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap()).unwrap()
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const CREATOR: &str = "@alice:a.example";
 const USERS: &[&str] = &[

@@ -12,30 +12,13 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
+use common::rng::Rng;
 use servership::s2s::negotiation::{
     FailError, Incoming, Negotiation, NegotiationPolicy, Outcome, Outgoing, PROPOSAL, Step, VENDOR,
     VersionOffer, choose_version,
 };
-
-/// xorshift64*: the same sequence on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap()).unwrap()
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const VERSIONS: &[&str] = &[
     "1",

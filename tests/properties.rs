@@ -9,23 +9,8 @@ mod common;
 #[path = "../fuzz/src/checks.rs"]
 mod checks;
 
+use common::rng::Rng;
 use servership::json::{self, Value};
-
-/// A small deterministic generator (xorshift64*), so the mutations are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap()).unwrap()
-    }
-}
 
 /// Bytes that matter to the parsers under test: JSON structure, escapes, ID sigils and
 /// separators, header syntax, percent escapes, and bytes that are not UTF-8.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: loading the vector files from `tests/vectors/`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod rng;
+
 use servership::json::{self, Value};
 
 /// Loads `tests/vectors/<name>` with the library's own strict parser (the files are strict JSON).

@@ -97,26 +97,29 @@ def _join_by_send_join(rogue: RogueHomeserver, lab: Lab, room: str, user: str) -
     template and the join's event ID."""
     status, made = _make_join(rogue, lab, room, user)
     assert status == 200, made
-    event = dict(made["event"])
-    event.update(sender=user, state_key=user, origin_server_ts=int(time.time() * 1000))
-    signed = servership.sign_event(event, rogue.server_name, rogue.signing_key,
-                                   made["room_version"])
-    event_id = servership.event_id(signed, made["room_version"])
-    status, answer = rogue.request(
-        lab.b, "PUT", f"/_matrix/federation/v2/send_join/{q(room)}/{q(event_id)}", signed)
+    status, answer, event_id = _send_join_with_id(rogue, lab, room, made["event"],
+                                                  made["room_version"], user)
     assert status == 200, answer
     return made, event_id
 
 
-def _send_join(rogue: RogueHomeserver, lab: Lab, room_id: str, template: dict,
-               version: str, as_user: str) -> tuple[int, Any]:
-    """Sign a join built from a template, for ``as_user``, and send it with send_join."""
+def _send_join_with_id(rogue: RogueHomeserver, lab: Lab, room_id: str, template: dict,
+                       version: str, as_user: str) -> tuple[int, Any, str]:
+    """Sign a join built from a template, for ``as_user``, and send it with send_join; the
+    answer and the join's event ID."""
     event = dict(template)
     event.update(sender=as_user, state_key=as_user, origin_server_ts=int(time.time() * 1000))
     signed = servership.sign_event(event, rogue.server_name, rogue.signing_key, version)
     event_id = servership.event_id(signed, version)
-    return rogue.request(lab.b, "PUT",
-                         f"/_matrix/federation/v2/send_join/{q(room_id)}/{q(event_id)}", signed)
+    status, answer = rogue.request(
+        lab.b, "PUT", f"/_matrix/federation/v2/send_join/{q(room_id)}/{q(event_id)}", signed)
+    return status, answer, event_id
+
+
+def _send_join(rogue: RogueHomeserver, lab: Lab, room_id: str, template: dict,
+               version: str, as_user: str) -> tuple[int, Any]:
+    status, answer, _ = _send_join_with_id(rogue, lab, room_id, template, version, as_user)
+    return status, answer
 
 
 def _unknown_room_answer(rogue: RogueHomeserver, lab: Lab, user: str) -> tuple[int, Any, str]:

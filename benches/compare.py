@@ -470,7 +470,7 @@ def discovery_rows(table: Table, args, m: dict) -> None:
             index_bytes = index_bytes()
         if isinstance(index_bytes, int):
             per_tag = index_bytes / n
-            note = f"index {per_tag:.1f} B/tag, target <= 64"
+            note = f"index {per_tag:.1f} B/tag, target <= 16"
             RESULTS["python_index_bytes_per_tag"] = per_tag
         table.row(name, measure(lambda: responder.respond(body, "peer.example", 0), **m),
                   anchor="pure Python (json + base64 + set of raw tags)", target=">= 10x",

@@ -6,6 +6,8 @@ docs/performance.md.
     python benches/synapse_cost.py                 # the full run (about ten minutes)
     python benches/synapse_cost.py --quick         # fewer events, for trying the script out
     python benches/synapse_cost.py --no-write      # print, leave the docs alone
+    python benches/synapse_cost.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
+                                                   # B and C on PostgreSQL, B's store too
 
 Run it with an interpreter that has ``matrix-synapse`` and the servership wheel installed (as
 ``.ci/run``'s venv has). It starts a lab of three Synapses on loopback (``tests/python/synapse/
@@ -22,6 +24,10 @@ alternate which of B and C goes first (so drift in the machine's load hits both 
   latency of each. The anchor is a signed request that does the same X-Matrix work and one
   database lookup in Synapse (``GET /_matrix/federation/v1/query/directory``), and the share of
   servership's core is the in-process time of ``Responder.respond`` on the same body and store.
+
+With ``--postgres URL`` (a role that may create databases), B and C run on PostgreSQL, each in
+a new database dropped at the end, and B's servership store is the PostgreSQL backend in B's own
+database (``store: {backend: postgres}``). Each backend gets its own section in the docs.
 
 Medians and percentiles are over all samples of all rounds.
 """
@@ -49,12 +55,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "python" / "synapse"))
 
 from harness.lab import Homeserver, Lab, x_matrix_header  # noqa: E402
+from harness.workers import Services  # noqa: E402
 
 import servership  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "performance.md"
 # compare.py keeps everything from this line on when it rewrites the file.
 MARKER = "<!-- benches/synapse_cost.py writes from here on; compare.py keeps it -->"
+# Each backend's part starts with one of these, so a run replaces only its own.
+SECTION = "<!-- synapse_cost.py: {backend} -->"
 DISCOVER = "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"
 
 
@@ -168,9 +177,9 @@ def signed_load(lab: Lab, origin: Homeserver, destination: Homeserver, method: s
     return latencies
 
 
-def fill_store(path: Path, server_name: str, count: int) -> list[str]:
+def fill_store(location: str, server_name: str, count: int) -> list[str]:
     """``count`` rooms recorded as joined in B's store before B starts; returns 10 of them."""
-    store = servership.TagStore(str(path), server_name)
+    store = servership.TagStore(location, server_name)
     known: list[str] = []
     batch = 100_000
     now = int(time.time() * 1000)
@@ -182,9 +191,9 @@ def fill_store(path: Path, server_name: str, count: int) -> list[str]:
     return known
 
 
-def core_respond_seconds(store_path: Path, server_name: str, body: bytes, repeat: int) -> float:
+def core_respond_seconds(location: str, server_name: str, body: bytes, repeat: int) -> float:
     """servership's own share: ``Responder.respond`` on the same body and store, in process."""
-    store = servership.TagStore(str(store_path), server_name)
+    store = servership.TagStore(location, server_name)
     responder = servership.Responder(store, max_tags_per_request=1000, budget_tags=2**62,
                                      budget_window_ms=60_000)
     responder.respond(body, "peer.example", 0)
@@ -194,20 +203,49 @@ def core_respond_seconds(store_path: Path, server_name: str, body: bytes, repeat
     return (time.perf_counter() - t0) / repeat
 
 
+def postgres_services(url: str | None) -> Services | None:
+    """The PostgreSQL server of ``--postgres`` (Redis is not used here)."""
+    if url is None:
+        return None
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("postgresql", "postgres") or not parsed.hostname:
+        raise SystemExit("--postgres must be postgresql://user[:password]@host:port/db")
+    return Services(parsed.hostname, parsed.port or 5432, parsed.username or "postgres",
+                    parsed.password, "127.0.0.1", 0)
+
+
+def database_url(url: str, database: str) -> str:
+    """``url`` with its database replaced by ``database``."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=f"/{database}"))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="servership-cost-"))
     # B answers any signed origin (the shared-room check is one query; the anchor has one too)
     # and its budget never runs out during the run.
     module = {"discovery": {"require_shared_room": False, "budget_tags": 10**9}}
-    lab = Lab(root, names=("A", "B", "C"), module_config=module,
-              synapse_config={"C": {"modules": []}})
+    synapse_config: dict[str, dict] = {"B": {}, "C": {"modules": []}}
+    per_server: dict[str, dict] = {}
+    services, databases = postgres_services(args.postgres), {}
+    if services is not None:
+        for name in ("B", "C"):
+            databases[name] = services.create_database()
+            synapse_config[name]["database"] = {"name": "psycopg2", "args": {
+                "host": services.pg_host, "port": services.pg_port, "user": services.pg_user,
+                "password": services.pg_password, "dbname": databases[name],
+                "cp_min": 1, "cp_max": 10}}
+        per_server["B"] = {"store": {"backend": "postgres"}, "store_path": None}
+    lab = Lab(root, names=("A", "B", "C"), module_config=module, per_server=per_server,
+              synapse_config=synapse_config)
     results: dict[str, Any] = {"events": {"B": [], "C": []}, "joins": {"B": [], "C": []},
                                "rates": {"B": [], "C": []}}
     try:
         lab.setup()
         b = lab["B"]
+        location = (str(b.module_config["store_path"]) if services is None
+                    else database_url(args.postgres, databases["B"]))
         t0 = time.monotonic()
-        known = fill_store(Path(b.module_config["store_path"]), b.server_name, args.tags)
+        known = fill_store(location, b.server_name, args.tags)
         results["fill_seconds"] = time.monotonic() - t0
         lab.start()
         a, c = lab["A"], lab["C"]
@@ -239,10 +277,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         directory = f"/_matrix/federation/v1/query/directory?room_alias={alias}"
         results["anchor"] = signed_load(lab, a, b, "GET", directory, None, args.clients,
                                         args.seconds, expect=(200, 404))
-        results["core"] = core_respond_seconds(Path(b.module_config["store_path"]),
-                                               b.server_name, json.dumps(body).encode(), 200)
+        results["core"] = core_respond_seconds(location, b.server_name,
+                                               json.dumps(body).encode(), 200)
     finally:
         lab.stop()
+        for name in databases.values():
+            if services is not None:
+                services.drop_database(name)
     results["seconds"] = args.seconds
     return results
 
@@ -258,13 +299,19 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     anchor_rps = len(anchor) / results["seconds"]
     core = results["core"]
     share = core / statistics.median(disc) * 100
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    store = ("B's servership store is the PostgreSQL backend in B's database"
+             if args.postgres else "B's servership store is an SQLite file")
     lines = [
-        MARKER,
+        SECTION.format(backend=backend),
         "",
-        "## The module's cost to Synapse: with and without the module",
+        f"### {backend}",
         "",
-        "Generated by `benches/synapse_cost.py` (do not edit by hand; re-run it). Three Synapse "
-        f"{metadata.version('matrix-synapse')} servers on loopback, SQLite, on the machine above "
+        "Generated by `benches/synapse_cost.py"
+        + (" --postgres" if args.postgres else "")
+        + "` (do not edit by hand; re-run it). Three Synapse "
+        f"{metadata.version('matrix-synapse')} servers on loopback, {backend} ({store}), on the "
+        "machine above "
         f"({os.cpu_count()} cores, shared with other jobs: compare rows, not runs): B with the "
         "module (defaults; discovery without the shared-room check), C without it, A signing "
         f"the discovery requests. {args.rounds} rounds alternating B and C; each round sends "
@@ -312,6 +359,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="run B and C (and B's store) on this PostgreSQL server")
     args = parser.parse_args()
     if args.quick:
         args.events, args.joins, args.rounds, args.tags, args.seconds = 60, 5, 2, 100_000, 5.0
@@ -319,10 +368,29 @@ def main() -> None:
     text = report(results, args)
     print(text)
     if not args.no_write:
-        current = OUTPUT.read_text() if OUTPUT.exists() else ""
-        head = current.split(MARKER)[0].rstrip("\n")
-        OUTPUT.write_text(head + "\n\n" + text)
+        OUTPUT.write_text(merge_into(OUTPUT.read_text() if OUTPUT.exists() else "", text,
+                                     "PostgreSQL" if args.postgres else "SQLite"))
         print(f"wrote {OUTPUT}")
+
+
+def merge_into(current: str, text: str, backend: str) -> str:
+    """``current`` with this backend's section replaced by ``text`` (the other backend's kept),
+    under the marker and the heading every run shares."""
+    head, _, ours = current.partition(MARKER)
+    sections: dict[str, str] = {}
+    for name in ("SQLite", "PostgreSQL"):
+        start = ours.find(SECTION.format(backend=name))
+        if start >= 0:
+            ends = [i for other in ("SQLite", "PostgreSQL") if other != name
+                    for i in [ours.find(SECTION.format(backend=other), start + 1)] if i > start]
+            sections[name] = ours[start:min(ends) if ends else len(ours)].strip("\n")
+    sections[backend] = text.strip("\n")
+    parts = [head.rstrip("\n"), "", MARKER, "",
+             "## The module's cost to Synapse: with and without the module", ""]
+    for name in ("SQLite", "PostgreSQL"):
+        if name in sections:
+            parts += [sections[name], ""]
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

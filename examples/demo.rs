@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         dir.display()
     );
     let mut responders = BTreeMap::new();
+    let mut stores = BTreeMap::new();
     for (server, rooms) in history {
         let path = dir.join(format!("{server}.sqlite"));
         let store = TagStore::open(&path, server)?;
@@ -59,13 +60,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             store.len()?,
             path.display()
         );
-        let responder = Responder::new(Arc::new(store), ResponderConfig::default())?;
+        let store = Arc::new(store);
+        let responder = Responder::new(Arc::clone(&store), ResponderConfig::default())?;
         responders.insert(*server, responder);
+        stores.insert(*server, store);
     }
 
     // Purple joins the council through Blue and records its own tag.
-    if let Some(purple) = responders.get("purple.example") {
-        purple.store().record_join(ROOM, now_ms + 1)?;
+    if let Some(purple) = stores.get("purple.example") {
+        purple.record_join(ROOM, now_ms + 1)?;
     }
 
     // What Blue's branch shows Purple, as (user, membership, sender) in the order received:

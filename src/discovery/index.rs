@@ -1,32 +1,74 @@
 //! The in-memory set of a server's participation tags, the same for every store backend: a
 //! backend supplies rows (see `store::tags`), this index answers `recognise` without a query.
+//!
+//! **What it keeps: the first 16 bytes of each tag** (a [`TagKey`]), so a server with 10^7 rooms
+//! spends about 14 bytes a tag, not 36 (issue 13's target is 16). A tag is recognised when its
+//! first 16 bytes are a stored tag's. For tags that are not stored this is wrong with probability
+//! n / 2^128 per lookup (10^-22 at 10^7 tags). Tags are HMACs keyed by the server's public name,
+//! so anyone can compute them, but making us recognise a room we never joined means finding a
+//! room ID whose 128-bit prefix hits one of our n tags: about 2^128 / n HMACs (2^105 at 10^7),
+//! and all it buys is a wrong answer about a room ID that only the attacker uses. The stores
+//! keep the whole tag; only this index shortens it.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use crate::discovery::ParticipationTag;
 
 /// The smallest tail size that triggers a merge, so small stores do not merge on every write.
 const MIN_TAIL_BEFORE_MERGE: usize = 1024;
 
-/// The in-memory set of tags.
-///
-/// Tags are HMAC outputs, so their bytes are uniformly spread. The sorted vector is cut into
-/// 2^`bits` buckets by the tag's leading bits, with about one tag per bucket; `starts[b]` is
-/// where bucket `b` begins. A lookup reads `starts` and then one or two entries, instead of the
-/// twenty dependent cache misses of a binary search over 32 MB. [`TagIndex::contains_all`] does
-/// the two reads in two separate passes over the whole batch, so the processor overlaps the
-/// misses of many lookups. Memory: 32 bytes a tag plus 4 bytes a bucket.
-#[derive(Default)]
-pub(crate) struct TagIndex {
-    sorted: Vec<[u8; 32]>,
-    /// `starts[b]..starts[b + 1]` is bucket `b` of `sorted`; `1 << bits` buckets, plus one end.
-    starts: Vec<u32>,
-    bits: u32,
-    tail: HashSet<[u8; 32], TagHashBuilder>,
+/// How many leading tag bytes the index keeps.
+pub(crate) const KEY_BYTES: usize = 16;
+
+/// The part of a tag the index keeps: its first [`KEY_BYTES`] bytes.
+pub(crate) type TagKey = [u8; KEY_BYTES];
+
+/// The leading bytes that pick a bucket; the main vector stores only the bytes after them.
+const BUCKET_BYTES: usize = 2;
+const BUCKETS: usize = 1 << (8 * BUCKET_BYTES);
+
+/// A key without its bucket bytes, as the main vector stores it.
+type Rest = [u8; KEY_BYTES - BUCKET_BYTES];
+
+/// The index key of a whole tag.
+pub(crate) fn key_of(tag: &[u8; 32]) -> TagKey {
+    let mut key = [0u8; KEY_BYTES];
+    key.copy_from_slice(&tag[..KEY_BYTES]);
+    key
 }
 
-/// Hashes a tag by its first eight bytes. The tail only ever holds this server's own tags
-/// (HMAC outputs nobody else can choose), so their bytes are already a good hash.
+fn bucket_of(key: &TagKey) -> usize {
+    usize::from(u16::from_be_bytes([key[0], key[1]]))
+}
+
+fn rest_of(key: &TagKey) -> Rest {
+    let mut rest = [0u8; KEY_BYTES - BUCKET_BYTES];
+    rest.copy_from_slice(&key[BUCKET_BYTES..]);
+    rest
+}
+
+/// The in-memory set of tags.
+///
+/// Tags are HMAC outputs, so their bytes are uniformly spread. The main vector holds the keys
+/// sorted, cut into 2^16 buckets by their first two bytes, which are therefore not stored:
+/// `starts[b]..starts[b + 1]` is bucket `b`, 14 bytes an entry. At 10^7 tags a bucket holds about
+/// 150 entries (2 KB), so a lookup is one read of `starts` (256 KB, cache-resident) and a binary
+/// search inside one bucket. [`TagIndex::contains_all`] reads every bucket bound first and
+/// searches afterwards, so the cache misses of a batch overlap. Writes go to a small hash set
+/// (the tail) that is merged into the main vector, in place, once it holds 1/32 of it.
+/// Memory: 14 bytes a tag, 256 KB of bounds once the vector is in use, and at most about
+/// 0.6 bytes a tag of tail.
+#[derive(Default)]
+pub(crate) struct TagIndex {
+    rests: Vec<Rest>,
+    /// Empty until the first merge, then `BUCKETS + 1` bounds into `rests`.
+    starts: Vec<u32>,
+    tail: HashSet<TagKey, TagHashBuilder>,
+}
+
+/// Hashes a tag (or a key) by its first eight bytes. The sets hashed this way hold only this
+/// server's own tags (HMAC outputs nobody else can choose), so their bytes are already a good hash.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct TagHashBuilder;
 
@@ -46,7 +88,7 @@ impl std::hash::Hasher for TagHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as its length (a usize) then its bytes; keep the first 8 tag bytes.
+        // A byte array hashes as its length (a usize) then its bytes; keep the first 8 bytes.
         for &b in bytes.iter().take(8) {
             self.0 = (self.0 << 8) | u64::from(b);
         }
@@ -55,114 +97,266 @@ impl std::hash::Hasher for TagHasher {
 }
 
 impl TagIndex {
-    fn bucket(&self, tag: &[u8; 32]) -> usize {
-        if self.bits == 0 {
-            return 0;
-        }
-        let prefix = u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]);
-        (prefix >> (32 - self.bits)) as usize
-    }
-
-    /// The part of `sorted` where `tag` would be.
-    fn range(&self, tag: &[u8; 32]) -> std::ops::Range<usize> {
-        let b = self.bucket(tag);
+    /// The part of `rests` where `key` would be.
+    fn range(&self, key: &TagKey) -> Range<usize> {
+        let b = bucket_of(key);
         match (self.starts.get(b), self.starts.get(b + 1)) {
             (Some(&lo), Some(&hi)) => lo as usize..hi as usize,
-            _ => 0..self.sorted.len(),
+            _ => 0..0,
         }
+    }
+
+    fn in_main(&self, key: &TagKey, range: Range<usize>) -> bool {
+        self.rests
+            .get(range)
+            .is_some_and(|bucket| bucket.binary_search(&rest_of(key)).is_ok())
+    }
+
+    fn contains_key(&self, key: &TagKey) -> bool {
+        self.in_main(key, self.range(key)) || (!self.tail.is_empty() && self.tail.contains(key))
     }
 
     pub(crate) fn contains(&self, tag: &[u8; 32]) -> bool {
-        let range = self.range(tag);
-        self.sorted
-            .get(range)
-            .is_some_and(|bucket| bucket.contains(tag))
-            || (!self.tail.is_empty() && self.tail.contains(tag))
+        self.contains_key(&key_of(tag))
     }
 
     /// [`TagIndex::contains`] for a batch, in two passes (bucket bounds, then entries) so that the
     /// cache misses of different lookups overlap instead of queueing behind each other.
     pub(crate) fn contains_all(&self, tags: &[ParticipationTag]) -> Vec<bool> {
-        let ranges: Vec<std::ops::Range<usize>> = tags.iter().map(|t| self.range(&t.0)).collect();
-        tags.iter()
+        let keys: Vec<TagKey> = tags.iter().map(|t| key_of(&t.0)).collect();
+        let ranges: Vec<Range<usize>> = keys.iter().map(|k| self.range(k)).collect();
+        keys.iter()
             .zip(ranges)
-            .map(|(t, range)| {
-                self.sorted
-                    .get(range)
-                    .is_some_and(|bucket| bucket.contains(&t.0))
-                    || (!self.tail.is_empty() && self.tail.contains(&t.0))
+            .map(|(key, range)| {
+                self.in_main(key, range) || (!self.tail.is_empty() && self.tail.contains(key))
             })
             .collect()
     }
 
-    pub(crate) fn insert(&mut self, tag: [u8; 32]) {
-        if !self.contains(&tag) {
-            self.tail.insert(tag);
+    pub(crate) fn insert(&mut self, key: TagKey) {
+        if !self.contains_key(&key) {
+            self.tail.insert(key);
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.sorted.len() + self.tail.len()
+        self.rests.len() + self.tail.len()
     }
 
-    /// Adds many tags at once: small batches go to the tail, large ones (such as the whole
-    /// store at open) are sorted straight into the main vector.
-    pub(crate) fn extend(&mut self, tags: Vec<[u8; 32]>) {
-        if tags.len() < MIN_TAIL_BEFORE_MERGE {
-            for tag in tags {
-                self.insert(tag);
+    /// Adds many keys at once: small batches go to the tail, large ones (such as the whole store
+    /// at open) are merged straight into the main vector.
+    pub(crate) fn extend(&mut self, mut keys: Vec<TagKey>) {
+        if keys.len() < MIN_TAIL_BEFORE_MERGE {
+            for key in keys {
+                self.insert(key);
             }
             return;
         }
-        self.sorted.reserve_exact(tags.len() + self.tail.len());
-        self.sorted.extend(self.tail.drain());
-        self.sorted.extend(tags);
-        self.sorted.sort_unstable();
-        self.sorted.dedup();
+        keys.extend(self.tail.drain());
         self.tail.shrink_to(MIN_TAIL_BEFORE_MERGE);
-        self.rebuild_buckets();
+        self.merge(keys);
     }
 
     pub(crate) fn merge_if_due(&mut self) {
-        if self.tail.len() >= MIN_TAIL_BEFORE_MERGE.max(self.sorted.len() / 32) {
-            self.merge();
+        if self.tail.len() >= MIN_TAIL_BEFORE_MERGE.max(self.rests.len() / 32) {
+            let keys: Vec<TagKey> = self.tail.drain().collect();
+            self.tail.shrink_to(MIN_TAIL_BEFORE_MERGE);
+            self.merge(keys);
         }
     }
 
-    fn merge(&mut self) {
-        // Tail entries are never in `sorted` (see `insert`), so appending and sorting is a merge.
-        self.sorted.reserve_exact(self.tail.len());
-        self.sorted.extend(self.tail.drain());
-        self.sorted.sort_unstable();
-        self.tail.shrink_to(MIN_TAIL_BEFORE_MERGE);
-        self.rebuild_buckets();
-    }
-
-    /// Recomputes `starts` for the current `sorted`: about one tag a bucket, at most 2^24 buckets.
-    fn rebuild_buckets(&mut self) {
-        let n = self.sorted.len();
-        self.bits = if n < 2 { 0 } else { n.ilog2().min(24) };
-        let buckets = 1usize << self.bits;
-        let mut starts = Vec::with_capacity(buckets + 1);
-        let mut i = 0;
-        for b in 0..buckets {
-            while i < n && self.sorted.get(i).is_some_and(|t| self.bucket(t) < b) {
-                i += 1;
+    /// Merges `keys` into the main vector, in place: the vector grows by the number of new keys,
+    /// then both sequences are merged from the back, bucket by bucket, so no entry is read after
+    /// it is overwritten and no second copy of the vector is ever made.
+    fn merge(&mut self, mut keys: Vec<TagKey>) {
+        keys.sort_unstable();
+        keys.dedup();
+        keys.retain(|k| !self.in_main(k, self.range(k)));
+        if keys.is_empty() {
+            return;
+        }
+        let total = self.rests.len() + keys.len();
+        if u32::try_from(total).is_err() {
+            // Beyond 4 billion tags the u32 bounds cannot address the vector: keep them in the tail.
+            self.tail.extend(keys);
+            return;
+        }
+        if self.starts.len() != BUCKETS + 1 {
+            self.starts = vec![0; BUCKETS + 1];
+        }
+        self.rests.reserve_exact(keys.len());
+        self.rests.resize(total, [0; KEY_BYTES - BUCKET_BYTES]);
+        let mut write = total;
+        let mut pending = keys.len();
+        for b in (0..BUCKETS).rev() {
+            let lo = self.starts.get(b).map_or(0, |&s| s as usize);
+            let mut read = self.starts.get(b + 1).map_or(0, |&s| s as usize);
+            let end = write;
+            loop {
+                let new = pending
+                    .checked_sub(1)
+                    .and_then(|i| keys.get(i))
+                    .filter(|k| bucket_of(k) == b)
+                    .map(rest_of);
+                let old = if read > lo {
+                    self.rests.get(read - 1).copied()
+                } else {
+                    None
+                };
+                let (entry, from_new) = match (new, old) {
+                    (Some(n), Some(o)) if n > o => (n, true),
+                    (Some(n), None) => (n, true),
+                    (_, Some(o)) => (o, false),
+                    (None, None) => break,
+                };
+                write -= 1;
+                if from_new {
+                    pending -= 1;
+                } else {
+                    read -= 1;
+                }
+                if let Some(slot) = self.rests.get_mut(write) {
+                    *slot = entry;
+                }
             }
-            starts.push(u32::try_from(i).unwrap_or(u32::MAX));
+            if let Some(slot) = self.starts.get_mut(b + 1) {
+                *slot = end as u32;
+            }
         }
-        starts.push(u32::try_from(n).unwrap_or(u32::MAX));
-        self.starts = starts;
-        // More than 4 billion tags would overflow the u32 bounds: fall back to one bucket.
-        if n > u32::MAX as usize {
-            self.bits = 0;
-            self.starts = Vec::new();
+        if let Some(first) = self.starts.first_mut() {
+            *first = 0;
         }
     }
 
     pub(crate) fn bytes(&self) -> usize {
         // hashbrown: one control byte per bucket plus the value, buckets = capacity * 8 / 7.
         let tail_buckets = self.tail.capacity().saturating_mul(8) / 7;
-        self.sorted.capacity() * 32 + self.starts.capacity() * 4 + tail_buckets * 33
+        self.rests.capacity() * (KEY_BYTES - BUCKET_BYTES)
+            + self.starts.capacity() * 4
+            + tail_buckets * (KEY_BYTES + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// A small deterministic generator (xorshift64*), so failures replay.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn tag(&mut self, crowded: bool) -> [u8; 32] {
+            let mut tag = [0u8; 32];
+            for chunk in tag.chunks_mut(8) {
+                chunk.copy_from_slice(&self.next().to_le_bytes());
+            }
+            if crowded {
+                // Few buckets and shared prefixes, to exercise merges inside one bucket.
+                tag[0] = 0;
+                tag[1] = (tag[1] & 3) * 0x40;
+                tag[2] &= 1;
+            }
+            tag
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_set_of_keys_through_inserts_batches_and_merges() {
+        for seed in 1..=12u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let crowded = seed % 3 == 0;
+            let mut index = TagIndex::default();
+            let mut model: BTreeSet<TagKey> = BTreeSet::new();
+            let mut seen: Vec<[u8; 32]> = Vec::new();
+            for round in 0..40 {
+                let batch = match round % 4 {
+                    0 => 1 + (rng.next() % 50) as usize,
+                    1 => MIN_TAIL_BEFORE_MERGE + (rng.next() % 3000) as usize,
+                    _ => (rng.next() % 700) as usize,
+                };
+                let mut keys = Vec::with_capacity(batch);
+                for _ in 0..batch {
+                    // A quarter are repeats of tags already stored.
+                    let tag = match seen.get((rng.next() as usize) % (seen.len() + 1)) {
+                        Some(old) if rng.next() % 4 == 0 => *old,
+                        _ => rng.tag(crowded),
+                    };
+                    seen.push(tag);
+                    keys.push(key_of(&tag));
+                    model.insert(key_of(&tag));
+                }
+                if round % 5 == 2 {
+                    for key in keys {
+                        index.insert(key);
+                    }
+                } else {
+                    index.extend(keys);
+                }
+                index.merge_if_due();
+                assert_eq!(index.len(), model.len(), "seed {seed} round {round}");
+                let probes: Vec<ParticipationTag> = (0..200)
+                    .map(
+                        |i| match seen.get((rng.next() as usize) % seen.len().max(1)) {
+                            Some(t) if i % 2 == 0 => ParticipationTag(*t),
+                            _ => ParticipationTag(rng.tag(crowded)),
+                        },
+                    )
+                    .collect();
+                let got = index.contains_all(&probes);
+                for (probe, got) in probes.iter().zip(got) {
+                    let want = model.contains(&key_of(&probe.0));
+                    assert_eq!(got, want, "seed {seed} round {round}");
+                    assert_eq!(index.contains(&probe.0), want);
+                }
+            }
+            // The main vector is sorted inside every bucket and the bounds cover it exactly.
+            if !index.starts.is_empty() {
+                assert_eq!(index.starts.first(), Some(&0));
+                assert_eq!(
+                    index.starts.last().map(|&s| s as usize),
+                    Some(index.rests.len())
+                );
+                for b in 0..BUCKETS {
+                    let bucket =
+                        &index.rests[index.starts[b] as usize..index.starts[b + 1] as usize];
+                    assert!(
+                        bucket.windows(2).all(|w| w[0] < w[1]),
+                        "seed {seed} bucket {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tag_is_recognised_by_its_first_16_bytes() {
+        let mut index = TagIndex::default();
+        let mut tag = [7u8; 32];
+        index.insert(key_of(&tag));
+        tag[31] ^= 1;
+        assert!(index.contains(&tag), "bytes after the 16th are not kept");
+        tag[15] ^= 1;
+        assert!(!index.contains(&tag));
+    }
+
+    #[test]
+    fn memory_is_at_most_16_bytes_a_tag_at_scale() {
+        let mut rng = Rng(42);
+        let mut index = TagIndex::default();
+        let keys: Vec<TagKey> = (0..1_000_000).map(|_| key_of(&rng.tag(false))).collect();
+        index.extend(keys);
+        for _ in 0..5_000 {
+            index.insert(key_of(&rng.tag(false)));
+        }
+        index.merge_if_due();
+        let per_tag = index.bytes() as f64 / index.len() as f64;
+        assert!(per_tag <= 16.0, "{per_tag} bytes a tag");
     }
 }

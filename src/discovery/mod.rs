@@ -8,6 +8,7 @@
 //! set of tags it holds, without revealing rooms the answering server was never in:
 //!
 //! - [`tag`]: the tag itself (HMAC-SHA256 keyed by the server name) and a batch [`Tagger`];
+//! - [`tag_set`]: what the responder reads, a [`TagSet`] (which tags this server holds);
 //! - [`responder`]: the endpoint, with per-request caps;
 //! - [`budget`]: per-origin budgets under a normalised origin ([`normalise_origin`]), in memory
 //!   ([`MemoryBudget`]) or shared through the store (`store::SqliteBudget`);
@@ -24,6 +25,7 @@ pub(crate) mod index;
 pub mod requester;
 pub mod responder;
 pub mod tag;
+pub mod tag_set;
 
 pub use audit::{
     Audit, AuditReport, Departure, PeerAnswer, Removal, RoomView, Standing, read_response_for,
@@ -33,6 +35,7 @@ pub use budget::{Budget, MemoryBudget, normalise_origin};
 pub use requester::{DEFAULT_MAX_TAGS_PER_REQUEST, Requester};
 pub use responder::{Responder, ResponderConfig};
 pub use tag::{ParticipationTag, Tagger, participation_tag};
+pub use tag_set::TagSet;
 
 /// The endpoint under the MSC's unstable prefix (always served).
 pub const UNSTABLE_PATH: &str = "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms";

@@ -27,10 +27,9 @@ use std::sync::Arc;
 use crate::discovery::budget::{Budget, MemoryBudget, normalise_origin};
 use crate::discovery::index::TagHashBuilder;
 use crate::discovery::tag::decode_43;
-use crate::discovery::{ParticipationTag, STABLE_PATH, UNSTABLE_PATH};
+use crate::discovery::{ParticipationTag, STABLE_PATH, TagSet, UNSTABLE_PATH};
 use crate::error::{Error, Result};
 use crate::json::{self, Value};
-use crate::store::TagStore;
 
 /// The request's one field.
 pub const REQUEST_FIELD: &str = "room_participation_tags";
@@ -107,10 +106,11 @@ impl ResponderConfig {
     }
 }
 
-/// Serves `discover_common_rooms` from a [`TagStore`]. Shareable across threads.
+/// Serves `discover_common_rooms` from a [`TagSet`] (usually a
+/// [`TagStore`](crate::store::TagStore)). Shareable across threads.
 #[derive(Debug)]
 pub struct Responder {
-    store: Arc<TagStore>,
+    store: Arc<dyn TagSet>,
     config: ResponderConfig,
     budget: Arc<dyn Budget>,
 }
@@ -119,7 +119,7 @@ impl Responder {
     /// A responder answering from `store` under `config` (checked with
     /// [`ResponderConfig::validate`]), with per-origin budgets in this process's memory
     /// ([`MemoryBudget`] of `budget_tags` per `budget_window_ms`).
-    pub fn new(store: Arc<TagStore>, config: ResponderConfig) -> Result<Responder> {
+    pub fn new(store: Arc<impl TagSet + 'static>, config: ResponderConfig) -> Result<Responder> {
         config.validate()?;
         let budget = MemoryBudget::new(
             config.budget_tags,
@@ -138,7 +138,7 @@ impl Responder {
     /// answering for this server shares. The budget's own limits apply; `config` is still
     /// checked as a whole.
     pub fn with_budget(
-        store: Arc<TagStore>,
+        store: Arc<impl TagSet + 'static>,
         config: ResponderConfig,
         budget: Arc<dyn Budget>,
     ) -> Result<Responder> {
@@ -155,8 +155,8 @@ impl Responder {
         &self.config
     }
 
-    /// The store answers come from.
-    pub fn store(&self) -> &Arc<TagStore> {
+    /// The tag set answers come from.
+    pub fn store(&self) -> &Arc<dyn TagSet> {
         &self.store
     }
 

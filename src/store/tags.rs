@@ -22,8 +22,10 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::discovery::index::TagIndex;
-use crate::discovery::{ParticipationTag, Tagger};
+#[cfg(doc)]
+use crate::discovery::index::key_of;
+use crate::discovery::index::{TagIndex, TagKey};
+use crate::discovery::{ParticipationTag, TagSet, Tagger};
 use crate::error::{Error, Result};
 use crate::store::{Location, postgres, sqlite};
 
@@ -48,9 +50,9 @@ pub(crate) trait TagRows: Send {
     /// Whether another connection may have written since the last [`TagRows::rows_after`]
     /// (`true` when the backend cannot tell cheaply).
     fn may_have_changed(&mut self) -> Result<bool>;
-    /// The tags of the rows whose ID is above `after`, and the highest ID among them (or
-    /// `after`).
-    fn rows_after(&mut self, after: i64) -> Result<(i64, Vec<[u8; 32]>)>;
+    /// The index keys ([`key_of`]) of the rows whose ID is above `after`, and the highest ID
+    /// among them (or `after`).
+    fn rows_after(&mut self, after: i64) -> Result<(i64, Vec<TagKey>)>;
     /// Every room with its first-joined time, in the order recorded.
     fn rooms(&mut self) -> Result<Vec<(String, i64)>>;
     /// The first-joined time of one room.
@@ -241,6 +243,16 @@ impl TagStore {
         // A panic while holding the lock cannot leave the index inconsistent with the store in a
         // way that matters (it only ever lags, and is refreshed), so a poisoned lock is reused.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TagSet for TagStore {
+    fn recognise(&self, tags: &[ParticipationTag]) -> Result<Vec<bool>> {
+        TagStore::recognise(self, tags)
+    }
+
+    fn server_name(&self) -> &str {
+        TagStore::server_name(self)
     }
 }
 

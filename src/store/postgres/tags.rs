@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::discovery::index::{TagKey, key_of};
 use crate::error::Result;
 use crate::store::PostgresUrl;
 use crate::store::tags::TagRows;
@@ -135,7 +136,7 @@ impl TagRows for PgTags {
         Ok(true)
     }
 
-    fn rows_after(&mut self, after: i64) -> Result<(i64, Vec<[u8; 32]>)> {
+    fn rows_after(&mut self, after: i64) -> Result<(i64, Vec<TagKey>)> {
         let doing = "loading new tags";
         let mut c = conn(&self.pool, doing)?;
         let mut high = after;
@@ -153,7 +154,7 @@ impl TagRows for PgTags {
                 let tag: &[u8] = row.try_get(1).map_err(|e| pg_error(doing, &e))?;
                 // The CHECK constraint keeps tags at 32 bytes; anything else is skipped.
                 if let Ok(tag) = <[u8; 32]>::try_from(tag) {
-                    tags.push(tag);
+                    tags.push(key_of(&tag));
                 }
                 high = high.max(id);
             }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::discovery::index::{TagKey, key_of};
 use crate::error::Result;
 use crate::store::tags::TagRows;
 
@@ -125,7 +126,7 @@ impl TagRows for SqliteTags {
         Ok(self.data_version()? != self.data_version)
     }
 
-    fn rows_after(&mut self, after: i64) -> Result<(i64, Vec<[u8; 32]>)> {
+    fn rows_after(&mut self, after: i64) -> Result<(i64, Vec<TagKey>)> {
         // Read the version first: a commit landing between the two reads is loaded now and seen
         // again as a change next time, which is harmless.
         let version = self.data_version()?;
@@ -141,7 +142,7 @@ impl TagRows for SqliteTags {
                 let tag = row.get_ref(1)?.as_blob()?;
                 // Only this module writes the table, always 32 bytes; anything else is skipped.
                 if let Ok(tag) = <[u8; 32]>::try_from(tag) {
-                    tags.push(tag);
+                    tags.push(key_of(&tag));
                 }
                 high = high.max(id);
             }

@@ -35,9 +35,12 @@ PROCESSES = (MAIN, FEDERATION, PERSISTER)
 BUDGET_TAGS = 10
 
 
-def store_config(directory: Path) -> dict:
-    """servership's store for every process of the deployment: the one place to switch it (to
-    the PostgreSQL backend, once it exists). Today: one SQLite file all processes share."""
+def store_config(directory: Path, on_postgres: bool) -> dict:
+    """servership's store for every process of a deployment: on a Synapse that runs on
+    PostgreSQL, the PostgreSQL backend in Synapse's own database (``store: {backend: postgres}``
+    reuses its ``database:`` settings, so no process shares a file); else an SQLite file."""
+    if on_postgres:
+        return {"store": {"backend": "postgres"}}
     return {"store_path": str(directory / "servership.db")}
 
 
@@ -68,8 +71,8 @@ def wlab(tmp_path_factory: pytest.TempPathFactory, lab_logs: list) -> Iterator[W
     lab.prepare()
     a = lab.a
     assert isinstance(a, WorkerHomeserver)
-    lab.per_server["A"].update(store_config(a.directory))
-    lab.per_server.setdefault("B", {}).update(store_config(lab.b.directory))
+    lab.per_server["A"].update(store_config(a.directory, on_postgres=True))
+    lab.per_server.setdefault("B", {}).update(store_config(lab.b.directory, on_postgres=False))
     lab_logs.append(lab)
     try:
         lab.setup()
@@ -147,6 +150,20 @@ def test_a_tag_recorded_by_the_main_process_is_answered_by_the_worker(wlab: Work
     assert not re.search(re.escape(DISCOVER), a.process_log_text(MAIN))
     assert "servership loaded" in a.process_log_text(FEDERATION)
     assert "servership loaded" in a.process_log_text(PERSISTER)
+    # The tag lives in Synapse's own PostgreSQL database, in servership's table: no process
+    # shares a file.
+    assert _stored_rooms(wlab, a).count(room) == 1
+    assert not list(a.directory.glob("servership*.db"))
+
+
+def _stored_rooms(lab: WorkerLab, a: WorkerHomeserver) -> list[str]:
+    conn = lab.services._connect(a.database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT room_id FROM servership_participation_tags")
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
 
 
 def test_an_audit_after_a_join_runs_exactly_once(wlab: WorkerLab) -> None:

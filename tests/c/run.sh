@@ -203,7 +203,9 @@ if [[ -n "${SERVERSHIP_TEST_POSTGRES:-}" ]]; then
     step "every store on PostgreSQL (tests/c/store_postgres.c)"
     db="servership_c_$$"
     psql -q -v ON_ERROR_STOP=1 "$SERVERSHIP_TEST_POSTGRES" -c "CREATE DATABASE $db" >/dev/null
-    dsn=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
+    # Under valgrind a SCRAM login alone takes seconds: a longer connect_timeout (which the store
+    # honours for its pool wait too) than the 2 s default.
+    dsn=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2], query="connect_timeout=60")))' \
         "$SERVERSHIP_TEST_POSTGRES" "$db")
     # The connection pool's worker threads are still alive at exit (their stacks and thread-locals
     # show as possibly lost or still reachable): only definite and indirect leaks fail this one.

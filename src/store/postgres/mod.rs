@@ -87,6 +87,11 @@ pub(crate) fn pool(url: &PostgresUrl) -> Result<Arc<Pool>> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
+    // A `connect_timeout` longer than the pool's wait (slow links, valgrind) lengthens the wait:
+    // otherwise a connection still being made would be given up on after POOL_WAIT.
+    let wait = config
+        .get_connect_timeout()
+        .map_or(POOL_WAIT, |t| (*t).max(POOL_WAIT));
     if config.get_application_name().is_none() {
         config.application_name("servership");
     }
@@ -97,7 +102,7 @@ pub(crate) fn pool(url: &PostgresUrl) -> Result<Arc<Pool>> {
         .max_size(MAX_CONNECTIONS)
         .min_idle(Some(0))
         .idle_timeout(Some(Duration::from_secs(120)))
-        .connection_timeout(POOL_WAIT)
+        .connection_timeout(wait)
         .connection_customizer(Box::new(Session))
         .error_handler(Box::new(r2d2::NopErrorHandler))
         .build(manager)
@@ -107,12 +112,13 @@ pub(crate) fn pool(url: &PostgresUrl) -> Result<Arc<Pool>> {
     Ok(pool)
 }
 
-/// A connection from `pool`, waiting at most [`POOL_WAIT`].
+/// A connection from `pool`, waiting at most [`POOL_WAIT`] (or the connection string's longer
+/// `connect_timeout`).
 pub(crate) fn conn(pool: &Pool, doing: &str) -> Result<Conn> {
     pool.get().map_err(|e| {
         Error::internal(format!(
             "storage error while {doing}: no PostgreSQL connection within {} s: {e}",
-            POOL_WAIT.as_secs()
+            pool.connection_timeout().as_secs()
         ))
     })
 }

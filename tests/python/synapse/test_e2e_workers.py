@@ -40,7 +40,8 @@ def store_config(directory: Path, on_postgres: bool) -> dict:
     PostgreSQL, the PostgreSQL backend in Synapse's own database (``store: {backend: postgres}``
     reuses its ``database:`` settings, so no process shares a file); else an SQLite file."""
     if on_postgres:
-        return {"store": {"backend": "postgres"}}
+        # ``store_path: None`` drops the lab's default SQLite path.
+        return {"store": {"backend": "postgres"}, "store_path": None}
     return {"store_path": str(directory / "servership.db")}
 
 

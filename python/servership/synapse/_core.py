@@ -416,6 +416,12 @@ def record_knock(store: Any, room_id: str, server: str, now_ms: int) -> None:
     _call(store.record, room_id, server, now_ms)
 
 
+def decide_knock(room_id: str, server: str, state: list[dict] | None, mode: str) -> Any:
+    """The core's ``decide_knock`` on the room's current state (``moderator`` or
+    ``auto_accept``): a ``KnockDecision`` with ``decision`` and ``outward_event``."""
+    return _call(_native().decide_knock, room_id, server, state, None, None, mode)
+
+
 def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tuple[bool, str]:
     """Whether a join from ``server_name`` may proceed in a room with this current state."""
     decision = _call(_native().join_allowed, state_events, server_name, gated)

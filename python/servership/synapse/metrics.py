@@ -33,6 +33,16 @@ KNOCKS_RECEIVED = Counter(
     "m.server.knock EDUs received, by outcome (recorded, invalid, disabled)",
     ["outcome"],
 )
+KNOCK_DECISIONS = Counter(
+    "servership_knock_decisions_total",
+    "Knocks on our rooms decided through the admin API (accepted, refused, denied by the core)",
+    ["decision"],
+)
+KNOCK_ACCEPTANCES = Counter(
+    "servership_knock_acceptances_total",
+    "org.servership.knock.accepted EDUs received, by outcome (accepted, ignored)",
+    ["outcome"],
+)
 GATED_JOINS = Counter(
     "servership_gated_joins_total",
     "Remote joins into gated rooms, by decision (allowed, refused)",

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from . import _compat, _core, config as config_mod, metrics
 from .audit import Auditor
 from .config import ServershipConfig
+from .knock_flow import KnockFlow
 from .members import MembersHooks
 
 logger = logging.getLogger("servership.synapse")
@@ -95,6 +96,7 @@ class ServershipModule:
         # discovery.require_shared_room.
         self._sharing: tuple[frozenset[str], float] | None = None
         self._members = MembersHooks(api, config, lambda: self._stores()[2])
+        self._knock_flow = KnockFlow(api, config, self._server_name, lambda: self._stores()[2])
 
         servlets = self._servlet_classes()
         if servlets:
@@ -116,7 +118,9 @@ class ServershipModule:
         self._members.register()
         if config.knocks.enabled:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
-            _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock)
+            _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock,
+                                                 self.handle_admin_knock_status)
+            self._knock_flow.register()
         if config.discovery.enabled:
             _compat.register_admin_json_resource(
                 api, ADMIN_AUDIT_PATH, self.handle_admin_audit, self.handle_admin_audit_status
@@ -512,15 +516,21 @@ class ServershipModule:
         await self._members.on_knock_edu(origin, content)
 
     async def handle_admin_knock(self, admin: str, body: dict) -> dict:
-        """``POST /_synapse/client/servership/v1/knock`` ``{"room_id", "destination"}``: send
-        ``m.server.knock`` for the room to that server (server admins only)."""
+        """``POST /_synapse/client/servership/v1/knock`` ``{"room_id", "destination",
+        "user_id"?}``: send ``m.server.knock`` for the room to that server (server admins only),
+        and remember it, so that when the destination accepts, ``user_id`` (a local user, by
+        default the admin) joins (``knock_flow``)."""
         room_id, destination = body.get("room_id"), body.get("destination")
+        user_id = body.get("user_id", admin)
         if not isinstance(room_id, str) or not room_id.startswith("!"):
             raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
         if not isinstance(destination, str) or not config_mod.server_name_ok(destination):
             raise _compat.matrix_error(400, "destination must be a server name", "M_INVALID_PARAM")
         if destination == self._server_name:
             raise _compat.matrix_error(400, "destination is this server", "M_INVALID_PARAM")
+        if not isinstance(user_id, str) or not self._is_local(user_id):
+            raise _compat.matrix_error(400, "user_id must be a user of this server",
+                                       "M_INVALID_PARAM")
         try:
             self.send_knock(destination, room_id)
         except _compat.CannotSendFederation as exc:
@@ -531,8 +541,17 @@ class ServershipModule:
                 "the main process (or the federation sender's host)",
                 "M_UNKNOWN",
             ) from exc
+        self._knock_flow.remember(room_id, destination, user_id)
         logger.info("servership: %s sent a knock on %s to %s", admin, room_id, destination)
         return {"sent": True}
+
+    async def handle_admin_knock_status(self, admin: str, query: dict[str, str]) -> dict:
+        """``GET /_synapse/client/servership/v1/knock?room_id=...``: where our knock stands
+        (``none``, ``sent``, ``accepted``, ``joined`` or ``join_failed``)."""
+        room_id = query.get("room_id")
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
+        return self._knock_flow.status(room_id)
 
     async def _known_room(self, room_id: Any) -> str:
         if not isinstance(room_id, str) or not room_id.startswith("!"):

@@ -425,6 +425,16 @@ def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tup
 # --- memberships (MSC1777, MSC3348) ----------------------------------------------------------
 
 
+def members_marker() -> str:
+    """The create-content key that asks a v12 room for the members rules."""
+    return str(_servership().MEMBERS_MARKER)
+
+
+def members_room_version() -> str:
+    """The members room version's identifier (the marker's value)."""
+    return str(_servership().MEMBERS_ROOM_VERSION)
+
+
 def user_server(user_id: str) -> str | None:
     """The server name of a valid user ID (``servership.UserId``), or None."""
     try:

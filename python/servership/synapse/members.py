@@ -69,11 +69,18 @@ class MembersHooks:
         #: ``room_version.MembersRules`` when ``members_room_version`` is on, else None.
         self._rules = rules
 
-    def _rules_decide(self, room_id: str) -> bool:
+    def _rules_decide(self, room_id: str, state_events: Any = None) -> bool:
         """In a room with the members rules (and the setting on), the rules in event auth
         decide every join, on every resident server alike: a local refusal on top would only
-        fork this server's view from the others'. So the local checks stand aside there."""
-        return self._rules is not None and self._rules.applies(room_id)
+        fork this server's view from the others'. So the local checks stand aside there.
+        ``state_events`` (Synapse's state map, when the caller has it) settles a room the
+        marked set has not met yet, from its create event."""
+        if self._rules is None:
+            return False
+        if self._rules.applies(room_id):
+            return True
+        create = state_events.get(("m.room.create", "")) if state_events is not None else None
+        return create is not None and self._rules.applies_with(room_id, create)
 
     def register(self) -> None:
         """Register the hooks with Synapse (call once, from the module's ``__init__``)."""
@@ -185,11 +192,11 @@ class MembersHooks:
             # Synapse's event content is an immutable mapping, not a dict.
             self._check_join_rule(
                 event.room_version.identifier, _compat.plain_json(event.content),
-                self._rules_decide(event.room_id),
+                self._rules_decide(event.room_id, state_events),
             )
             return True, None
         target = self._remote_join(event)
-        if target is None or self._rules_decide(event.room_id):
+        if target is None or self._rules_decide(event.room_id, state_events):
             return True, None
         state = [_compat.plain_json(e.get_dict()) for e in state_events.values()]
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable
 
-from . import _compat
+from . import _compat, _core
 
 logger = logging.getLogger("servership.synapse.room_version")
 
@@ -34,12 +34,6 @@ logger = logging.getLogger("servership.synapse.room_version")
 MAX_UNMARKED = 100_000
 _CREATE = ("m.room.create", "")
 _JOIN_RULES = ("m.room.join_rules", "")
-
-
-def _servership() -> Any:
-    import servership
-
-    return servership
 
 
 class MembersRules:
@@ -61,6 +55,14 @@ class MembersRules:
         """Whether ``room_id`` is known to carry the members rules."""
         return room_id in self._marked
 
+    def applies_with(self, room_id: str, create: Any) -> bool:
+        """``applies``, settled from ``create`` (the room's create event) if not known yet."""
+        if room_id in self._marked:
+            return True
+        if room_id in self._unmarked:
+            return False
+        return self._mark(room_id, create)
+
     def marked_rooms(self) -> frozenset[str]:
         return frozenset(self._marked)
 
@@ -68,7 +70,7 @@ class MembersRules:
         """Remember whether the room of ``create`` (a Synapse event or dict) is marked."""
         pdu = create if isinstance(create, dict) else _compat.plain_json(create.get_pdu_json())
         try:
-            marked = bool(_servership().members_rules_apply(pdu))
+            marked = bool(_core.members_rules_apply(pdu))
         except Exception:  # noqa: BLE001 - a create event the core cannot read has no rules
             marked = False
         if marked:
@@ -83,7 +85,7 @@ class MembersRules:
     def is_marked_create(self, create: Any) -> bool:
         """Whether a create event (dict) carries the marker exactly (``createRoom``'s check)."""
         try:
-            return bool(_servership().members_rules_apply(create))
+            return bool(_core.members_rules_apply(create))
         except Exception:  # noqa: BLE001 - unknown version or a malformed create: no rules
             return False
 
@@ -147,7 +149,7 @@ class MembersRules:
     def _decide(self, event: Any, auth_events: list[Any]) -> None:
         """The core's verdict; a deny (or a check that cannot run) refuses the event."""
         try:
-            decision = _servership().check_members_rules(
+            decision = _core.check_members_rules(
                 _compat.plain_json(event.get_pdu_json()),
                 [_compat.plain_json(e.get_pdu_json()) for e in auth_events],
                 "12",
@@ -177,7 +179,7 @@ class MembersRules:
         if state_key is not None:
             pdu["state_key"] = state_key
         try:
-            extra = _servership().members_auth_additions(pdu)
+            extra = _core.members_auth_additions(pdu)
         except Exception:  # noqa: BLE001 - malformed: the auth check refuses the event
             return types
         return set(types) | {(t, k) for t, k in extra}

@@ -77,10 +77,15 @@ class MembersRules:
             self._marked.add(room_id)
             self._unmarked.discard(room_id)
         else:
-            if len(self._unmarked) >= MAX_UNMARKED:
-                self._unmarked.clear()
-            self._unmarked.add(room_id)
+            self._remember_unmarked(room_id)
         return marked
+
+    def _remember_unmarked(self, room_id: str) -> None:
+        if room_id in self._marked:  # marked for good (Synapse knows one version per room)
+            return
+        if len(self._unmarked) >= MAX_UNMARKED:
+            self._unmarked.clear()
+        self._unmarked.add(room_id)
 
     def is_marked_create(self, create: Any) -> bool:
         """Whether a create event (dict) carries the marker exactly (``createRoom``'s check)."""
@@ -117,12 +122,18 @@ class MembersRules:
 
     def check(self, original: Any, event: Any, auth_events: Iterable[Any]) -> None:
         """``check_state_dependent_auth_rules`` with the members rules in marked rooms."""
+        room_id = event.room_id
+        if room_id in self._unmarked:  # the common case: one set lookup
+            original(event, auth_events)
+            return
         if event.room_version.identifier != "12":
+            # The marker means nothing outside v12 (the room's version never changes).
+            self._remember_unmarked(room_id)
             original(event, auth_events)
             return
         if event.type == "m.room.create" and event.get_state_key() == "":
             original(event, auth_events)
-            if self._mark(event.room_id, event):
+            if self._mark(room_id, event):
                 self._decide(event, [])
             return
         auth_events = list(auth_events)

@@ -160,11 +160,7 @@ class MembersRules:
     def _decide(self, event: Any, auth_events: list[Any]) -> None:
         """The core's verdict; a deny (or a check that cannot run) refuses the event."""
         try:
-            decision = _core.check_members_rules(
-                _compat.plain_json(event.get_pdu_json()),
-                [_compat.plain_json(e.get_pdu_json()) for e in auth_events],
-                "12",
-            )
+            decision = self._verdict(event, auth_events)
         except Exception as exc:  # noqa: BLE001 - fail closed
             logger.info("servership: the members rules could not check %s in %s: %r",
                         event.event_id, event.room_id, exc)
@@ -176,6 +172,21 @@ class MembersRules:
                     decision.reason, decision.detail)
         raise _compat.auth_error(
             f"servership members rules: {decision.reason}: {decision.detail}")
+
+    @staticmethod
+    def _verdict(event: Any, auth_events: list[Any]) -> Any:
+        """The core's ``Decision``. Synapse's ``get_pdu_json()`` gives plain dicts (1.140 and
+        1.163 alike), which the core takes as they are; anything else it refuses is copied
+        into plain JSON first (the slow path: most of a marked room's cost)."""
+        try:
+            return _core.check_members_rules(
+                event.get_pdu_json(), [e.get_pdu_json() for e in auth_events], "12")
+        except (_core.CoreError, TypeError):
+            return _core.check_members_rules(
+                _compat.plain_json(event.get_pdu_json()),
+                [_compat.plain_json(e.get_pdu_json()) for e in auth_events],
+                "12",
+            )
 
     def select(self, original: Any, room_version: Any, event: Any) -> Any:
         """``auth_types_for_event`` with the members rules' additions in marked rooms."""

@@ -327,3 +327,31 @@ def test_the_module_installs_only_when_on(store: str) -> None:
     ServershipModule(parse({"store_path": store, "members_room_version": True}), api)
     assert getattr(ea.auth_types_for_event, _compat._WRAPPED_ATTR) is original
     assert any(desc == "servership_marked_rooms" for _, _, _, desc in api.delayed)
+
+
+def test_events_that_are_not_plain_dicts_are_copied_first(installed: MembersRules) -> None:
+    """The core takes plain dicts only; an event whose ``get_pdu_json()`` holds other mappings
+    (frozen events of older releases) is copied into plain JSON and checked the same."""
+    from types import MappingProxyType
+
+    from synapse.api.errors import AuthError
+
+    class Frozen:
+        def __init__(self, event: Any) -> None:
+            self._event = event
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._event, name)
+
+        def get_pdu_json(self) -> Any:
+            pdu = self._event.get_pdu_json()
+            return MappingProxyType({**pdu, "content": MappingProxyType(dict(pdu["content"]))})
+
+    room = Room(MARKED)
+    pseudo = "@:b.example"
+    join = room.build("m.room.member", pseudo, {"membership": "join"}, sender=pseudo)
+    with pytest.raises(AuthError, match="no_user_of_server"):
+        installed._decide(Frozen(join), [Frozen(e) for e in room.auth(*ALL)])
+    user = room.build("m.room.member", "@bob:b.example", {"membership": "join"},
+                      sender="@bob:b.example")
+    installed._decide(Frozen(user), [Frozen(e) for e in room.auth(*ALL)])

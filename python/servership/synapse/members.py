@@ -27,7 +27,9 @@ refuses; and, in a gated room, a server that is not able to subscribe.
 
 What a local check cannot do: keep a server out of the other resident servers' view of the
 room. They may accept a join we refuse; only auth rules that every server runs can prevent
-that (the experimental room version of issue 12).
+that: the members room version (``room_version.py``). In its rooms, with
+``members_room_version`` on, these checks stand aside and the rules decide; ``peekable`` is then
+a join rule the room knows.
 """
 
 from __future__ import annotations

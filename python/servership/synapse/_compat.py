@@ -859,7 +859,7 @@ def members_auth_problem() -> str | None:
 
 def install_members_auth(
     check: Callable[[Any, Any, Any], None],
-    select: Callable[[Any, Any, Any, Any], Any],
+    select: Callable[[Any, Any, Any], Any],
 ) -> None:
     """Route Synapse's event auth through the members rules, process-wide, at every name of
     ``_AUTH_PATCHES``: ``check(original, event, auth_events)`` replaces

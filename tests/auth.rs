@@ -209,6 +209,65 @@ fn the_selection_names_exactly_the_spec_pairs() {
     assert!(auth::auth_event_keys(&broken, v("12")).is_err());
 }
 
+#[test]
+fn the_members_additions_are_what_the_rules_add_to_v12() {
+    let pair = |t: &str, k: &str| (t.to_owned(), k.to_owned());
+    let add = |e: &Object| auth::members_auth_additions(e).unwrap();
+    let join = member("@b:b.example", "@b:b.example", "join");
+    assert_eq!(
+        add(&join),
+        [pair("m.server.is_able_to_subscribe", "b.example")]
+    );
+    let pseudo = ev(
+        "m.room.member",
+        Some("@:b.example"),
+        "@:b.example",
+        r#"{"membership":"join","org.servership.via_user":"@u:b.example"}"#,
+    );
+    assert_eq!(
+        add(&pseudo),
+        [
+            pair("m.server.is_able_to_subscribe", "b.example"),
+            pair("m.room.member", "@u:b.example")
+        ]
+    );
+    // A via_user that is the joiner itself adds nothing v12 does not name already.
+    let own = ev(
+        "m.room.member",
+        Some("@:b.example"),
+        "@:b.example",
+        r#"{"membership":"join","org.servership.via_user":"@:b.example"}"#,
+    );
+    assert_eq!(
+        add(&own),
+        [pair("m.server.is_able_to_subscribe", "b.example")]
+    );
+    let sub = ev(
+        "m.server.subscription",
+        Some("c.example"),
+        "@:c.example",
+        "{}",
+    );
+    assert_eq!(
+        add(&sub),
+        [pair("m.server.is_able_to_subscribe", "c.example")]
+    );
+    for nothing in [
+        member("@b:b.example", "@a:a.example", "invite"),
+        member("@b:b.example", "@b:b.example", "leave"),
+        ev("m.room.name", Some(""), "@b:b.example", "{}"),
+    ] {
+        assert!(add(&nothing).is_empty());
+    }
+    let bad = ev(
+        "m.room.member",
+        Some("@:b.example"),
+        "@:b.example",
+        r#"{"membership":"join","org.servership.via_user":7}"#,
+    );
+    assert!(auth::members_auth_additions(&bad).is_err());
+}
+
 /// A v11 room: alice created it and is joined; bob (level 50) and eve (0) are joined; mallory is
 /// banned; join rules `invite`.
 struct Fixture {

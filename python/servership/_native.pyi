@@ -67,6 +67,8 @@ __all__ = [
     "KnockDecision",
     "KnockStore",
     "check_members_rules",
+    "members_auth_additions",
+    "members_rules_apply",
     "check_pseudouser_join",
     "room_display_name",
     "visible_members",
@@ -605,6 +607,8 @@ def check_members_rules(
     auth_events: Sequence[Mapping[str, Any]] | str | bytes | bytearray,
     room_version: str,
 ) -> Decision: ...
+def members_auth_additions(event: _Event) -> list[tuple[str, str]]: ...
+def members_rules_apply(create: _Event) -> bool: ...
 def room_display_name(state: _State, own_user: str) -> str: ...
 def visible_members(state: _State) -> list[dict[str, Any]]: ...
 

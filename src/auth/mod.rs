@@ -40,7 +40,7 @@ mod selection;
 pub use create::{check_create, is_valid_user_id};
 pub use members::check_members_rules;
 pub use power_levels::Power;
-pub use selection::{auth_event_keys, check_auth_events};
+pub use selection::{auth_event_keys, check_auth_events, members_auth_additions};
 
 use std::collections::BTreeMap;
 

@@ -118,6 +118,18 @@ pub fn auth_event_keys(
     Ok(keys)
 }
 
+/// What the members rules ([`super::members`]) add to v12's [selection](auth_event_keys) for
+/// `event`: the pairs `auth_event_keys` names under
+/// [`RoomVersion::SERVERSHIP_MEMBERS_1`] and not under [`RoomVersion::V12`], in that order.
+/// A homeserver that computes v12's selection itself adds these in a room with the rules (a v12
+/// room with the marker). Errors as `auth_event_keys`.
+pub fn members_auth_additions(event: &Object) -> Result<Vec<(String, String)>, Decision> {
+    let base = auth_event_keys(event, RoomVersion::V12)?;
+    let mut keys = auth_event_keys(event, RoomVersion::SERVERSHIP_MEMBERS_1)?;
+    keys.retain(|k| !base.contains(k));
+    Ok(keys)
+}
+
 /// Rules 2 and 3 on the events an event lists in `auth_events`, given as `(event_id, event)` in
 /// the listed order (the create event too, when it is listed):
 ///

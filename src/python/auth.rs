@@ -8,7 +8,7 @@ use super::args::Text;
 use super::convert::{json_input, to_object, to_value};
 use super::decision::PyDecision;
 use super::room_state::type_name;
-use crate::auth::members;
+use crate::auth::{members, members_auth_additions as additions};
 use crate::error::Error;
 use crate::json;
 use crate::room_version::RoomVersion;
@@ -46,6 +46,33 @@ fn check_members_rules(
     Ok(decision.into())
 }
 
+/// The `(type, state_key)` pairs the members rules add to v12's auth events selection for
+/// `event` (a dict or JSON text): for a join, the joining server's
+/// `m.server.is_able_to_subscribe` and a pseudouser's `via_user` membership; for an
+/// `m.server.subscription`, its server's grant. A homeserver that computes v12's selection
+/// itself adds these in a room with the rules. A malformed event (no string `type`, a
+/// `via_user` that is not a string...) raises `BadJsonError`.
+#[pyfunction]
+fn members_auth_additions(
+    py: Python<'_>,
+    event: &Bound<'_, PyAny>,
+) -> PyResult<Vec<(String, String)>> {
+    let event = to_object(event, "event")?;
+    py.detach(|| additions(&event))
+        .map_err(|d| Error::bad_json(d.detail).into())
+}
+
+/// Whether `create` (an `m.room.create` event, dict or JSON text) makes a room with the members
+/// rules: its `room_version` is the experimental identifier, or `12` with the marker exactly. A
+/// create event whose version is unknown or missing raises.
+#[pyfunction]
+fn members_rules_apply(create: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let create = to_object(create, "create")?;
+    Ok(RoomVersion::from_create_event(&create)?
+        .auth
+        .servership_members)
+}
+
 /// The identifier of the experimental room version and the create-content keys it reads, for
 /// callers that build such rooms.
 fn constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -58,5 +85,7 @@ fn constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_members_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(members_auth_additions, m)?)?;
+    m.add_function(wrap_pyfunction!(members_rules_apply, m)?)?;
     constants(m)
 }

@@ -55,3 +55,31 @@ def test_errors() -> None:
     # A decision, not an error: no create event among the auth events.
     d = servership.check_members_rules(event, [], servership.MEMBERS_ROOM_VERSION)
     assert (d.allowed, d.reason) == (False, "auth_events_invalid")
+
+
+def test_members_rules_apply_reads_the_marker_exactly() -> None:
+    def create(version: str, **content: Any) -> dict[str, Any]:
+        return {"type": "m.room.create", "state_key": "", "sender": "@a:a.example",
+                "content": {"room_version": version, **content}}
+
+    marker, ident = servership.MEMBERS_MARKER, servership.MEMBERS_ROOM_VERSION
+    assert servership.members_rules_apply(create("12", **{marker: ident}))
+    assert servership.members_rules_apply(json.dumps(create(ident)))
+    for plain in (create("12"), create("11", **{marker: ident}),
+                  create("12", **{marker: ident.upper()}), create("12", **{marker: [ident]}),
+                  create("12", **{marker.upper(): ident})):
+        assert not servership.members_rules_apply(plain), plain
+    with pytest.raises(servership.ServershipError):
+        servership.members_rules_apply(create("99"))
+
+
+def test_members_auth_additions() -> None:
+    join = {"type": "m.room.member", "state_key": "@:b.example", "sender": "@:b.example",
+            "content": {"membership": "join", servership.MEMBERS_VIA_USER: "@u:b.example"}}
+    assert servership.members_auth_additions(join) == [
+        ("m.server.is_able_to_subscribe", "b.example"), ("m.room.member", "@u:b.example")]
+    leave = dict(join, content={"membership": "leave"})
+    assert servership.members_auth_additions(leave) == []
+    bad = dict(join, content={"membership": "join", servership.MEMBERS_VIA_USER: 1})
+    with pytest.raises(servership.BadJsonError):
+        servership.members_auth_additions(bad)

@@ -780,3 +780,179 @@ def soft_fail_code() -> Any:
     from synapse.api.errors import Codes
 
     return Codes.FORBIDDEN
+
+
+# ---------------------------------------------------------------------------------------------
+# The members room version in Synapse's own event auth (room_version.py)
+# ---------------------------------------------------------------------------------------------
+
+#: Where Synapse reads the two functions of its event auth that the members rules wrap: the
+#: defining module first, then each module that binds the function by name at import (patching
+#: only ``synapse.event_auth`` would miss those copies). ``synapse.state.v1``/``v2``,
+#: ``handlers.message``, ``handlers.event_auth.compute_auth_events`` and ``sticky_events`` read
+#: the attribute of ``synapse.event_auth`` at call time, so state resolution is covered too.
+_AUTH_PATCHES: dict[str, tuple[str, ...]] = {
+    "check_state_dependent_auth_rules": (
+        "synapse.event_auth",
+        "synapse.handlers.event_auth",
+        "synapse.handlers.federation_event",
+    ),
+    "auth_types_for_event": (
+        "synapse.event_auth",
+        "synapse.events.builder",
+        "synapse.handlers.federation_event",
+        "synapse.push.bulk_push_rule_evaluator",
+    ),
+}
+_AUTH_PARAMS = {
+    "check_state_dependent_auth_rules": ["event", "auth_events"],
+    "auth_types_for_event": ["room_version", "event"],
+}
+#: Set on our wrappers: the Synapse function each one wraps.
+_WRAPPED_ATTR = "__servership_wraps__"
+
+
+def _auth_originals() -> tuple[dict[str, Any], str | None]:
+    """Synapse's two event auth functions (unwrapped), or why they do not fit."""
+    import importlib
+
+    try:
+        event_auth = importlib.import_module("synapse.event_auth")
+    except ImportError as exc:
+        return {}, f"synapse.event_auth cannot be imported ({exc})"
+    originals: dict[str, Any] = {}
+    for name, params in _AUTH_PARAMS.items():
+        fn = getattr(event_auth, name, None)
+        fn = getattr(fn, _WRAPPED_ATTR, fn)
+        if not inspect.isfunction(fn):
+            return {}, f"synapse.event_auth.{name} is not a function"
+        got = list(inspect.signature(fn).parameters)
+        if got != params:
+            return {}, f"synapse.event_auth.{name} takes ({', '.join(got)})"
+        originals[name] = fn
+    return originals, None
+
+
+def members_auth_problem() -> str | None:
+    """Why the members rules cannot be put into this Synapse's event auth, or None: each name
+    in ``_AUTH_PATCHES`` must exist and be Synapse's own function (or our wrapper of it), with
+    the parameters the wrappers pass on. Another module that replaced one of them is a
+    problem too: two wrappers would not know of each other."""
+    import importlib
+
+    originals, problem = _auth_originals()
+    if problem is not None:
+        return problem
+    for name, modules in _AUTH_PATCHES.items():
+        for module_name in modules:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                return f"{module_name} cannot be imported ({exc})"
+            bound = getattr(module, name, None)
+            if bound is None:
+                return f"{module_name}.{name} does not exist"
+            if getattr(bound, _WRAPPED_ATTR, bound) is not originals[name]:
+                return f"{module_name}.{name} is not synapse.event_auth.{name}"
+    return None
+
+
+def install_members_auth(
+    check: Callable[[Any, Any, Any], None],
+    select: Callable[[Any, Any, Any], Any],
+) -> None:
+    """Route Synapse's event auth through the members rules, process-wide, at every name of
+    ``_AUTH_PATCHES``: ``check(original, event, auth_events)`` replaces
+    ``check_state_dependent_auth_rules`` and ``select(original, room_version, event)``
+    replaces ``auth_types_for_event``; each gets Synapse's function to call. Installing again
+    replaces the previous hooks (one module per process serves; unit tests make several).
+    Raises ``ConfigError`` naming the setting when ``members_auth_problem`` finds one."""
+    import importlib
+
+    problem = members_auth_problem()
+    if problem is not None:
+        raise ConfigError(
+            "servership.members_room_version.enabled needs Synapse's event auth functions "
+            f"as this module knows them, and this Synapse differs ({problem}); set it to false"
+        )
+    originals, _ = _auth_originals()
+    original_check = originals["check_state_dependent_auth_rules"]
+    original_select = originals["auth_types_for_event"]
+
+    @functools.wraps(original_check)
+    def check_state_dependent_auth_rules(event: Any, auth_events: Any) -> None:
+        check(original_check, event, auth_events)
+
+    @functools.wraps(original_select)
+    def auth_types_for_event(room_version: Any, event: Any) -> Any:
+        return select(original_select, room_version, event)
+
+    wrappers = {
+        "check_state_dependent_auth_rules": check_state_dependent_auth_rules,
+        "auth_types_for_event": auth_types_for_event,
+    }
+    for name, wrapper in wrappers.items():
+        setattr(wrapper, _WRAPPED_ATTR, originals[name])
+        for module_name in _AUTH_PATCHES[name]:
+            setattr(importlib.import_module(module_name), name, wrapper)
+    logger.info("servership: the members rules are in Synapse's event auth (%s)",
+                ", ".join(f"{m}.{n}" for n, ms in _AUTH_PATCHES.items() for m in ms))
+
+
+def uninstall_members_auth() -> None:
+    """Put Synapse's own functions back (tests that load several modules in one process)."""
+    import importlib
+
+    originals, problem = _auth_originals()
+    if problem is not None:
+        return
+    for name, modules in _AUTH_PATCHES.items():
+        for module_name in modules:
+            module = importlib.import_module(module_name)
+            if getattr(module, name, None) is not originals[name]:
+                setattr(module, name, originals[name])
+
+
+def auth_error(reason: str) -> Exception:
+    """The error Synapse's event auth raises for a refused event (403 ``M_FORBIDDEN``)."""
+    from synapse.api.errors import AuthError
+
+    return AuthError(403, reason)
+
+
+def event_with_content(event: Any, content: dict) -> Any:
+    """A copy of the Synapse event ``event`` with ``content`` instead of its own (for the
+    auth check only: its event ID differs, which that check does not read)."""
+    from synapse.events import make_event_from_dict
+
+    pdu = plain_json(event.get_pdu_json())
+    pdu["content"] = content
+    return make_event_from_dict(pdu, event.room_version)
+
+
+async def marked_create_events(api: Any) -> list[tuple[str, dict]]:
+    """``(room_id, create event)`` for every v12 room in Synapse's store whose create event
+    mentions the marker key (the caller decides which carry the marker exactly): one row per
+    such room, read once at start-up. Rejected create events are left out."""
+    import json
+
+    rows = await api.run_db_interaction(
+        "servership_marked_rooms",
+        _rows,
+        "SELECT e.room_id, j.json FROM events AS e"
+        " JOIN event_json AS j ON j.event_id = e.event_id"
+        " JOIN rooms AS r ON r.room_id = e.room_id"
+        " LEFT JOIN rejections AS x ON x.event_id = e.event_id"
+        " WHERE e.type = 'm.room.create' AND e.state_key = '' AND r.room_version = '12'"
+        " AND x.event_id IS NULL AND j.json LIKE ?",
+        ('%"org.servership.room_version"%',),
+    )
+    found: list[tuple[str, dict]] = []
+    for room_id, text in rows:
+        try:
+            event = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(event, dict):
+            found.append((str(room_id), event))
+    return found

@@ -36,6 +36,9 @@ _REQUIRED = (
     "join_allowed",
     "AuditQueue",
     "normalise_origin",
+    "check_members_rules",
+    "members_auth_additions",
+    "members_rules_apply",
 )
 _cached: Any = None
 
@@ -429,6 +432,36 @@ def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tup
 
 
 # --- memberships (MSC1777, MSC3348) ----------------------------------------------------------
+
+
+# --- the members room version (room_version.py) ----------------------------------------------
+# Called inline from Synapse's synchronous event auth (no thread: in-memory checks of a few
+# events, no I/O).
+
+
+def members_rules_apply(create: dict) -> bool:
+    """Whether a create event (plain dict) makes a room with the members rules."""
+    return bool(_call(_native().members_rules_apply, create))
+
+
+def members_auth_additions(event: dict) -> list[tuple[str, str]]:
+    """What the members rules add to v12's auth events selection for ``event``."""
+    return [(str(t), str(k)) for t, k in _call(_native().members_auth_additions, event)]
+
+
+def check_members_rules(event: dict, auth_events: list[dict], room_version: str) -> Any:
+    """The core's ``Decision`` (``allowed``, ``reason``, ``detail``) for ``event``."""
+    return _call(_native().check_members_rules, event, auth_events, room_version)
+
+
+def members_marker() -> str:
+    """The create-content key that asks a v12 room for the members rules."""
+    return str(_servership().MEMBERS_MARKER)
+
+
+def members_room_version() -> str:
+    """The members room version's identifier (the marker's value)."""
+    return str(_servership().MEMBERS_ROOM_VERSION)
 
 
 def user_server(user_id: str) -> str | None:

@@ -73,6 +73,14 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class MembersRoomVersionConfig:
+    """The members room version (issue 14) applied in Synapse's own event auth."""
+
+    #: Off by default: with it on, the module wraps two functions of Synapse's event auth.
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where servership keeps its tags, knocks, budgets and audit queue."""
 
@@ -94,6 +102,9 @@ class ServershipConfig:
     invites: InvitesConfig = field(default_factory=InvitesConfig)
     knocks: KnocksConfig = field(default_factory=KnocksConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    members_room_version: MembersRoomVersionConfig = field(
+        default_factory=MembersRoomVersionConfig
+    )
     pseudousers: bool = False
     allow_untested_synapse: bool = False
     denied_servers: tuple[str, ...] = ()  # server globs refused as pseudousers (members.py)
@@ -279,6 +290,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
             "denied_servers",
             "denied_rooms",
             "audit",
+            "members_room_version",
             "allow_untested_synapse",
         },
     )
@@ -376,8 +388,14 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
     if audit.enabled and not discovery.enabled:
         raise _err("audit.enabled", "needs discovery.enabled (audits use the same tags)")
 
+    m = _section(raw.get("members_room_version"), "members_room_version")
+    _known(m, "members_room_version", {"enabled"})
+    members_room_version = MembersRoomVersionConfig(
+        enabled=_bool(m, "members_room_version", "enabled", False)
+    )
+
     allow_untested = _bool(raw, "", "allow_untested_synapse", False)
-    _check_synapse(allow_untested, invites)
+    _check_synapse(allow_untested, invites, members_room_version)
 
     return ServershipConfig(
         store_path=store_path,
@@ -386,6 +404,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         invites=invites,
         knocks=knocks,
         audit=audit,
+        members_room_version=members_room_version,
         pseudousers=_bool(raw, "", "pseudousers", False),
         allow_untested_synapse=allow_untested,
         denied_servers=denied_servers,
@@ -393,7 +412,9 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
     )
 
 
-def _check_synapse(allow_untested: bool, invites: InvitesConfig) -> None:
+def _check_synapse(
+    allow_untested: bool, invites: InvitesConfig, members: MembersRoomVersionConfig
+) -> None:
     """The running Synapse fits: inside the tested range (or ``allow_untested_synapse``), and
     with the internals of every feature switched on. Here, not in the module's ``__init__``,
     because Synapse reports a config error from ``parse_config`` as one clean line naming the
@@ -418,6 +439,14 @@ def _check_synapse(allow_untested: bool, invites: InvitesConfig) -> None:
                 "invites.send_msc4329",
                 f"needs Synapse's invite-sending internals as of 1.158, which this Synapse "
                 f"lacks ({problem}); set it to false on this Synapse",
+            )
+    if members.enabled:
+        problem = _compat.members_auth_problem()
+        if problem is not None:
+            raise _err(
+                "members_room_version.enabled",
+                f"needs Synapse's event auth functions as this module knows them, and this "
+                f"Synapse differs ({problem}); set it to false on this Synapse",
             )
 
 

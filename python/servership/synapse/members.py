@@ -27,7 +27,9 @@ refuses; and, in a gated room, a server that is not able to subscribe.
 
 What a local check cannot do: keep a server out of the other resident servers' view of the
 room. They may accept a join we refuse; only auth rules that every server runs can prevent
-that (the experimental room version of issue 12).
+that: the members room version (``room_version.py``). In its rooms, with
+``members_room_version`` on, these checks stand aside and the rules decide; ``peekable`` is then
+a join rule the room knows.
 """
 
 from __future__ import annotations
@@ -60,11 +62,27 @@ class MembersHooks:
     only ever called through ``api.defer_to_thread``.
     """
 
-    def __init__(self, api: Any, config: Any, knock_store: Callable[[], Any]) -> None:
+    def __init__(self, api: Any, config: Any, knock_store: Callable[[], Any],
+                 rules: Any = None) -> None:
         self._api = api
         self._config = config
         self._knock_store = knock_store
         self._gated = frozenset(config.knocks.gated_rooms)
+        #: ``room_version.MembersRules`` when ``members_room_version`` is on, else None.
+        self._rules = rules
+
+    def _rules_decide(self, room_id: str, state_events: Any = None) -> bool:
+        """In a room with the members rules (and the setting on), the rules in event auth
+        decide every join, on every resident server alike: a local refusal on top would only
+        fork this server's view from the others'. So the local checks stand aside there.
+        ``state_events`` (Synapse's state map, when the caller has it) settles a room the
+        marked set has not met yet, from its create event."""
+        if self._rules is None:
+            return False
+        if self._rules.applies(room_id):
+            return True
+        create = state_events.get(("m.room.create", "")) if state_events is not None else None
+        return create is not None and self._rules.applies_with(room_id, create)
 
     def register(self) -> None:
         """Register the hooks with Synapse (call once, from the module's ``__init__``)."""
@@ -139,6 +157,8 @@ class MembersHooks:
             return JoinVerdict(False, "not_a_user_id", f"{target!r} is not a user ID")
         if not _core.is_server_pseudouser(target) and room_id not in self._gated:
             return ALLOW
+        if self._rules_decide(room_id):
+            return ALLOW
         try:
             state = await self._current_state(room_id, target)
             if state is None:
@@ -173,11 +193,12 @@ class MembersHooks:
         if event.type == "m.room.join_rules" and event.state_key == "":
             # Synapse's event content is an immutable mapping, not a dict.
             self._check_join_rule(
-                event.room_version.identifier, _compat.plain_json(event.content)
+                event.room_version.identifier, _compat.plain_json(event.content),
+                self._rules_decide(event.room_id, state_events),
             )
             return True, None
         target = self._remote_join(event)
-        if target is None:
+        if target is None or self._rules_decide(event.room_id, state_events):
             return True, None
         state = [_compat.plain_json(e.get_dict()) for e in state_events.values()]
         try:
@@ -221,21 +242,46 @@ class MembersHooks:
         self, requester: Any, request_content: dict, is_requester_admin: bool
     ) -> None:
         """Refuses a ``createRoom`` whose ``initial_state`` sets a join rule its room version
-        does not know, before the room exists."""
+        does not know, before the room exists. With ``members_room_version`` on, a request
+        whose ``creation_content`` carries the marker asks for the members rules: ``peekable``
+        is then known, and the marker on any version but 12 is refused (it would be ignored)."""
+        version = str(
+            request_content.get("room_version") or _compat.default_room_version(self._api)
+        )
+        marked = self._marked_request(version, request_content.get("creation_content"))
         for entry in request_content.get("initial_state") or []:
             if (
                 isinstance(entry, dict)
                 and entry.get("type") == "m.room.join_rules"
                 and entry.get("state_key", "") == ""
             ):
-                version = request_content.get("room_version") or _compat.default_room_version(
-                    self._api
-                )
-                self._check_join_rule(str(version), entry.get("content"))
+                self._check_join_rule(version, entry.get("content"), marked)
 
-    def _check_join_rule(self, room_version: str, content: Any) -> None:
+    def _marked_request(self, version: str, creation_content: Any) -> bool:
+        """Whether a ``createRoom`` asks for the members rules (setting on only)."""
+        if self._rules is None or not isinstance(creation_content, dict):
+            return False
+        marker = _core.members_marker()
+        if marker not in creation_content:
+            return False
+        create = {"type": "m.room.create", "state_key": "", "sender": "@a:a",
+                  "content": {**creation_content, "room_version": version}}
+        if self._rules.is_marked_create(create):
+            return True
+        raise _compat.matrix_error(
+            400,
+            f"creation_content.{marker} asks for the members room version, which needs "
+            f"room_version 12 and the value {_core.members_room_version()!r} exactly (got "
+            f"room_version {version} and {creation_content[marker]!r}): the room would be a "
+            "plain room",
+            "M_INVALID_PARAM",
+        )
+
+    def _check_join_rule(self, room_version: str, content: Any, members_rules: bool) -> None:
         rule = content.get("join_rule") if isinstance(content, dict) else None
         if rule is None or _compat.join_rule_known(room_version, rule):
+            return
+        if members_rules and rule == "peekable":
             return
         metrics.JOIN_RULES_REFUSED.inc()
         logger.info("servership: refused join rule %r in room version %s", rule, room_version)

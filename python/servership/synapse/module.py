@@ -20,6 +20,7 @@ from .audit import Auditor
 from .config import ServershipConfig
 from .knock_flow import KnockFlow
 from .members import MembersHooks
+from .room_version import MembersRules
 
 logger = logging.getLogger("servership.synapse")
 
@@ -95,7 +96,17 @@ class ServershipModule:
         # (normalised names of the servers we share a room with, monotonic time taken), for
         # discovery.require_shared_room.
         self._sharing: tuple[frozenset[str], float] | None = None
-        self._members = MembersHooks(api, config, lambda: self._stores()[2])
+        # The members room version in Synapse's own event auth (off by default). Every process
+        # runs event auth, so every process installs it and reads the marked rooms.
+        self._members_rules: MembersRules | None = None
+        if config.members_room_version.enabled:
+            rules = MembersRules()
+            _compat.install_members_auth(rules.check, rules.select)
+            api.delayed_background_call(0, rules.fill_from_store, api,
+                                        desc="servership_marked_rooms")
+            self._members_rules = rules
+        self._members = MembersHooks(api, config, lambda: self._stores()[2],
+                                     self._members_rules)
         self._knock_flow = KnockFlow(api, config, self._server_name, lambda: self._stores()[2])
 
         servlets = self._servlet_classes()
@@ -140,11 +151,13 @@ class ServershipModule:
             if config.audit.enabled:
                 self._auditor.start()
         logger.info(
-            "servership loaded (discovery=%s invites=%s knocks=%s audit=%s, store %s)",
+            "servership loaded (discovery=%s invites=%s knocks=%s audit=%s "
+            "members_room_version=%s, store %s)",
             config.discovery.enabled,
             config.invites.enabled,
             config.knocks.enabled,
             config.audit.enabled,
+            config.members_room_version.enabled,
             # Never the connection string: it may hold Synapse's database password.
             config.store_path if config.store.backend == "sqlite" else "postgres",
         )

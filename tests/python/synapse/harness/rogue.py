@@ -337,10 +337,12 @@ class RogueHomeserver:
     # -- rooms --------------------------------------------------------------------------------
 
     def create_room(self, version: str = "12", *, creator: str = "blue",
-                    join_rule: str = "public", name: str | None = None) -> RogueRoom:
-        """A room created by ``@creator:rogue`` with the usual initial state on ``main``."""
+                    join_rule: str = "public", name: str | None = None,
+                    create_content: Json | None = None) -> RogueRoom:
+        """A room created by ``@creator:rogue`` with the usual initial state on ``main``;
+        ``create_content`` adds keys to the create event's content (a marker, a flag)."""
         sender = self.user_id(creator)
-        content: Json = {"room_version": version}
+        content: Json = {**(create_content or {}), "room_version": version}
         create: Json = {"type": "m.room.create", "state_key": "", "sender": sender,
                         "content": content, "origin_server_ts": now_ms(), "depth": 1,
                         "prev_events": [], "auth_events": []}

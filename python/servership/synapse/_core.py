@@ -439,6 +439,11 @@ def join_allowed(state_events: list[dict], server_name: str, gated: bool) -> tup
 # events, no I/O).
 
 
+def gated_flag() -> str:
+    """The create-content key that gates a room of the members room version."""
+    return str(_native().MEMBERS_GATED)
+
+
 def members_rules_apply(create: dict) -> bool:
     """Whether a create event (plain dict) makes a room with the members rules."""
     return bool(_call(_native().members_rules_apply, create))

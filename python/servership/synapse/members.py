@@ -310,7 +310,7 @@ class MembersHooks:
             metrics.KNOCKS_RECEIVED.labels("invalid").inc()
             logger.info("servership: dropped knock from %s: %s", origin, exc)
             return
-        if room_id not in self._gated or not await self._known_room(room_id):
+        if not await self._gated_here(room_id):
             metrics.KNOCKS_RECEIVED.labels("dropped").inc()
             logger.info("servership: dropped knock from %s (not a gated room here)", origin)
             return
@@ -327,9 +327,20 @@ class MembersHooks:
         metrics.KNOCKS_RECEIVED.labels("recorded").inc()
         logger.info("servership: %s knocked on %s", origin, room_id)
 
-    async def _known_room(self, room_id: str) -> bool:
+    async def _gated_here(self, room_id: str) -> bool:
+        """Whether we know ``room_id`` and gate it: listed in ``gated_rooms``, or, with the
+        members rules on, a room of that version whose create event says
+        ``org.servership.gated: true`` (gated for every resident)."""
         state = await _compat.current_state(self._api, room_id, [("m.room.create", "")])
-        return bool(state)
+        create = next((e for e in state or [] if e.get("type") == "m.room.create"), None)
+        if create is None:
+            return False
+        if room_id in self._gated:
+            return True
+        if self._rules is None or not self._rules.applies_with(room_id, create):
+            return False
+        content = create.get("content")
+        return isinstance(content, dict) and content.get(_core.gated_flag()) is True
 
     async def purge_knocks(self) -> int:
         """Delete expired knocks (scheduled every ``knocks.purge_interval_seconds``)."""

@@ -439,3 +439,40 @@ def test_with_the_setting_off_a_marked_room_is_plain_v12(
     assert status == 200, made
     assert grant_id not in made["event"]["auth_events"]
     assert "members rules" not in c.log_text()
+
+
+def test_the_knock_flow_opens_a_marked_gated_room_for_every_resident(
+        rv_lab: Lab, rogue: RogueHomeserver) -> None:
+    """Issue 14, item 6, on the room version: B knocks on A's marked gated room; before the
+    grant B's join is refused by A's event auth; A's admin accepts through the admin API, the
+    grant reaches B in the EDU and B's module joins its user by itself. The rogue, never
+    granted, is still refused by both residents."""
+    a, b = rv_lab["A"], rv_lab["B"]
+    alice = a.register(_uid("alice"), admin=True)
+    carol = b.register(_uid("carol"), admin=True)
+    room = _room(alice, gated=True)
+    path = f"/_matrix/client/v3/join/{q(room)}?server_name={q(a.server_name)}"
+    status, body = carol.call("POST", path, {})
+    assert status != 200, body
+    carol.ok("POST", "/_synapse/client/servership/v1/knock",
+             {"room_id": room, "destination": a.server_name, "user_id": carol.user_id})
+    knocks = _eventually(
+        lambda: alice.ok("GET", f"/_synapse/client/servership/v1/knocks?room_id={q(room)}")
+        ["knocks"], what="B's knock recorded on A (a marked gated room gates it)")
+    assert [k["server"] for k in knocks] == [b.server_name], knocks
+    answer = alice.ok("POST", "/_synapse/client/servership/v1/knocks",
+                      {"room_id": room, "server": b.server_name, "decision": "accept"})
+    assert answer["notified"] is True, answer
+
+    def joined() -> Any:
+        st = carol.ok("GET", f"/_synapse/client/servership/v1/knock?room_id={q(room)}")
+        return st if st["state"] in ("joined", "join_failed") else None
+
+    done = _eventually(joined, timeout=40, what="B to join after the grant")
+    assert done["state"] == "joined", done
+    assert _members(alice, room).get(carol.user_id) == "join"
+    # B now holds the room and runs its rules too: the ungranted rogue is refused by both.
+    for hs in (a, b):
+        pdu = _hand_join(rogue, alice, room, rogue.user_id(_uid("eve")))
+        status, body = _send_join(rogue, hs, room, pdu)
+        assert status == 403, (hs.name, status, body)

@@ -1037,7 +1037,9 @@ async def set_own_membership(
 def error_details(exc: BaseException) -> tuple[int, str, str]:
     """(HTTP status, errcode, message) of a ``SynapseError`` (502 for anything else)."""
     if isinstance(exc, SynapseError):
-        return int(exc.code), str(exc.errcode), str(exc.msg)
+        # errcode is a Codes enum member in recent releases, a plain string before.
+        errcode = getattr(exc.errcode, "value", exc.errcode)
+        return int(exc.code), str(errcode), str(exc.msg)
     return 502, "M_UNKNOWN", f"{type(exc).__name__}: {exc}"
 
 

@@ -1,13 +1,12 @@
 """Peeking (MSC1777) between real Synapses on the members room version (issue 14, item 4).
 
 Two lab servers run the module with ``members_room_version`` and ``peeking`` on; the rogue
-homeserver plays a remote server that invites our pseudouser to lure it, and a room creator the
-operator denies. A user of B peeks into rooms of A through B's endpoint
+homeserver plays a remote server that invites our pseudouser to lure it. A user of B peeks into rooms of A through B's endpoint
 (``/_synapse/client/servership/v1/peek``): B joins as ``@:B`` (make_join/send_join to A, admitted
 by A's event auth under ``peekable``), the user reads recent events and new ones, and when the
 session ends (``DELETE``, or expiry found by the scheduled check) ``@:B`` leaves. Refusals: a
 marked room that is not peekable (A's event auth), a plain v12 room, the operator's deny lists
-(room, via server, room creator), hostile requests, caps, users of other servers, and a remote
+(room, via servers), hostile requests, caps, users of other servers, and a remote
 invite of ``@:B`` that must not make B join.
 """
 
@@ -30,10 +29,7 @@ MARKER = servership.MEMBERS_MARKER
 MEMBERS = servership.MEMBERS_ROOM_VERSION
 PEEK = "/_synapse/client/servership/v1/peek"
 SESSION_SECONDS = 6
-DENIED_ROOM = "!deniedByTheOperatorForThisTestXXXXXXXXXXXXXXX"
-#: The rogue's port is picked first, so B's operator can deny it by name.
-ROGUE_PORT = free_port()
-DENIED_CREATOR = f"localhost:{ROGUE_PORT}"
+DENIED_ROOM = "!" + "deniedByTheOperator".ljust(43, "x")  # a v12 room ID: 43 characters
 PEEKING = {
     "members_room_version": {"enabled": True},
     "peeking": {"enabled": True, "session_seconds": SESSION_SECONDS,
@@ -46,7 +42,7 @@ def peek_lab(tmp_path_factory: pytest.TempPathFactory, lab_logs: list[Lab]) -> I
     lab = Lab(Path(tmp_path_factory.mktemp("peek-lab")),
               per_server={"A": PEEKING,
                           "B": {**PEEKING, "denied_rooms": [DENIED_ROOM],
-                                "denied_servers": ["denied.example", DENIED_CREATOR]}})
+                                "denied_servers": ["denied.example", "*.denied.example"]}})
     lab_logs.append(lab)
     try:
         lab.setup()
@@ -62,7 +58,7 @@ def peek_lab(tmp_path_factory: pytest.TempPathFactory, lab_logs: list[Lab]) -> I
 def rogue(peek_lab: Lab) -> Iterator[RogueHomeserver]:
     ca, cert, key = peek_lab.certs or (None, None, None)
     assert ca is not None and cert is not None and key is not None
-    mallory = RogueHomeserver("Mallory", cert, key, ca, ROGUE_PORT)
+    mallory = RogueHomeserver("Mallory", cert, key, ca, free_port())
     mallory.start()
     try:
         yield mallory
@@ -248,17 +244,19 @@ def test_a_marked_room_that_is_not_peekable_is_refused_by_the_residents_event_au
 
 
 def test_a_plain_v12_room_is_refused(peek_lab: Lab) -> None:
-    """A plain room: A (pseudousers off) answers make_join as for an unknown room."""
+    """A plain room: A (pseudousers off) answers make_join as for an unknown room (404), which
+    B's Synapse reports as "Failed to make_join via any server" (502)."""
     a, b = peek_lab.a, peek_lab.b
     alice = a.register(_uid("alice"))
     room = _room(alice, join_rule=None, marked=False)
     bob = b.register(_uid("bob"))
     status, answer = _peek(bob, room, [a.server_name])
-    assert status in (403, 404), (status, answer)
+    assert status == 502 and "make_join" in answer["error"], (status, answer)
     assert _membership(alice, room, f"@:{b.server_name}") is None
+    assert _read(bob, room)[0] == 404
 
 
-def test_the_operators_deny_lists_apply_to_peeks(peek_lab: Lab, rogue: RogueHomeserver) -> None:
+def test_the_operators_deny_lists_apply_to_peeks(peek_lab: Lab) -> None:
     a, b = peek_lab.a, peek_lab.b
     bob = b.register(_uid("bob"))
     pseudo = f"@:{b.server_name}"
@@ -271,19 +269,10 @@ def test_the_operators_deny_lists_apply_to_peeks(peek_lab: Lab, rogue: RogueHome
     room = _room(alice)
     status, answer = _peek(bob, room, [a.server_name, "denied.example"])
     assert status == 403 and "denied.example" in answer["error"], answer
-    status, answer = _peek(bob, room, [rogue.server_name])
-    assert status == 403, answer
-    # A room created by a denied server, reached through a resident that is not denied (A):
-    # the join is undone at once and the peek refused.
-    mroom = rogue.create_room(create_content={MARKER: MEMBERS}, join_rule="peekable")
-    alice.join(mroom.room_id, via=rogue.server_name)
-    _eventually(lambda: _membership(alice, mroom.room_id, alice.user_id) == "join",
-                what="alice in the rogue's room")
-    status, answer = _peek(bob, mroom.room_id, [a.server_name])
-    assert status == 403 and DENIED_CREATOR in answer["error"], answer
-    _eventually(lambda: _membership(alice, mroom.room_id, pseudo) in (None, "leave"),
-                what="@:B out of the denied creator's room")
-    assert _read(bob, mroom.room_id)[0] == 404
+    # A glob, and a port: deny entries match the host (ports removed, as in server ACLs).
+    status, answer = _peek(bob, room, ["evil.denied.example:8448"])
+    assert status == 403 and "*.denied.example" in answer["error"], answer
+    assert _membership(alice, room, pseudo) is None
 
 
 def test_a_remote_invite_of_the_pseudouser_does_not_make_us_join(

@@ -172,7 +172,9 @@ class PeekService:
             metrics.PEEK_REQUESTS.labels(advice.decision.reason).inc()
             raise _bad(advice.decision.detail, "M_FORBIDDEN", 403)
         if advice.action == "join":
+            # Counted before the join is sent, so that concurrent requests meet the caps.
             self._peek_rooms[room_id] = self._now() + self._session_ms()
+            self._sessions[key] = self._now() + self._session_ms()
             try:
                 await _compat.set_own_membership(
                     self._api, self._pseudouser, room_id, "join", via
@@ -180,6 +182,9 @@ class PeekService:
             except Exception as exc:  # noqa: BLE001 - every failure is the resident's answer
                 self._tracker.join_failed(room_id)
                 self._peek_rooms.pop(room_id, None)
+                # join_failed dropped every peeker of the room: their sessions go too.
+                for other in [k for k in self._sessions if k[0] == room_id]:
+                    del self._sessions[other]
                 status, errcode, message = _compat.error_details(exc)
                 metrics.PEEK_REQUESTS.labels("join_failed").inc()
                 logger.info("servership: %s could not join %s for %s through %s: %s %s %s",
@@ -190,7 +195,9 @@ class PeekService:
             self._tracker.membership_changed(room_id, self._pseudouser, "join")
             problem = await self._unfit(room_id)
             if problem is not None:
-                self._tracker.end_peek(room_id, user_id)
+                for other in [k for k in self._sessions if k[0] == room_id]:
+                    del self._sessions[other]
+                    self._tracker.end_peek(room_id, other[1])
                 await self._leave(room_id)
                 metrics.PEEK_REQUESTS.labels(problem[0]).inc()
                 raise _bad(problem[1], problem[2], problem[3])

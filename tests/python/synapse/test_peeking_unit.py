@@ -39,10 +39,14 @@ class World:
         self.calls: list[tuple[str, str, list[str] | None]] = []
         self.fail: dict[str, Exception] = {}
         self.state: dict[str, list[dict]] = {}
+        #: When set, joins wait for it (requests in flight at once).
+        self.hold: asyncio.Event | None = None
 
         async def set_own_membership(api: Any, user: str, room: str, membership: str,
                                      via: list[str] | None = None) -> str:
             self.calls.append((membership, room, via))
+            if self.hold is not None and membership == "join":
+                await self.hold.wait()
             if membership in self.fail:
                 raise self.fail[membership]
             return "$ev"
@@ -198,3 +202,27 @@ def test_config_is_validated(tmp_path: Path) -> None:
             config_mod.parse({**base, **bad})
     on = config_mod.parse({**base, "members_room_version": True, "peeking": True})
     assert on.peeking.enabled and on.peeking.session_seconds == 300
+
+
+def test_requests_in_flight_meet_the_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many requests at once, each for another room, while the first join is still under way:
+    only what the caps allow is sent."""
+    world = World(monkeypatch)
+    rooms = ["!" + c * 43 for c in "cdefgh"]
+    service, _ = _service(tmp_path, Rules(*rooms),
+                          peeking={"enabled": True, "max_rooms": 3, "max_sessions_per_user": 2})
+
+    async def burst() -> list[Any]:
+        world.hold = asyncio.Event()
+        tasks = [asyncio.ensure_future(service.handle_start(
+            BOB if i < 3 else f"@u{i}:b.example", {}, {"room_id": room, "via": VIA}))
+            for i, room in enumerate(rooms)]
+        await asyncio.sleep(0)
+        world.hold.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = _run(burst())
+    codes = [r[0] if isinstance(r, tuple) else r.code for r in results]
+    # bob: two sessions, his third refused; the others: one more room, then the rooms cap.
+    assert codes == [200, 200, 429, 200, 429, 429], codes
+    assert len([c for c in world.calls if c[0] == "join"]) == 3

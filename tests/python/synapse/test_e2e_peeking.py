@@ -362,3 +362,33 @@ def test_sessions_per_user_are_capped(peek_lab: Lab) -> None:
     assert _peek(bob, rooms[3], [a.server_name])[0] == 200
     for room in rooms[1:]:
         assert _end(bob, room)[0] == 200
+
+
+def test_after_a_restart_rooms_nobody_renews_are_left(peek_lab: Lab) -> None:
+    """Sessions are in memory: a restarted B finds the rooms its pseudouser is in, keeps them
+    one session length for peekers to renew, then leaves the one nobody renewed."""
+    a, b = peek_lab.a, peek_lab.b
+    alice = a.register(_uid("alice"))
+    kept, dropped = _room(alice), _room(alice)
+    bob = b.register(_uid("bob"))
+    pseudo = f"@:{b.server_name}"
+    for room in (kept, dropped):
+        assert _peek(bob, room, [a.server_name])[0] == 200
+        _eventually(lambda: _membership(alice, room, pseudo) == "join", what="@:B joined")
+    log_b = len(b.log_text())
+    peek_lab.timings["restart_B_peeking"] = b.restart()
+    _wait_log(b, re.escape(pseudo) + r" is in 2 rooms at start-up", after=log_b)
+    assert _read(bob, kept)[0] == 404  # the session did not survive
+    status, answer = _peek(bob, kept, [a.server_name])
+    assert status == 200 and answer["joined"] is True, answer  # renewed: no second join
+
+    def dropped_left() -> bool:
+        # bob's client keeps renewing `kept` meanwhile, as a client showing the preview would.
+        assert _peek(bob, kept, [a.server_name])[0] == 200
+        return _membership(alice, dropped, pseudo) == "leave"
+
+    _eventually(dropped_left, timeout=SESSION_SECONDS + 15,
+                what="@:B left the room nobody renewed")
+    assert _membership(alice, kept, pseudo) == "join"
+    assert _end(bob, kept)[1]["left"] is True
+    _eventually(lambda: _membership(alice, kept, pseudo) == "leave", what="@:B left kept")

@@ -23,6 +23,7 @@ Rules are the core's (``servership.PeekTracker``, ``OperatorPolicy``, ``room_dis
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from . import _compat, _core, metrics
@@ -231,10 +232,13 @@ class PeekService:
         """``GET ?room_id=...&limit=N``: the room's newest events (newest first) and a state
         summary, as our pseudouser sees them, within an open session (reading does not renew)."""
         room_id = self._room_id(query.get("room_id"))
-        self._live(room_id, user_id)
         raw_limit = query.get("limit", str(DEFAULT_EVENTS))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= self._config.max_events:
+        # ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+        if not re.fullmatch(r"[0-9]{1,4}", raw_limit) or not (
+            1 <= int(raw_limit) <= self._config.max_events
+        ):
             raise _bad(f"limit must be a whole number from 1 to {self._config.max_events}")
+        self._live(room_id, user_id)
         events = await _compat.recent_events(self._api, room_id, self._pseudouser,
                                              int(raw_limit))
         answer = await self._answer(room_id, user_id, renewed=False)
@@ -272,8 +276,14 @@ class PeekService:
             return value if isinstance(value, dict) else {}
 
         members = await self._api.defer_to_thread(s.visible_members, state)
+        # The spec's name algorithm counts the viewer among the members ("Empty Room" when
+        # alone): name the room as the peeker would see it once joined. A real membership of
+        # theirs comes later in the list and wins.
+        viewer = {"type": "m.room.member", "state_key": user_id, "sender": user_id,
+                  "content": {"membership": "join"}}
         answer["state"] = {
-            "name": await self._api.defer_to_thread(s.room_display_name, state, user_id),
+            "name": await self._api.defer_to_thread(s.room_display_name, [viewer, *state],
+                                                    user_id),
             "topic": content("m.room.topic").get("topic"),
             "join_rule": content("m.room.join_rules").get("join_rule"),
             "members_room_version": bool(self._rules is not None

@@ -165,6 +165,8 @@ def test_a_user_peeks_reads_old_and_new_events_and_the_pseudouser_leaves(peek_la
     # The summary leaves the pseudouser out of the members.
     summary = _read(bob, room)[1]["state"]
     assert summary["members_room_version"] is True and summary["joined_members"] == 1, summary
+    # Named as Bob would see it once joined: after alice (her display name is her localpart).
+    assert summary["name"] == alice.user_id[1:].split(":", 1)[0], summary
 
     # The session ends: the pseudouser leaves; reading is refused from now on.
     status, ended = _end(bob, room)
@@ -324,9 +326,11 @@ def test_hostile_requests_are_refused(peek_lab: Lab) -> None:
     assert status == 400
     status, _ = client_request("PUT", b.client_url + PEEK, {}, token=bob.token)
     assert status in (400, 405)
-    for limit in ("0", "-1", "abc", "1001", "1e3"):
+    for limit in ("0", "-1", "abc", "1001", "1e3", "%C2%B2", "%EF%BC%91", "9" * 50):
         status, _ = bob.call("GET", f"{PEEK}?room_id={q(room)}&limit={limit}")
-        assert status in (400, 404), (limit, status)
+        assert status == 400, (limit, status)
+    status, _ = bob.call("GET", f"{PEEK}?room_id={q(room)}&limit=5")
+    assert status == 404  # a good request, but no session
     # Nothing was joined by any of that.
     assert _membership(alice, room, f"@:{b.server_name}") is None
 

@@ -226,3 +226,13 @@ def test_requests_in_flight_meet_the_caps(tmp_path: Path, monkeypatch: pytest.Mo
     # bob: two sessions, his third refused; the others: one more room, then the rooms cap.
     assert codes == [200, 200, 429, 200, 429, 429], codes
     assert len([c for c in world.calls if c[0] == "join"]) == 3
+
+
+def test_read_limits_are_ascii_digits_in_range(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    World(monkeypatch)
+    service, _ = _service(tmp_path, Rules(ROOM))
+    assert _run(service.handle_start(BOB, {}, {"room_id": ROOM, "via": VIA}))[0] == 200
+    for limit in ("0", "101", "-1", " 5", "\u00b2", "\uff11", "1e3", "9" * 50):
+        err = _error(service.handle_read(BOB, {"room_id": ROOM, "limit": limit}, {}))
+        assert err.code == 400, limit

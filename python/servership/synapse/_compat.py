@@ -956,3 +956,147 @@ async def marked_create_events(api: Any) -> list[tuple[str, dict]]:
         if isinstance(event, dict):
             found.append((str(room_id), event))
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Peeking through our pseudouser (peeking.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def peeking_problem() -> str | None:
+    """What this Synapse lacks for ``peeking`` (``None``: nothing): reading a room's recent
+    events goes through Synapse's own ``/messages`` code (history visibility, backfill)."""
+    try:
+        from synapse.api.constants import Direction  # noqa: F401
+        from synapse.handlers.pagination import PaginationHandler
+        from synapse.streams.config import PaginationConfig  # noqa: F401
+        from synapse.types import create_requester  # noqa: F401
+    except ImportError as exc:
+        return f"cannot import {exc.name}"
+    params = inspect.signature(PaginationHandler.get_messages).parameters
+    missing = [p for p in ("requester", "room_id", "pagin_config") if p not in params]
+    if missing:
+        return f"PaginationHandler.get_messages has no {', '.join(missing)}"
+    return None
+
+
+def register_user_json_resource(
+    api: Any,
+    path: str,
+    handlers: dict[str, Callable[[str, dict[str, str], dict], Awaitable[tuple[int, dict]]]],
+) -> None:
+    """Serve ``path`` to any authenticated local user that is not a guest (public module API:
+    ``register_web_resource``, ``get_user_by_req``, which only knows this server's access
+    tokens). ``handlers`` maps ``POST``/``GET``/``DELETE`` to ``handler(user_id, query, body)``
+    answering ``(status, json)``; ``body`` is ``{}`` except for ``POST``."""
+    from synapse.module_api import DirectServeJsonResource
+    from synapse.http.servlet import parse_json_object_from_request
+
+    async def serve(method: str, request: Any) -> tuple[int, dict]:
+        handler = handlers.get(method)
+        if handler is None:
+            raise SynapseError(405, f"use {', '.join(sorted(handlers))}", "M_UNRECOGNIZED")
+        requester = await api.get_user_by_req(request)
+        if getattr(requester, "is_guest", False):
+            raise SynapseError(403, "guests cannot peek", "M_GUEST_ACCESS_FORBIDDEN")
+        query = {
+            k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
+            for k, v in (request.args or {}).items()
+            if v
+        }
+        body = parse_json_object_from_request(request) if method == "POST" else {}
+        return await handler(requester.user.to_string(), query, body)
+
+    class UserResource(DirectServeJsonResource):  # type: ignore[misc, valid-type]
+        async def _async_render_POST(self, request: Any) -> tuple[int, dict]:
+            return await serve("POST", request)
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict]:
+            return await serve("GET", request)
+
+        async def _async_render_DELETE(self, request: Any) -> tuple[int, dict]:
+            return await serve("DELETE", request)
+
+    api.register_web_resource(path, UserResource())
+
+
+async def set_own_membership(
+    api: Any, user_id: str, room_id: str, membership: str, via: list[str] | None = None
+) -> str:
+    """``user_id`` (local; our pseudouser too, which needs no account) joins or leaves
+    ``room_id`` itself; a join of a room we are not in goes to the ``via`` servers
+    (make_join/send_join, signed by our server key as any event Synapse builds). Returns the
+    event ID; raises ``SynapseError`` (a remote refusal keeps its status and errcode)."""
+    event = await api.update_room_membership(
+        sender=user_id, target=user_id, room_id=room_id, new_membership=membership,
+        remote_room_hosts=via,
+    )
+    return str(event.event_id)
+
+
+def error_details(exc: BaseException) -> tuple[int, str, str]:
+    """(HTTP status, errcode, message) of a ``SynapseError`` (502 for anything else)."""
+    if isinstance(exc, SynapseError):
+        # errcode is a Codes enum member in recent releases, a plain string before.
+        errcode = getattr(exc.errcode, "value", exc.errcode)
+        return int(exc.code), str(errcode), str(exc.msg)
+    return 502, "M_UNKNOWN", f"{type(exc).__name__}: {exc}"
+
+
+async def rooms_joined_by(api: Any, user_id: str) -> list[str]:
+    """Rooms where the local ``user_id`` (our pseudouser) is currently joined."""
+    rows = await api.run_db_interaction(
+        "servership_rooms_joined_by",
+        _rows,
+        "SELECT room_id FROM local_current_membership WHERE user_id = ? AND membership = ?",
+        (user_id, "join"),
+    )
+    return sorted({str(r[0]) for r in rows})
+
+
+async def local_joined_users(api: Any, room_id: str) -> list[str]:
+    """Local users (our pseudouser included) currently joined to ``room_id``."""
+    rows = await api.run_db_interaction(
+        "servership_local_joined_users",
+        _rows,
+        "SELECT user_id FROM local_current_membership WHERE room_id = ? AND membership = ?",
+        (room_id, "join"),
+    )
+    return sorted({str(r[0]) for r in rows})
+
+
+def _client_event(event: Any) -> dict:
+    """The client-format fields of an event (as ``/messages`` gives them, without the
+    serializer's per-release options)."""
+    out: dict[str, Any] = {
+        "event_id": event.event_id,
+        "room_id": event.room_id,
+        "type": event.type,
+        "sender": event.sender,
+        "origin_server_ts": event.origin_server_ts,
+        "content": plain_json(event.content),
+    }
+    if event.is_state():
+        out["state_key"] = event.state_key
+    return out
+
+
+async def recent_events(api: Any, room_id: str, user_id: str, limit: int) -> list[dict]:
+    """The newest ``limit`` events of ``room_id`` that ``user_id`` may see, newest first, as
+    Synapse's ``/messages`` (backwards from now) computes them: membership and history
+    visibility checked for that user, and history fetched from the residents (backfill) when
+    we hold too little. Raises ``SynapseError`` (403) if the user may not read the room."""
+    from synapse.api.constants import Direction
+    from synapse.streams.config import PaginationConfig
+    from synapse.types import create_requester
+
+    hs = homeserver(api)
+    config = PaginationConfig(from_token=None, to_token=None, direction=Direction.BACKWARDS,
+                              limit=limit)
+    result = await hs.get_pagination_handler().get_messages(
+        create_requester(user_id), room_id, config
+    )
+    if isinstance(result, dict):  # releases that serialize inside get_messages
+        return [plain_json(e) for e in result.get("chunk", [])]
+    # 1.16x: a GetMessagesResult of FilteredEvent (the event in .event) or of events.
+    return [_client_event(getattr(e, "event", e)) for e in result.messages_chunk]

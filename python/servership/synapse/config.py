@@ -81,6 +81,26 @@ class MembersRoomVersionConfig:
 
 
 @dataclass(frozen=True)
+class PeekingConfig:
+    """MSC1777 peeking for local users through this server's pseudouser (``peeking.py``)."""
+
+    #: Off by default: with it on, local users can make this server join remote rooms.
+    enabled: bool = False
+    #: A peek session ends this long after it was opened or last renewed.
+    session_seconds: int = 300
+    #: Open sessions per local user (each is one room).
+    max_sessions_per_user: int = 10
+    #: Rooms this server peeks into at once (joins of its pseudouser kept for peekers).
+    max_rooms: int = 100
+    #: Servers named in one request's ``via`` list.
+    max_via: int = 10
+    #: Events one read returns at most.
+    max_events: int = 100
+    #: How often the background-tasks process ends expired sessions and leaves idle rooms.
+    check_interval_seconds: int = 30
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where servership keeps its tags, knocks, budgets and audit queue."""
 
@@ -105,6 +125,7 @@ class ServershipConfig:
     members_room_version: MembersRoomVersionConfig = field(
         default_factory=MembersRoomVersionConfig
     )
+    peeking: PeekingConfig = field(default_factory=PeekingConfig)
     pseudousers: bool = False
     allow_untested_synapse: bool = False
     denied_servers: tuple[str, ...] = ()  # server globs refused as pseudousers (members.py)
@@ -291,6 +312,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
             "denied_rooms",
             "audit",
             "members_room_version",
+            "peeking",
             "allow_untested_synapse",
         },
     )
@@ -394,8 +416,18 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         enabled=_bool(m, "members_room_version", "enabled", False)
     )
 
+    peeking = _peeking(raw, members_room_version)
+
     allow_untested = _bool(raw, "", "allow_untested_synapse", False)
     _check_synapse(allow_untested, invites, members_room_version)
+    if peeking.enabled:
+        problem = _compat.peeking_problem()
+        if problem is not None:
+            raise _err(
+                "peeking.enabled",
+                f"needs Synapse's pagination internals as this module knows them, and this "
+                f"Synapse differs ({problem}); set it to false on this Synapse",
+            )
 
     return ServershipConfig(
         store_path=store_path,
@@ -405,11 +437,37 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         knocks=knocks,
         audit=audit,
         members_room_version=members_room_version,
+        peeking=peeking,
         pseudousers=_bool(raw, "", "pseudousers", False),
         allow_untested_synapse=allow_untested,
         denied_servers=denied_servers,
         denied_rooms=denied_rooms,
     )
+
+
+def _peeking(raw: Mapping[str, Any], members: MembersRoomVersionConfig) -> PeekingConfig:
+    p = _section(raw.get("peeking"), "peeking")
+    _known(p, "peeking", {"enabled", "session_seconds", "max_sessions_per_user", "max_rooms",
+                          "max_via", "max_events", "check_interval_seconds"})
+    peeking = PeekingConfig(
+        enabled=_bool(p, "peeking", "enabled", False),
+        session_seconds=_positive(p, "peeking", "session_seconds", 300),
+        max_sessions_per_user=_positive(p, "peeking", "max_sessions_per_user", 10),
+        max_rooms=_positive(p, "peeking", "max_rooms", 100),
+        max_via=_positive(p, "peeking", "max_via", 10),
+        max_events=_positive(p, "peeking", "max_events", 100),
+        check_interval_seconds=_positive(p, "peeking", "check_interval_seconds", 30),
+    )
+    if peeking.max_via > 50:
+        raise _err("peeking.max_via", "must be at most 50 (each server may be tried in turn)")
+    if peeking.max_events > 1000:
+        raise _err("peeking.max_events", "must be at most 1000")
+    if peeking.enabled and not members.enabled:
+        # Only the members room version lets a pseudouser in without a user of its server
+        # (peekable), and only its residents' event auth keeps the rule for everyone.
+        raise _err("peeking.enabled", "needs members_room_version.enabled (peeking joins "
+                   "rooms of the members room version only)")
+    return peeking
 
 
 def _check_synapse(

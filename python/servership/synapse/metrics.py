@@ -89,3 +89,21 @@ KNOCKS_PURGED = Counter(
     "Expired knocks deleted by the scheduled purge (purged), and purges that failed (failed)",
     ["outcome"],
 )
+PEEK_REQUESTS = Counter(
+    "servership_peek_requests_total",
+    "Peek requests of local users, by outcome (joined, renewed, refused reason, join_failed...)",
+    ["outcome"],
+)
+PEEK_LEAVES = Counter(
+    "servership_peek_leaves_total",
+    "Leaves of our pseudouser from peeked rooms, by outcome (left, failed)",
+    ["outcome"],
+)
+PEEK_SESSIONS = Gauge(
+    "servership_peek_sessions",
+    "Open peek sessions of local users",
+)
+PEEK_LURES_IGNORED = Counter(
+    "servership_peek_lures_ignored_total",
+    "Remote invites of our pseudouser, which never make this server join",
+)

@@ -20,6 +20,7 @@ from .audit import Auditor
 from .config import ServershipConfig
 from .knock_flow import KnockFlow
 from .members import MembersHooks
+from .peeking import PeekService
 from .room_version import MembersRules
 
 logger = logging.getLogger("servership.synapse")
@@ -108,6 +109,11 @@ class ServershipModule:
         self._members = MembersHooks(api, config, lambda: self._stores()[2],
                                      self._members_rules)
         self._knock_flow = KnockFlow(api, config, self._server_name, lambda: self._stores()[2])
+        # Peeking (off by default): the sessions live in memory on the background-tasks
+        # process, which alone serves the endpoint and leaves idle rooms.
+        self._peeking: PeekService | None = None
+        if config.peeking.enabled and self._background:
+            self._peeking = PeekService(api, config, self._members_rules)
 
         servlets = self._servlet_classes()
         if servlets:
@@ -119,7 +125,7 @@ class ServershipModule:
         # audits, which need discovery), on the background-tasks process only. The membership
         # checks of check_event_allowed (join rules, make_join) are always on.
         third_party: dict[str, Callable] = {"check_event_allowed": self.check_event_allowed}
-        if self._background and config.discovery.enabled:
+        if self._background and (config.discovery.enabled or self._peeking is not None):
             third_party["on_new_event"] = self.on_new_event
         api.register_third_party_rules_callbacks(**third_party)
         if config.invites.enabled:
@@ -127,6 +133,8 @@ class ServershipModule:
                 federated_user_may_invite=self.federated_user_may_invite
             )
         self._members.register()
+        if self._peeking is not None:
+            self._peeking.register()
         if config.knocks.enabled:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
             _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock,
@@ -152,12 +160,13 @@ class ServershipModule:
                 self._auditor.start()
         logger.info(
             "servership loaded (discovery=%s invites=%s knocks=%s audit=%s "
-            "members_room_version=%s, store %s)",
+            "members_room_version=%s peeking=%s, store %s)",
             config.discovery.enabled,
             config.invites.enabled,
             config.knocks.enabled,
             config.audit.enabled,
             config.members_room_version.enabled,
+            self._peeking is not None,
             # Never the connection string: it may hold Synapse's database password.
             config.store_path if config.store.backend == "sqlite" else "postgres",
         )
@@ -492,9 +501,13 @@ class ServershipModule:
         on every process, and one record per homeserver is enough."""
         if not self._background:
             return
-        if event.type != "m.room.member" or event.membership != "join":
+        if event.type != "m.room.member" or not self._is_local(event.state_key):
             return
-        if not self._is_local(event.state_key):
+        if self._peeking is not None:
+            self._api.run_as_background_process(
+                "servership_peek_membership", self._peeking.on_member_event, event
+            )
+        if event.membership != "join" or not self._config.discovery.enabled:
             return
         self._api.run_as_background_process(
             "servership_record_join", self.record_join, event.room_id
@@ -611,6 +624,11 @@ class ServershipModule:
     def config(self) -> ServershipConfig:
         """The parsed configuration."""
         return self._config
+
+    @property
+    def peeking(self) -> PeekService | None:
+        """The peek service (``None`` unless ``peeking.enabled``, or on another process)."""
+        return self._peeking
 
     @property
     def auditor(self) -> Auditor:

@@ -3926,6 +3926,18 @@ pub fn members_rules(data: &[u8]) {
             return;
         }
     };
+    // The selection's additions: never a key v12 selects already, and only the two kinds the
+    // rules add (a server's grant, a pseudouser's witness).
+    if let Ok(adds) = auth::members_auth_additions(&event) {
+        let base = auth::auth_event_keys(&event, RoomVersion::V12).unwrap_or_default();
+        for key in &adds {
+            assert!(!base.contains(key), "{key:?} is v12's already");
+            assert!(
+                key.0 == "m.server.is_able_to_subscribe" || key.0 == "m.room.member",
+                "{key:?}"
+            );
+        }
+    }
     let mut auth: Vec<servership::Object> =
         lines.filter_map(|l| json::parse_object(l).ok()).collect();
     // A marker create on request: the first create among the auth events gets the marker.

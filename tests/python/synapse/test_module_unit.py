@@ -130,11 +130,12 @@ def test_registers_endpoints_and_hooks(store: str) -> None:
         ("PUT", "/_matrix/federation/unstable/org.matrix.msc0000/invite/(?P<room_id>[^/]*)"),
     }
     assert set(api.web_resources) == {"/_synapse/client/servership/v1/knock",
+                                      "/_synapse/client/servership/v1/knocks",
                                       "/_synapse/client/servership/v1/audit"}
     assert set(api.third_party) == {"on_new_event", "check_event_allowed", "on_create_room"}
     assert set(api.spam) == {"federated_user_may_invite", "check_event_for_spam",
                              "should_drop_federated_event"}
-    assert set(api._hs.edu_handlers) == {"m.server.knock"}
+    assert set(api._hs.edu_handlers) == {"m.server.knock", "org.servership.knock.accepted"}
 
 
 def test_stable_paths_and_disabled_features(store: str) -> None:

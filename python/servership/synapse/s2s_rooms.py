@@ -18,8 +18,8 @@ the upgrade itself (``s2s.enabled``; ``docs/s2s.md``, "Between servers that run 
   or a third server's, are ignored (they cannot speak for a server).
 - **Upgrade.** The initiator, when the machine says so, upgrades the room with Synapse's own
   upgrade (as our pseudouser, the room's creator), keeps the members marker in the new room and
-  invites the peer's pseudouser; the peer follows the tombstone: it joins the replacement room
-  named by a tombstone its peer's pseudouser sent (by that invite).
+  invites the peer's pseudouser; the peer follows the tombstone by accepting that invite, which
+  is checked like any other (a tombstone alone never makes us join).
 
 Machines live in memory on the background-tasks process (the only one that runs this); a
 restart forgets negotiations in flight (the peer's machine then times out).
@@ -41,9 +41,10 @@ NEGOTIATION_PREFIX = "m.s2s.upgrade"
 TOMBSTONE = "m.room.tombstone"
 #: Negotiations kept per process (finished ones are dropped first).
 MAX_NEGOTIATIONS = 1000
-#: Attempts to join a replacement room (the invite may arrive just after the tombstone).
-FOLLOW_ATTEMPTS = 10
-FOLLOW_DELAY_MS = 1000
+#: Attempts to join a room we were invited to (the inviter persists the invite only after we
+#: answered it, so the first make_join can come too early).
+JOIN_ATTEMPTS = 10
+JOIN_DELAY_MS = 1000
 
 
 def _servership() -> Any:
@@ -158,17 +159,41 @@ class S2SRooms:
         room_id, inviter = event.room_id, _core.user_server(event.sender) or ""
         accept, reason, detail = await self.decide_invite(event)
         metrics.S2S_INVITES.labels(reason).inc()
-        membership = "join" if accept else "leave"
-        try:
-            await _compat.set_own_membership(self._api, self._pseudouser, room_id, membership,
-                                             [inviter] if inviter else None)
-        except Exception as exc:  # noqa: BLE001 - the inviter's answer; logged, nothing else
-            logger.warning("servership: %s could not %s %s (invited by %s, %s): %s",
-                           self._pseudouser, "accept" if accept else "reject", room_id,
-                           event.sender, reason, _compat.error_details(exc))
-            return
+        via = [inviter] if inviter else []
         logger.info("servership: s2s invite of %s to %s by %s: %s (%s: %s)", self._pseudouser,
                     room_id, event.sender, "accepted" if accept else "rejected", reason, detail)
+        if accept:
+            if await self._join(room_id, via) and room_id in self._successors:
+                metrics.S2S_UPGRADES.labels("followed").inc()
+                logger.info("servership: %s followed the tombstone of %s into %s",
+                            self._pseudouser, self._successors[room_id], room_id)
+            return
+        try:
+            await _compat.set_own_membership(self._api, self._pseudouser, room_id, "leave", via)
+        except Exception as exc:  # noqa: BLE001 - the inviter's answer; logged, nothing else
+            logger.warning("servership: %s could not reject the invite to %s: %s",
+                           self._pseudouser, room_id, _compat.error_details(exc))
+
+    async def _join(self, room_id: str, via: list[str]) -> bool:
+        """Our pseudouser joins through ``via``, trying a few times: the inviting server
+        persists its invite only after we have answered it, and a tombstone can come before
+        the invite to the replacement room."""
+        for attempt in range(JOIN_ATTEMPTS):
+            if room_id in await _compat.rooms_joined_by(self._api, self._pseudouser):
+                return True
+            try:
+                await _compat.set_own_membership(self._api, self._pseudouser, room_id, "join",
+                                                 via)
+                logger.info("servership: %s joined s2s room %s", self._pseudouser, room_id)
+                return True
+            except Exception as exc:  # noqa: BLE001 - refused for now: try again shortly
+                status, errcode, message = _compat.error_details(exc)
+                logger.info("servership: %s could not join %s yet (attempt %d: %s %s %s)",
+                            self._pseudouser, room_id, attempt + 1, status, errcode, message)
+            await _compat.sleep(self._api, JOIN_DELAY_MS)
+        logger.warning("servership: %s gave up joining %s through %s", self._pseudouser,
+                       room_id, via)
+        return False
 
     # -- creating a room with a peer --------------------------------------------------------------
 
@@ -243,6 +268,16 @@ class S2SRooms:
                           self._pseudouser and (e.get("content") or {}).get("membership") ==
                           "join" for e in state)
         return peers.pop() if joined_self and len(peers) == 1 else None
+
+    async def _settled_peer(self, room_id: str) -> str | None:
+        """``_peer_of``, waiting a little while our own join is still settling: a peer's
+        opening can arrive while Synapse is still fetching the room's state after our join."""
+        for _attempt in range(JOIN_ATTEMPTS):
+            peer = await self._peer_of(room_id)
+            if peer is not None:
+                return peer
+            await _compat.sleep(self._api, JOIN_DELAY_MS)
+        return None
 
     def _keep(self, room_id: str, negotiation: Any) -> None:
         if room_id not in self._negotiations and len(self._negotiations) >= MAX_NEGOTIATIONS:
@@ -328,7 +363,7 @@ class S2SRooms:
                     raise _core.CoreError("M_INVALID_PARAM", 400,
                                           "no negotiation runs in this room and this is no "
                                           "opening")
-                if await self._peer_of(room_id) != _core.user_server(event["sender"]):
+                if await self._settled_peer(room_id) != _core.user_server(event["sender"]):
                     raise _core.CoreError("M_FORBIDDEN", 403,
                                           "the sender's server is not this s2s room's peer")
                 negotiation, step = s.Negotiation.respond(self._policy, self._server, event)
@@ -351,8 +386,8 @@ class S2SRooms:
         if step.resend is not None:
             # Synapse retries delivery of what it sent by itself; a lost event reaches the
             # peer when the peer backfills or gets missing events.
-            logger.info("servership: the negotiation in %s asks to deliver %s again", room_id,
-                        step.resend)
+            logger.debug("servership: the negotiation in %s asks to deliver %s again", room_id,
+                         step.resend)
         if step.outcome != "in_progress":
             logger.info("servership: upgrade negotiation in %s: %s (%s)", room_id, step.outcome,
                         negotiation.role)
@@ -397,8 +432,10 @@ class S2SRooms:
                     new_room, version, peer_user)
 
     async def on_tombstone(self, event: Any) -> None:
-        """Follow a tombstone our peer's pseudouser sent in an s2s room we are in: join the
-        replacement room (its invite may come just after; tried a few times)."""
+        """A tombstone our peer's pseudouser sent in an s2s room we are in: remember the
+        replacement room. We follow it through the peer's invite, which goes through
+        ``decide_invite`` like any other: a tombstone alone never makes us join a room (it
+        could point at one that is no s2s room)."""
         sender, room_id = event.sender, event.room_id
         if self._api.is_mine(sender) or not _core.is_server_pseudouser(sender):
             return
@@ -407,24 +444,10 @@ class S2SRooms:
         replacement = (event.content or {}).get("replacement_room")
         if not isinstance(replacement, str) or not replacement.startswith("!"):
             return
+        if len(self._successors) >= MAX_NEGOTIATIONS:
+            self._successors.pop(next(iter(self._successors)))
         self._successors[replacement] = room_id
-        logger.info("servership: %s replaced s2s room %s by %s; following", sender, room_id,
-                    replacement)
-        via = [_core.user_server(sender) or ""]
-        for _attempt in range(FOLLOW_ATTEMPTS):
-            if replacement in await _compat.rooms_joined_by(self._api, self._pseudouser):
-                return
-            try:
-                await _compat.set_own_membership(self._api, self._pseudouser, replacement,
-                                                 "join", via)
-                metrics.S2S_UPGRADES.labels("followed").inc()
-                logger.info("servership: %s followed the tombstone into %s", self._pseudouser,
-                            replacement)
-                return
-            except Exception as exc:  # noqa: BLE001 - not invited yet: wait for it
-                logger.info("servership: joining %s failed (%s); trying again", replacement,
-                            _compat.error_details(exc)[2])
-            await _compat.sleep(self._api, FOLLOW_DELAY_MS)
+        logger.info("servership: %s replaced s2s room %s by %s", sender, room_id, replacement)
 
 
 __all__ = ["ROOMS_PATH", "S2SRooms", "SEND_PATH", "UPGRADE_PATH"]

@@ -1130,6 +1130,10 @@ def s2s_problem() -> str | None:
         return f"RoomCreationHandler.upgrade_room has no {', '.join(missing)}"
     if not hasattr(RoomCreationHandler, "_calculate_upgraded_room_creation_content"):
         return "RoomCreationHandler has no _calculate_upgraded_room_creation_content"
+    if not additional_creators_work():
+        return ("its events freeze their content (Python events, before 1.155), so a v12 "
+                "create event with additional_creators is refused and its upgrade of v12 rooms "
+                "fails midway (seen on 1.140: 'immutabledict' object has no attribute 'pop')")
     return None
 
 
@@ -1210,3 +1214,33 @@ async def send_message_as(api: Any, sender: str, room_id: str, etype: str,
 async def sleep(api: Any, ms: int) -> None:
     """Wait ``ms`` milliseconds on Synapse's clock (public module API)."""
     await api.sleep(ms / 1000)
+
+
+@functools.lru_cache(maxsize=1)
+def additional_creators_work() -> bool:
+    """Whether rooms we build may name ``additional_creators`` (MSC4289). Releases whose events
+    are Python objects freeze an event's content (lists become tuples) before event auth, whose
+    check then refuses the tuple ("additional_creators must be an array", seen on 1.140): a
+    create event with additional creators fails there."""
+    try:
+        from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+        from synapse.event_auth import check_valid_additional_creators
+        from synapse.events import make_event_from_dict
+
+        version = KNOWN_ROOM_VERSIONS.get("12")
+        if version is None:
+            return False
+        event = make_event_from_dict(
+            {"type": "m.room.create", "state_key": "", "sender": "@:a.example",
+             "content": {"room_version": "12", "additional_creators": ["@:b.example"]},
+             "auth_events": [], "prev_events": [], "depth": 1, "origin_server_ts": 0,
+             "hashes": {"sha256": "x"}, "signatures": {}},
+            version,
+        )
+        freeze = getattr(event, "freeze", None)
+        if freeze is not None:
+            freeze()
+        check_valid_additional_creators(event.content["additional_creators"])
+    except Exception:  # noqa: BLE001 - refused (or no MSC4289 at all): do without
+        return False
+    return True

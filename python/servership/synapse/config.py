@@ -452,6 +452,18 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
                 f"Synapse differs ({problem}); set it to false on this Synapse",
             )
 
+    if s2s.enabled:
+        problem = _compat.s2s_problem()
+        if problem is not None:
+            raise _err("s2s.enabled", f"needs Synapse's room creation and upgrade internals as "
+                       f"this module knows them, and this Synapse differs ({problem}); set it "
+                       "to false on this Synapse")
+        for index, (version, _rating) in enumerate(s2s.versions):
+            if version != MEMBERS_VERSION and _compat.synapse_room_version(version) is None:
+                raise _err(f"s2s.versions[{index}].version",
+                           f"{version!r} is neither the members room version nor a room "
+                           "version this Synapse knows")
+
     return ServershipConfig(
         store_path=store_path,
         store=store,

@@ -213,11 +213,14 @@ class S2SRooms:
         if denied is not None:
             raise _bad(f"peer: {denied.detail}", "M_FORBIDDEN", 403)
         peer_user = f"@:{peer}"
+        # The peer's pseudouser is a creator too: either server may then upgrade (whichever
+        # ends up the initiator).
+        creation = {"type": s.s2s.ROOM_TYPE, s.MEMBERS_MARKER: s.MEMBERS_ROOM_VERSION,
+                    "additional_creators": [peer_user]}
         room_id = await _compat.create_room_as(self._api, self._pseudouser, {
             "room_version": "12",
             "preset": "private_chat",
-            "creation_content": {"type": s.s2s.ROOM_TYPE, s.MEMBERS_MARKER: s.MEMBERS_ROOM_VERSION,
-                                 "additional_creators": [peer_user]},
+            "creation_content": creation,
             "initial_state": [
                 {"type": "m.room.history_visibility", "state_key": "",
                  "content": {"history_visibility": "shared"}},

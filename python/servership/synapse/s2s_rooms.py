@@ -122,8 +122,10 @@ class S2SRooms:
         s = _servership()
         room_id = event.room_id
         inviter = _core.user_server(event.sender) or ""
-        denied = self._operator.room_denied(room_id) or (
-            self._operator.server_denied(inviter) if inviter else None)
+        # A Decision is falsy when it denies: test for None, never with ``or``.
+        denied = self._operator.room_denied(room_id)
+        if denied is None and inviter:
+            denied = self._operator.server_denied(inviter)
         if denied is not None:
             return False, denied.reason, denied.detail
         unsigned = _compat.plain_json(event.get_pdu_json()).get("unsigned") or {}

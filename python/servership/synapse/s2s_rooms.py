@@ -165,7 +165,18 @@ class S2SRooms:
         logger.info("servership: s2s invite of %s to %s by %s: %s (%s: %s)", self._pseudouser,
                     room_id, event.sender, "accepted" if accept else "rejected", reason, detail)
         if accept:
-            if await self._join(room_id, via) and room_id in self._successors:
+            if not await self._join(room_id, via):
+                return
+            problem = await self._unfit(room_id)
+            if problem is not None:
+                # The invite's state lied (it is the inviter's word): the room we joined is not
+                # what it claimed. Leave at once, as peeking does.
+                metrics.S2S_INVITES.labels("lied").inc()
+                logger.warning("servership: %s left %s at once: %s (the invite claimed "
+                               "otherwise)", self._pseudouser, room_id, problem)
+                await _compat.set_own_membership(self._api, self._pseudouser, room_id, "leave")
+                return
+            if room_id in self._successors:
                 metrics.S2S_UPGRADES.labels("followed").inc()
                 logger.info("servership: %s followed the tombstone of %s into %s",
                             self._pseudouser, self._successors[room_id], room_id)
@@ -176,6 +187,21 @@ class S2SRooms:
             logger.warning("servership: %s could not reject the invite to %s: %s",
                            self._pseudouser, room_id, _compat.error_details(exc))
 
+    async def _unfit(self, room_id: str) -> str | None:
+        """Why a room just joined is no s2s room of the members room version, by its own
+        create event (now that we hold it), or None."""
+        for _attempt in range(JOIN_ATTEMPTS):
+            state = await _compat.current_state(self._api, room_id, [("m.room.create", "")])
+            create = self._create_of(state or [])
+            if create is not None:
+                if not _servership().s2s.is_s2s_room(create.get("content") or {}):
+                    return "its create event has no type m.s2s"
+                if not self._rules.applies_with(room_id, create):
+                    return "it is not of the members room version"
+                return None
+            await _compat.sleep(self._api, JOIN_DELAY_MS)  # state still being fetched
+        return "its create event could not be read"
+
     async def _join(self, room_id: str, via: list[str]) -> bool:
         """Our pseudouser joins through ``via``, trying a few times: the inviting server
         persists its invite only after we have answered it, and a tombstone can come before
@@ -184,8 +210,9 @@ class S2SRooms:
             if room_id in await _compat.rooms_joined_by(self._api, self._pseudouser):
                 return True
             try:
+                # A copy: Synapse appends to the list it is given.
                 await _compat.set_own_membership(self._api, self._pseudouser, room_id, "join",
-                                                 via)
+                                                 list(via))
                 logger.info("servership: %s joined s2s room %s", self._pseudouser, room_id)
                 return True
             except Exception as exc:  # noqa: BLE001 - refused for now: try again shortly

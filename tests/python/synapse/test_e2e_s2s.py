@@ -315,3 +315,34 @@ def test_forged_and_out_of_order_negotiation_events_are_ignored(
     assert reply["sender"] == f"@:{b.server_name}"
     assert reply["content"]["m.relates_to"]["event_id"] == good
     assert {"version": MEMBERS, "rating": 10} in reply["content"]["versions"]
+
+
+def test_an_invite_whose_state_lies_is_left_at_once(s2s_lab: Lab,
+                                                    rogue: RogueHomeserver) -> None:
+    """The invite's ``invite_room_state`` is the inviter's word. It claims an s2s room of the
+    members room version; the room is an s2s room of plain v12 (no marker), where the invite
+    lets B's pseudouser in. B joins (it cannot know before), reads the real create event and
+    leaves at once. (Claiming an s2s room for a marked ordinary room gets less far: B's own
+    event auth, under the members rules, refuses the join.)"""
+    b = s2s_lab.b
+    pseudo = f"@:{b.server_name}"
+    room = rogue.create_room(create_content={"type": "m.s2s"}, join_rule="invite")
+    fake_create = dict(room.event(room.create_id))
+    fake_create["content"] = dict(fake_create["content"], **{MARKER: MEMBERS})
+    sender = rogue.user_id("blue")
+    ev = room.build("m.room.member", {"membership": "invite"}, sender=sender,
+                    state_key=pseudo)
+    signed = servership.sign_event(ev, rogue.server_name, rogue.signing_key, room.version)
+    event_id = servership.event_id(signed, room.version)
+    log_b = len(b.log_text())
+    status, answer = rogue.request(
+        b.server_name, "PUT",
+        f"/_matrix/federation/v2/invite/{q(room.room_id)}/{q(event_id)}",
+        {"room_version": room.version, "event": signed, "invite_room_state": [fake_create]})
+    assert status == 200, answer
+    room.add(answer["event"])
+    _wait_log(b, re.escape(f"s2s invite of {pseudo} to {room.room_id} by {sender}: accepted"),
+              after=log_b)
+    _wait_log(b, re.escape(f"{pseudo} left {room.room_id} at once: it is not of the members "
+                           "room version"), after=log_b)
+    _eventually(lambda: room.members().get(pseudo) == "leave", what="B's leave at the rogue")

@@ -327,6 +327,15 @@ fn check_join(target: &str, sender: &str, state: &AuthState<'_>, room: &RoomStat
             ),
         );
     }
+    // v12's first rule for joins: the creator's join right after the create event (the auth
+    // state holds nothing else). A pseudouser that created an s2s room has no invite to show;
+    // v12 alone decides that join (Allow never overrides it).
+    if pseudo
+        && str_field(state.create(), "sender") == Some(target)
+        && state.events().next().is_none()
+    {
+        return allow("the creator's first join: the v12 rules decide it");
+    }
     let Some(server) = user_server(target) else {
         return malformed(format!(
             "the state_key {} is not a user ID",

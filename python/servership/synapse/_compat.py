@@ -16,6 +16,7 @@ is set; a feature whose internals are then missing still refuses by its own key.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -1100,3 +1101,146 @@ async def recent_events(api: Any, room_id: str, user_id: str, limit: int) -> lis
         return [plain_json(e) for e in result.get("chunk", [])]
     # 1.16x: a GetMessagesResult of FilteredEvent (the event in .event) or of events.
     return [_client_event(getattr(e, "event", e)) for e in result.messages_chunk]
+
+
+# ---------------------------------------------------------------------------------------------
+# s2s rooms (s2s_rooms.py): rooms created and upgraded by our pseudouser
+# ---------------------------------------------------------------------------------------------
+
+#: While set, the room upgrade running in this context adds these keys to the new room's
+#: create content (Synapse copies only the room type; the members marker must follow too).
+_UPGRADE_EXTRA_CREATE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "servership_upgrade_extra_create", default=None
+)
+
+
+def s2s_problem() -> str | None:
+    """What this Synapse lacks for ``s2s`` (``None``: nothing): creating and upgrading rooms
+    as our pseudouser goes through ``RoomCreationHandler``, which has no module API."""
+    try:
+        from synapse.api.room_versions import KNOWN_ROOM_VERSIONS  # noqa: F401
+        from synapse.handlers.room import RoomCreationHandler
+        from synapse.types import create_requester  # noqa: F401
+    except ImportError as exc:
+        return f"cannot import {exc.name}"
+    params = inspect.signature(RoomCreationHandler.upgrade_room).parameters
+    missing = [p for p in ("requester", "old_room_id", "new_version", "additional_creators")
+               if p not in params]
+    if missing:
+        return f"RoomCreationHandler.upgrade_room has no {', '.join(missing)}"
+    if not hasattr(RoomCreationHandler, "_calculate_upgraded_room_creation_content"):
+        return "RoomCreationHandler has no _calculate_upgraded_room_creation_content"
+    if not additional_creators_work():
+        return ("its events freeze their content (Python events, before 1.155), so a v12 "
+                "create event with additional_creators is refused and its upgrade of v12 rooms "
+                "fails midway (seen on 1.140: 'immutabledict' object has no attribute 'pop')")
+    return None
+
+
+def synapse_room_version(identifier: str) -> Any:
+    """Synapse's ``RoomVersion`` for ``identifier`` (``None`` if this Synapse does not know it)."""
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+
+    return KNOWN_ROOM_VERSIONS.get(identifier)
+
+
+async def create_room_as(api: Any, user_id: str, config: dict) -> str:
+    """Create a room as the local ``user_id`` (our pseudouser, which has no account: the
+    module API's ``create_room`` wants a registered user). Returns the room ID."""
+    from synapse.types import create_requester
+
+    handler = homeserver(api).get_room_creation_handler()
+    room_id, _alias, _stream = await handler.create_room(
+        create_requester(user_id), config, ratelimit=False
+    )
+    return str(room_id)
+
+
+def _install_upgrade_hook(handler: Any) -> None:
+    """Wrap this handler's creation-content calculation once: inside an upgrade of ours
+    (the context variable set) the extra keys are added; every other upgrade is untouched."""
+    if getattr(handler, "_servership_upgrade_hook", False):
+        return
+    original = handler._calculate_upgraded_room_creation_content
+
+    def calculate(*args: Any, **kwargs: Any) -> Any:
+        content = original(*args, **kwargs)
+        extra = _UPGRADE_EXTRA_CREATE.get()
+        if extra:
+            content.update(extra)
+        return content
+
+    handler._calculate_upgraded_room_creation_content = calculate
+    handler._servership_upgrade_hook = True
+
+
+async def upgrade_room_as(api: Any, user_id: str, old_room_id: str, version: Any,
+                          additional_creators: list[str], extra_create: dict) -> str:
+    """Synapse's own room upgrade (tombstone in the old room, state copied, new room with a
+    ``predecessor``), requested by the local ``user_id``; ``extra_create`` goes into the new
+    create event's content. Returns the new room ID."""
+    from synapse.types import create_requester
+
+    handler = homeserver(api).get_room_creation_handler()
+    _install_upgrade_hook(handler)
+    token = _UPGRADE_EXTRA_CREATE.set(dict(extra_create))
+    try:
+        new_room = await handler.upgrade_room(
+            create_requester(user_id), old_room_id, version,
+            additional_creators=additional_creators or None, ratelimit=False,
+        )
+    finally:
+        _UPGRADE_EXTRA_CREATE.reset(token)
+    return str(new_room)
+
+
+async def invite_as(api: Any, sender: str, target: str, room_id: str) -> str:
+    """The local ``sender`` invites ``target`` (a remote pseudouser) to ``room_id``."""
+    event = await api.update_room_membership(
+        sender=sender, target=target, room_id=room_id, new_membership="invite",
+    )
+    return str(event.event_id)
+
+
+async def send_message_as(api: Any, sender: str, room_id: str, etype: str,
+                          content: dict) -> str:
+    """Send a (non-state) event as the local ``sender``; its event ID."""
+    event = await api.create_and_send_event_into_room(
+        {"type": etype, "room_id": room_id, "sender": sender, "content": content}
+    )
+    return str(event.event_id)
+
+
+async def sleep(api: Any, ms: int) -> None:
+    """Wait ``ms`` milliseconds on Synapse's clock (public module API)."""
+    await api.sleep(ms / 1000)
+
+
+@functools.lru_cache(maxsize=1)
+def additional_creators_work() -> bool:
+    """Whether rooms we build may name ``additional_creators`` (MSC4289). Releases whose events
+    are Python objects freeze an event's content (lists become tuples) before event auth, whose
+    check then refuses the tuple ("additional_creators must be an array", seen on 1.140): a
+    create event with additional creators fails there."""
+    try:
+        from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+        from synapse.event_auth import check_valid_additional_creators
+        from synapse.events import make_event_from_dict
+
+        version = KNOWN_ROOM_VERSIONS.get("12")
+        if version is None:
+            return False
+        event = make_event_from_dict(
+            {"type": "m.room.create", "state_key": "", "sender": "@:a.example",
+             "content": {"room_version": "12", "additional_creators": ["@:b.example"]},
+             "auth_events": [], "prev_events": [], "depth": 1, "origin_server_ts": 0,
+             "hashes": {"sha256": "x"}, "signatures": {}},
+            version,
+        )
+        freeze = getattr(event, "freeze", None)
+        if freeze is not None:
+            freeze()
+        check_valid_additional_creators(event.content["additional_creators"])
+    except Exception:  # noqa: BLE001 - refused (or no MSC4289 at all): do without
+        return False
+    return True

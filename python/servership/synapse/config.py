@@ -101,6 +101,26 @@ class PeekingConfig:
 
 
 @dataclass(frozen=True)
+class S2SConfig:
+    """MSC3348 s2s rooms driven by the module (``s2s_rooms.py``)."""
+
+    #: Off by default: with it on, remote invites of our pseudouser to s2s rooms are accepted.
+    enabled: bool = False
+    #: The core's ``ServerUserPolicy`` an invite of our pseudouser must pass (``s2s_only``,
+    #: ``either`` or ``peeking``; under ``peeking`` no invite is ever accepted).
+    policy: str = "s2s_only"
+    #: s2s rooms our pseudouser stays joined to at most (a remote server cannot make us join more).
+    max_rooms: int = 100
+    #: What this server offers in an upgrade negotiation: (room version, rating); the members
+    #: room version, or a room version Synapse knows.
+    versions: tuple[tuple[str, int], ...] = (("org.servership.v12.members.1", 10),)
+    #: Versions older than this are never offered (downgrade protection); ``None``: no floor.
+    floor: str | None = None
+    #: How often unfinished negotiations are ticked (loss repair, time-out).
+    tick_seconds: int = 5
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where servership keeps its tags, knocks, budgets and audit queue."""
 
@@ -126,6 +146,7 @@ class ServershipConfig:
         default_factory=MembersRoomVersionConfig
     )
     peeking: PeekingConfig = field(default_factory=PeekingConfig)
+    s2s: S2SConfig = field(default_factory=S2SConfig)
     pseudousers: bool = False
     allow_untested_synapse: bool = False
     denied_servers: tuple[str, ...] = ()  # server globs refused as pseudousers (members.py)
@@ -313,6 +334,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
             "audit",
             "members_room_version",
             "peeking",
+            "s2s",
             "allow_untested_synapse",
         },
     )
@@ -417,6 +439,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
     )
 
     peeking = _peeking(raw, members_room_version)
+    s2s = _s2s(raw, members_room_version)
 
     allow_untested = _bool(raw, "", "allow_untested_synapse", False)
     _check_synapse(allow_untested, invites, members_room_version)
@@ -429,6 +452,18 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
                 f"Synapse differs ({problem}); set it to false on this Synapse",
             )
 
+    if s2s.enabled:
+        problem = _compat.s2s_problem()
+        if problem is not None:
+            raise _err("s2s.enabled", f"needs Synapse's room creation and upgrade internals as "
+                       f"this module knows them, and this Synapse differs ({problem}); set it "
+                       "to false on this Synapse")
+        for index, (version, _rating) in enumerate(s2s.versions):
+            if version != MEMBERS_VERSION and _compat.synapse_room_version(version) is None:
+                raise _err(f"s2s.versions[{index}].version",
+                           f"{version!r} is neither the members room version nor a room "
+                           "version this Synapse knows")
+
     return ServershipConfig(
         store_path=store_path,
         store=store,
@@ -438,6 +473,7 @@ def parse(raw: Any, synapse_db_paths: list[str] | None = None) -> ServershipConf
         audit=audit,
         members_room_version=members_room_version,
         peeking=peeking,
+        s2s=s2s,
         pseudousers=_bool(raw, "", "pseudousers", False),
         allow_untested_synapse=allow_untested,
         denied_servers=denied_servers,
@@ -468,6 +504,51 @@ def _peeking(raw: Mapping[str, Any], members: MembersRoomVersionConfig) -> Peeki
         raise _err("peeking.enabled", "needs members_room_version.enabled (peeking joins "
                    "rooms of the members room version only)")
     return peeking
+
+
+#: The members room version's identifier, as negotiations name it.
+MEMBERS_VERSION = "org.servership.v12.members.1"
+_S2S_POLICIES = ("s2s_only", "either", "peeking")
+
+
+def _s2s(raw: Mapping[str, Any], members: MembersRoomVersionConfig) -> S2SConfig:
+    s = _section(raw.get("s2s"), "s2s")
+    _known(s, "s2s", {"enabled", "policy", "max_rooms", "versions", "floor", "tick_seconds"})
+    policy = s.get("policy", "s2s_only")
+    if policy not in _S2S_POLICIES:
+        raise _err("s2s.policy", f"must be one of {', '.join(_S2S_POLICIES)}")
+    raw_versions = s.get("versions", [{"version": MEMBERS_VERSION, "rating": 10}])
+    if not isinstance(raw_versions, list) or not 1 <= len(raw_versions) <= 64:
+        raise _err("s2s.versions", "must be a list of 1 to 64 {version, rating} mappings")
+    versions: list[tuple[str, int]] = []
+    for index, entry in enumerate(raw_versions):
+        key = f"s2s.versions[{index}]"
+        if not isinstance(entry, Mapping) or set(entry) != {"version", "rating"}:
+            raise _err(key, "must be a mapping with exactly version and rating")
+        version, rating = entry["version"], entry["rating"]
+        if not isinstance(version, str) or not re.fullmatch(r"[a-z0-9.-]{1,32}", version):
+            raise _err(f"{key}.version", "must be a room version ([a-z0-9.-], at most 32)")
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 1000:
+            raise _err(f"{key}.rating", "must be a whole number from 0 to 1000")
+        if any(v == version for v, _ in versions):
+            raise _err(f"{key}.version", f"{version!r} is listed twice")
+        versions.append((version, rating))
+    floor = s.get("floor")
+    if floor is not None and (not isinstance(floor, str)
+                              or not re.fullmatch(r"[a-z0-9.-]{1,32}", floor)):
+        raise _err("s2s.floor", "must be a room version ([a-z0-9.-], at most 32)")
+    s2s = S2SConfig(
+        enabled=_bool(s, "s2s", "enabled", False),
+        policy=policy,
+        max_rooms=_positive(s, "s2s", "max_rooms", 100),
+        versions=tuple(versions),
+        floor=floor,
+        tick_seconds=_positive(s, "s2s", "tick_seconds", 5),
+    )
+    if s2s.enabled and not members.enabled:
+        raise _err("s2s.enabled", "needs members_room_version.enabled (s2s rooms are rooms of "
+                   "the members room version: rule f lets their pseudousers join)")
+    return s2s
 
 
 def _check_synapse(

@@ -107,3 +107,18 @@ PEEK_LURES_IGNORED = Counter(
     "servership_peek_lures_ignored_total",
     "Remote invites of our pseudouser, which never make this server join",
 )
+S2S_INVITES = Counter(
+    "servership_s2s_invites_total",
+    "Remote invites of our pseudouser, by outcome (accepted, or the reason it was rejected)",
+    ["outcome"],
+)
+S2S_NEGOTIATION_EVENTS = Counter(
+    "servership_s2s_negotiation_events_total",
+    "m.s2s.upgrade* events from peers, by outcome (handled, refused, not_a_pseudouser)",
+    ["outcome"],
+)
+S2S_UPGRADES = Counter(
+    "servership_s2s_upgrades_total",
+    "s2s room upgrades (upgraded, failed) and tombstones followed (followed)",
+    ["outcome"],
+)

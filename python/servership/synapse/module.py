@@ -22,6 +22,7 @@ from .knock_flow import KnockFlow
 from .members import MembersHooks
 from .peeking import PeekService
 from .room_version import MembersRules
+from .s2s_rooms import S2SRooms
 
 logger = logging.getLogger("servership.synapse")
 
@@ -115,6 +116,12 @@ class ServershipModule:
         if config.peeking.enabled and self._background:
             self._peeking = PeekService(api, config, self._members_rules)
 
+        # s2s rooms (off by default): invites, negotiations and upgrades on the
+        # background-tasks process, which alone sees on_new_event here.
+        self._s2s: S2SRooms | None = None
+        if config.s2s.enabled and self._background and self._members_rules is not None:
+            self._s2s = S2SRooms(api, config, self._members_rules)
+
         servlets = self._servlet_classes()
         if servlets:
             _compat.register_servlet_group(servlets)
@@ -125,7 +132,8 @@ class ServershipModule:
         # audits, which need discovery), on the background-tasks process only. The membership
         # checks of check_event_allowed (join rules, make_join) are always on.
         third_party: dict[str, Callable] = {"check_event_allowed": self.check_event_allowed}
-        if self._background and (config.discovery.enabled or self._peeking is not None):
+        if self._background and (config.discovery.enabled or self._peeking is not None
+                                 or self._s2s is not None):
             third_party["on_new_event"] = self.on_new_event
         api.register_third_party_rules_callbacks(**third_party)
         if config.invites.enabled:
@@ -135,6 +143,8 @@ class ServershipModule:
         self._members.register()
         if self._peeking is not None:
             self._peeking.register()
+        if self._s2s is not None:
+            self._s2s.register()
         if config.knocks.enabled:
             _compat.register_edu_handler(api, KNOCK_EDU, self.on_knock_edu)
             _compat.register_admin_json_resource(api, ADMIN_KNOCK_PATH, self.handle_admin_knock,
@@ -160,13 +170,14 @@ class ServershipModule:
                 self._auditor.start()
         logger.info(
             "servership loaded (discovery=%s invites=%s knocks=%s audit=%s "
-            "members_room_version=%s peeking=%s, store %s)",
+            "members_room_version=%s peeking=%s s2s=%s, store %s)",
             config.discovery.enabled,
             config.invites.enabled,
             config.knocks.enabled,
             config.audit.enabled,
             config.members_room_version.enabled,
             self._peeking is not None,
+            self._s2s is not None,
             # Never the connection string: it may hold Synapse's database password.
             config.store_path if config.store.backend == "sqlite" else "postgres",
         )
@@ -501,6 +512,10 @@ class ServershipModule:
         on every process, and one record per homeserver is enough."""
         if not self._background:
             return
+        if self._s2s is not None and self._s2s.wants(event):
+            self._api.run_as_background_process(
+                "servership_s2s_event", self._s2s.on_new_event, event
+            )
         if event.type != "m.room.member" or not self._is_local(event.state_key):
             return
         if self._peeking is not None:

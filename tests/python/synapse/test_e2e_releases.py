@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from harness.lab import Lab
-from harness.releases import MSC4329_SENDING_PROBLEM, SYNAPSE_VERSION
+from harness.releases import MSC4329_SENDING_PROBLEM, S2S_PROBLEM, SYNAPSE_VERSION
 
 
 def _start_with(lab: Lab, tmp_path: Path, module_config: dict, prelude: str = "") -> str:
@@ -67,6 +67,24 @@ def test_send_msc4329_is_refused_cleanly_where_synapse_lacks_its_internals(
         prelude, expected = "", MSC4329_SENDING_PROBLEM
     out = _start_with(lab, tmp_path, {"invites": {"send_msc4329": True}}, prelude)
     _assert_clean_config_error(out, "servership.invites.send_msc4329")
+    assert expected in out, (SYNAPSE_VERSION, out)
+
+
+def test_s2s_is_refused_cleanly_where_synapse_lacks_its_internals(lab: Lab,
+                                                                   tmp_path: Path) -> None:
+    if S2S_PROBLEM is None:
+        # A release that has them: take the upgrade's creation-content step away.
+        prelude = """
+            from synapse.handlers.room import RoomCreationHandler
+            del RoomCreationHandler._calculate_upgraded_room_creation_content
+        """
+        expected = "RoomCreationHandler has no _calculate_upgraded_room_creation_content"
+    else:
+        # The real thing, detected on this release (1.140: frozen events).
+        prelude, expected = "", S2S_PROBLEM
+    out = _start_with(lab, tmp_path, {"members_room_version": {"enabled": True},
+                                      "s2s": {"enabled": True}}, prelude)
+    _assert_clean_config_error(out, "servership.s2s.enabled")
     assert expected in out, (SYNAPSE_VERSION, out)
 
 

@@ -36,3 +36,7 @@ def _sends_full_invite_state() -> bool:
 
 #: Whether this Synapse's invites carry full PDUs in ``invite_room_state`` (MSC4311).
 SENDS_FULL_INVITE_STATE = _sends_full_invite_state()
+
+#: Why this Synapse cannot run s2s rooms (its room creation and upgrade internals differ, or
+#: its frozen events break v12 upgrades: 1.140-1.154), or None where it can.
+S2S_PROBLEM = _compat.s2s_problem()

@@ -18,13 +18,14 @@ import hmac
 import re
 import time
 import urllib.parse
-import uuid
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 import servership
-from harness.lab import Homeserver, Lab, LabError, User
+from harness.lab import Homeserver, Lab, User
+from harness.lab import uid as _uid
+from harness.lab import eventually as _eventually
 from harness.releases import (
     MSC4329_SENDING_PROBLEM,
     SENDS_FULL_INVITE_STATE,
@@ -40,21 +41,6 @@ def _tag(server_name: str, room_id: str) -> str:
     # Written out here (not through the library) so the test checks the library's answer.
     mac = hmac.new(server_name.encode(), room_id.encode(), hashlib.sha256).digest()
     return base64.b64encode(mac).decode().rstrip("=")
-
-
-def _uid(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _log_has(hs: Homeserver, pattern: str, timeout: float = 15.0) -> re.Match:

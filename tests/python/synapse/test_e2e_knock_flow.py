@@ -17,13 +17,15 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
-import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from harness.lab import Lab, LabError, User, free_port
+from harness.lab import Lab, User
+from harness.lab import uid as _uid
+from harness.lab import eventually as _eventually
 from harness.rogue import RogueHomeserver
+from harness.rogue import start_rogue
 
 KNOCK = "/_synapse/client/servership/v1/knock"
 KNOCKS = "/_synapse/client/servership/v1/knocks"
@@ -31,23 +33,8 @@ ACCEPTED = "org.servership.knock.accepted"
 GRANT = "m.server.is_able_to_subscribe"
 
 
-def _uid(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
 def _q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def _join_status(user: User, room: str, via: str) -> int:
@@ -77,10 +64,7 @@ def gated(lab: Lab) -> tuple[User, str, str]:
 
 @pytest.fixture(scope="module")
 def mallory(lab: Lab) -> Iterator[RogueHomeserver]:
-    ca, cert, key = lab.certs or (None, None, None)
-    assert ca is not None and cert is not None and key is not None
-    rogue = RogueHomeserver("MalloryKF", cert, key, ca, free_port())
-    rogue.start()
+    rogue = start_rogue(lab, "MalloryKF")
     try:
         yield rogue
     finally:

@@ -25,20 +25,15 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness.lab import Lab, free_port
+from harness.lab import Lab
+from harness.rogue import start_rogue as _start_rogue
+from harness.lab import uid as _uid
+from harness.lab import eventually as _eventually
 from harness.rogue import RogueHomeserver, q
 
 import servership
 
 VERS = "&".join(f"ver={v}" for v in ("10", "11", "12"))
-
-
-def _start_rogue(lab: Lab, name: str) -> RogueHomeserver:
-    ca, cert, key = lab.certs or (None, None, None)
-    assert ca is not None and cert is not None and key is not None
-    rogue = RogueHomeserver(name, cert, key, ca, free_port())
-    rogue.start()
-    return rogue
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +53,6 @@ def second_rogue(lab: Lab) -> Iterator[RogueHomeserver]:
         yield trudy
     finally:
         trudy.stop()
-
-
-def _uid(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def _eventually(check: Any, timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _make_join(rogue: RogueHomeserver, lab: Lab, room_id: str, user: str) -> tuple[int, Any]:

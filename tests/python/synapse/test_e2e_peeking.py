@@ -20,8 +20,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness.lab import Homeserver, Lab, User, client_request, free_port
+from harness.lab import Homeserver, Lab, User, client_request
+from harness.lab import uid as _uid
+from harness.lab import eventually as _eventually
 from harness.rogue import RogueHomeserver, q
+from harness.rogue import start_rogue
 
 import servership
 
@@ -56,10 +59,7 @@ def peek_lab(tmp_path_factory: pytest.TempPathFactory, lab_logs: list[Lab]) -> I
 
 @pytest.fixture(scope="module")
 def rogue(peek_lab: Lab) -> Iterator[RogueHomeserver]:
-    ca, cert, key = peek_lab.certs or (None, None, None)
-    assert ca is not None and cert is not None and key is not None
-    mallory = RogueHomeserver("Mallory", cert, key, ca, free_port())
-    mallory.start()
+    mallory = start_rogue(peek_lab, "Mallory")
     try:
         yield mallory
     finally:
@@ -67,21 +67,6 @@ def rogue(peek_lab: Lab) -> Iterator[RogueHomeserver]:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _uid(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def _eventually(check: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def _wait_log(hs: Homeserver, pattern: str, after: int = 0, timeout: float = 20.0) -> str:

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.parse
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from harness.lab import Homeserver, Lab, User, free_port
+from harness.lab import Homeserver, Lab, User
+from harness.rogue import start_rogue as _start_rogue
+from harness.lab import uid as _uid
+from harness.lab import eventually as _eventually
 from harness.rogue import RogueHomeserver, q
 
 import servership
@@ -60,14 +61,6 @@ def rv_lab(tmp_path_factory: pytest.TempPathFactory, lab_logs: list[Lab]) -> Ite
         lab.stop()
 
 
-def _start_rogue(lab: Lab, name: str) -> RogueHomeserver:
-    ca, cert, key = lab.certs or (None, None, None)
-    assert ca is not None and cert is not None and key is not None
-    rogue = RogueHomeserver(name, cert, key, ca, free_port())
-    rogue.start()
-    return rogue
-
-
 @pytest.fixture(scope="module")
 def rogue(rv_lab: Lab) -> Iterator[RogueHomeserver]:
     mallory = _start_rogue(rv_lab, "Mallory")
@@ -87,21 +80,6 @@ def trudy(rv_lab: Lab) -> Iterator[RogueHomeserver]:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _uid(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def _eventually(check: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _wait_log(hs: Homeserver, pattern: str, after: int = 0, timeout: float = 20.0) -> str:

@@ -15,15 +15,17 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from harness.lab import Homeserver, Lab, User, free_port
+from harness.lab import Homeserver, Lab, User
+from harness.lab import uid as _uid
+from harness.lab import eventually as _eventually
 from harness.releases import S2S_PROBLEM, SYNAPSE_VERSION
 from harness.rogue import RogueHomeserver, q
+from harness.rogue import start_rogue
 
 import servership
 
@@ -62,10 +64,7 @@ def s2s_lab(tmp_path_factory: pytest.TempPathFactory, lab_logs: list[Lab]) -> It
 
 @pytest.fixture(scope="module")
 def rogue(s2s_lab: Lab) -> Iterator[RogueHomeserver]:
-    ca, cert, key = s2s_lab.certs or (None, None, None)
-    assert ca is not None and cert is not None and key is not None
-    mallory = RogueHomeserver("Mallory", cert, key, ca, free_port())
-    mallory.start()
+    mallory = start_rogue(s2s_lab, "Mallory")
     try:
         yield mallory
     finally:
@@ -79,21 +78,6 @@ def admins(s2s_lab: Lab) -> tuple[User, User]:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _uid(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def _eventually(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def _wait_log(hs: Homeserver, pattern: str, after: int = 0, timeout: float = 30.0) -> str:

@@ -19,13 +19,14 @@ import hmac
 import os
 import re
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from harness.lab import LabError, client_request
+from harness.lab import client_request
+from harness.lab import uid as _uid
+from harness.lab import eventually as _eventually
 from harness.workers import FEDERATION, MAIN, PERSISTER, Services, WorkerHomeserver, WorkerLab
 
 DISCOVER = "/_matrix/federation/v1/org.matrix.msc4358/discover_common_rooms"
@@ -93,17 +94,6 @@ def _tag(server_name: str, room_id: str) -> str:
     return base64.b64encode(mac).decode().rstrip("=")
 
 
-def _eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _metric(text: str, name: str, labels: str = "") -> float:
     """The sum of ``name``'s samples whose labels contain ``labels`` (0 when none)."""
     total = 0.0
@@ -116,10 +106,6 @@ def _metric(text: str, name: str, labels: str = "") -> float:
 
 def _per_process(a: WorkerHomeserver, name: str, labels: str = "") -> dict[str, float]:
     return {p: _metric(a.process_metrics_text(p), name, labels) for p in PROCESSES}
-
-
-def _uid(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 def test_a_tag_recorded_by_the_main_process_is_answered_by_the_worker(wlab: WorkerLab) -> None:

@@ -22,12 +22,13 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,6 +45,25 @@ HTTP_TIMEOUT = 15.0
 
 class LabError(RuntimeError):
     """The lab could not be set up or a server misbehaved."""
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
+               interval: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something true (returned), or raise ``LabError`` after
+    ``timeout`` seconds. Synapse flushes log lines and federation traffic in batches: tests poll."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def uid(prefix: str) -> str:
+    """A unique name (users, rooms) for one test, so tests sharing a lab never collide."""
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 def free_port() -> int:

@@ -826,3 +826,15 @@ class _Defaults:
         version = str(body.get("room_version", "1"))
         return 200, {"event": servership.sign_event(event, rogue.server_name,
                                                     rogue.signing_key, version)}
+
+
+def start_rogue(lab: Any, name: str) -> RogueHomeserver:
+    """A rogue homeserver named ``name`` with ``lab``'s certificate, started (stop it yourself)."""
+    from .lab import free_port
+
+    ca, cert, key = lab.certs or (None, None, None)
+    if ca is None or cert is None or key is None:
+        raise RuntimeError("the lab has no certificates yet (call lab.prepare() first)")
+    rogue = RogueHomeserver(name, cert, key, ca, free_port())
+    rogue.start()
+    return rogue

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from . import _compat, _core, config as config_mod, metrics
 
@@ -67,11 +67,15 @@ class KnockFlow:
     """Both ends of the flow: R's decisions (admin API) and S's knocks and their acceptance."""
 
     def __init__(self, api: Any, config: Any, server_name: str,
-                 knock_store: Callable[[], Any]) -> None:
+                 knock_store: Callable[[], Any],
+                 known_room: Callable[[Any], Awaitable[str]]) -> None:
+        """``known_room(room_id)`` is the module's check for the admin APIs: the room ID, or a
+        400 for one that is not a room ID and a 404 for a room this server does not know."""
         self._api = api
         self._config = config
         self._server_name = server_name
         self._knock_store = knock_store
+        self._known_room = known_room
         self._sent: dict[str, SentKnock] = {}
 
     def register(self) -> None:
@@ -170,16 +174,9 @@ class KnockFlow:
 
     # -- R: deciding knocks on our rooms -----------------------------------------------------------
 
-    async def _gated_room(self, room_id: Any) -> str:
-        if not isinstance(room_id, str) or not room_id.startswith("!"):
-            raise _compat.matrix_error(400, "room_id must be a room ID", "M_INVALID_PARAM")
-        if not await _compat.has_membership(self._api, room_id):
-            raise _compat.matrix_error(404, "this server knows no such room", "M_NOT_FOUND")
-        return room_id
-
     async def handle_list(self, admin: str, query: dict[str, str]) -> dict:
         """``GET ...?room_id=``: the room's pending knocks, each with the core's advice."""
-        room_id = await self._gated_room(query.get("room_id"))
+        room_id = await self._known_room(query.get("room_id"))
         store = await self._api.defer_to_thread(self._knock_store)
         knocks = [] if store is None else await self._api.defer_to_thread(
             store.for_room, room_id, _compat.now_ms(self._api))
@@ -193,7 +190,7 @@ class KnockFlow:
 
     async def handle_decide(self, admin: str, body: dict) -> dict:
         """``POST`` ``{room_id, server, decision: accept|refuse}``."""
-        room_id = await self._gated_room(body.get("room_id"))
+        room_id = await self._known_room(body.get("room_id"))
         server, decision = body.get("server"), body.get("decision")
         if not isinstance(server, str) or not config_mod.server_name_ok(server):
             raise _compat.matrix_error(400, "server must be a server name", "M_INVALID_PARAM")

@@ -109,7 +109,8 @@ class ServershipModule:
             self._members_rules = rules
         self._members = MembersHooks(api, config, lambda: self._stores()[2],
                                      self._members_rules)
-        self._knock_flow = KnockFlow(api, config, self._server_name, lambda: self._stores()[2])
+        self._knock_flow = KnockFlow(api, config, self._server_name, lambda: self._stores()[2],
+                                     self._known_room)
         # Peeking (off by default): the sessions live in memory on the background-tasks
         # process, which alone serves the endpoint and leaves idle rooms.
         self._peeking: PeekService | None = None

@@ -52,7 +52,11 @@ def _grant(key: servership.SigningKey, room_id: str, state_key: str = US,
 def flow(monkeypatch: pytest.MonkeyPatch) -> tuple[knock_flow.KnockFlow, _Api, Any]:
     api = _Api()
     key = _key()
-    flow = knock_flow.KnockFlow(api, parse({"store_path": "/tmp/unused.db"}), US, lambda: None)
+    async def known(room_id: Any) -> str:
+        return str(room_id)
+
+    flow = knock_flow.KnockFlow(api, parse({"store_path": "/tmp/unused.db"}), US, lambda: None,
+                                known)
 
     async def keys(self: Any, pdu: dict) -> dict:
         return {ORIGIN: {key.key_id: key.public_key}}
